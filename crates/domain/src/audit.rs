@@ -1,0 +1,117 @@
+//! The kinds of audit event. Every state change writes exactly one.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What happened. The string form is stored and shown in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AuditEventKind {
+    #[serde(rename = "team.created")]
+    TeamCreated,
+    #[serde(rename = "user.created")]
+    UserCreated,
+    #[serde(rename = "role.created")]
+    RoleCreated,
+    #[serde(rename = "member.bound")]
+    MemberBound,
+    #[serde(rename = "member.unbound")]
+    MemberUnbound,
+    #[serde(rename = "instance.created")]
+    InstanceCreated,
+    #[serde(rename = "instance.settings_updated")]
+    InstanceSettingsUpdated,
+    #[serde(rename = "instance.deleted")]
+    InstanceDeleted,
+    #[serde(rename = "flow.saved")]
+    FlowSaved,
+    #[serde(rename = "flow.deleted")]
+    FlowDeleted,
+    #[serde(rename = "flows.replaced")]
+    FlowsReplaced,
+    #[serde(rename = "envvar.key_added")]
+    EnvKeyAdded,
+    #[serde(rename = "envvar.value_set")]
+    EnvValueSet,
+    #[serde(rename = "envvar.value_cleared")]
+    EnvValueCleared,
+    #[serde(rename = "envvar.key_removed")]
+    EnvKeyRemoved,
+    #[serde(rename = "envvar.value_revealed")]
+    EnvValueRevealed,
+    #[serde(rename = "pipeline.created")]
+    PipelineCreated,
+    #[serde(rename = "pipeline.deleted")]
+    PipelineDeleted,
+    #[serde(rename = "stage.added")]
+    StageAdded,
+    #[serde(rename = "stage.removed")]
+    StageRemoved,
+    #[serde(rename = "stages.reordered")]
+    StagesReordered,
+    #[serde(rename = "stage.protection_changed")]
+    StageProtectionChanged,
+    #[serde(rename = "promotion.applied")]
+    PromotionApplied,
+    #[serde(rename = "promotion.requested")]
+    PromotionRequested,
+    #[serde(rename = "promotion.rolled_back")]
+    PromotionRolledBack,
+}
+
+impl AuditEventKind {
+    pub fn as_str(self) -> &'static str {
+        use AuditEventKind::*;
+        match self {
+            TeamCreated => "team.created",
+            UserCreated => "user.created",
+            RoleCreated => "role.created",
+            MemberBound => "member.bound",
+            MemberUnbound => "member.unbound",
+            InstanceCreated => "instance.created",
+            InstanceSettingsUpdated => "instance.settings_updated",
+            InstanceDeleted => "instance.deleted",
+            FlowSaved => "flow.saved",
+            FlowDeleted => "flow.deleted",
+            FlowsReplaced => "flows.replaced",
+            EnvKeyAdded => "envvar.key_added",
+            EnvValueSet => "envvar.value_set",
+            EnvValueCleared => "envvar.value_cleared",
+            EnvKeyRemoved => "envvar.key_removed",
+            EnvValueRevealed => "envvar.value_revealed",
+            PipelineCreated => "pipeline.created",
+            PipelineDeleted => "pipeline.deleted",
+            StageAdded => "stage.added",
+            StageRemoved => "stage.removed",
+            StagesReordered => "stages.reordered",
+            StageProtectionChanged => "stage.protection_changed",
+            PromotionApplied => "promotion.applied",
+            PromotionRequested => "promotion.requested",
+            PromotionRolledBack => "promotion.rolled_back",
+        }
+    }
+}
+
+impl fmt::Display for AuditEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_name_and_the_serialized_name_agree() {
+        for k in [
+            AuditEventKind::PromotionApplied,
+            AuditEventKind::EnvValueRevealed,
+            AuditEventKind::StagesReordered,
+        ] {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::json!(k.as_str())
+            );
+        }
+    }
+}
