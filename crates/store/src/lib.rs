@@ -1,1 +1,297 @@
+//! Stagehand's storage: one interface, [`Store`], with a PostgreSQL and a
+//! SQLite implementation that share their queries (see `sql/`), plus the
+//! encryption of env values at rest.
 
+pub mod crypto;
+mod error;
+pub mod model;
+pub mod postgres;
+pub mod sqlite;
+
+pub use error::{Conflict, StoreError, StoreResult};
+pub use model::*;
+
+use async_trait::async_trait;
+use stagehand_domain::{
+    EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet, PipelineId, PromotionId,
+    SecretValue, SnapshotId, StageId, StageProtection, TeamId, UserId, Username,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which database a store keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Postgres,
+    Sqlite,
+}
+
+/// Everything Stagehand keeps. Every call that changes state writes its
+/// audit event in the same transaction; every call that takes a `team` acts
+/// only on that team's data, and treats another team's ids as not found.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn kind(&self) -> BackendKind;
+    /// Answers once the database does.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Users, teams, roles.
+    async fn create_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;
+    async fn user(&self, id: UserId) -> StoreResult<User>;
+    async fn user_credentials(&self, username: &Username) -> StoreResult<Option<UserCredentials>>;
+    async fn count_users(&self) -> StoreResult<i64>;
+    async fn create_team(&self, name: Name, actor: &Actor) -> StoreResult<Team>;
+    async fn team(&self, id: TeamId) -> StoreResult<Team>;
+    async fn teams(&self) -> StoreResult<Vec<Team>>;
+    async fn create_role(
+        &self,
+        team: TeamId,
+        name: Name,
+        permissions: PermissionSet,
+        actor: &Actor,
+    ) -> StoreResult<CustomRole>;
+    /// Binds `role` (a built-in role name or a custom role of the team).
+    async fn bind_role(
+        &self,
+        team: TeamId,
+        user: UserId,
+        role: &str,
+        actor: &Actor,
+    ) -> StoreResult<()>;
+    /// The union of the permissions of every role the user holds in the team.
+    async fn permissions(&self, team: TeamId, user: UserId) -> StoreResult<PermissionSet>;
+
+    // Instances, flows, env vars, settings.
+    async fn create_instance(
+        &self,
+        team: TeamId,
+        name: Name,
+        settings: serde_json::Value,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    async fn instance(&self, team: TeamId, id: InstanceId) -> StoreResult<Instance>;
+    async fn instances(&self, team: TeamId) -> StoreResult<Vec<Instance>>;
+    async fn update_settings(
+        &self,
+        team: TeamId,
+        id: InstanceId,
+        settings: serde_json::Value,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    async fn delete_instance(&self, team: TeamId, id: InstanceId, actor: &Actor)
+    -> StoreResult<()>;
+    async fn flows(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<FlowMeta>>;
+    async fn flow(&self, team: TeamId, instance: InstanceId, name: &FlowName) -> StoreResult<Flow>;
+    async fn put_flow(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        name: FlowName,
+        content: FlowContent,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    async fn delete_flow(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        name: &FlowName,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    /// Makes the instance's flow set exactly `flows`, in one transaction.
+    async fn replace_flows(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        flows: Vec<(FlowName, FlowContent)>,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    async fn env_vars(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<EnvVarMeta>>;
+    /// Adds the key if missing, and sets its value (or clears it with `None`).
+    async fn set_env_var(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        key: EnvKey,
+        value: Option<SecretValue>,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    async fn remove_env_var(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        key: &EnvKey,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    /// Decrypts one value; the reveal itself is audited.
+    async fn reveal_env_value(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        key: &EnvKey,
+        actor: &Actor,
+    ) -> StoreResult<Option<SecretValue>>;
+
+    // Pipelines and stages.
+    async fn create_pipeline(
+        &self,
+        team: TeamId,
+        name: Name,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline>;
+    async fn pipeline(&self, team: TeamId, id: PipelineId) -> StoreResult<Pipeline>;
+    async fn pipelines(&self, team: TeamId) -> StoreResult<Vec<Pipeline>>;
+    async fn delete_pipeline(&self, team: TeamId, id: PipelineId, actor: &Actor)
+    -> StoreResult<()>;
+    /// Inserts a stage at `position` (0-based; `None` appends).
+    async fn add_stage(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        instance: InstanceId,
+        position: Option<usize>,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline>;
+    async fn remove_stage(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline>;
+    async fn reorder_stages(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        order: Vec<StageId>,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline>;
+    async fn set_stage_protection(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        protection: StageProtection,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline>;
+
+    // Promotions.
+    /// The plan of a play on `stage`, without changing anything.
+    async fn preview(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+    ) -> StoreResult<Preview>;
+    /// Play: applies (or, into a protected stage, requests) a promotion.
+    async fn promote(&self, request: PromotionRequest) -> StoreResult<Promotion>;
+    /// Restores the target's flows from the promotion's backup snapshot.
+    async fn rollback(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        actor: &Actor,
+    ) -> StoreResult<Promotion>;
+    async fn promotion(&self, team: TeamId, id: PromotionId) -> StoreResult<Promotion>;
+    /// The newest promotions of the team, newest first.
+    async fn promotions(&self, team: TeamId, limit: i64) -> StoreResult<Vec<Promotion>>;
+    async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot>;
+
+    // Audit.
+    /// The newest audit events of the team, newest first.
+    async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Where the data lives.
+#[derive(Clone)]
+pub enum Database {
+    /// `postgres://…`
+    Postgres { url: String },
+    /// A SQLite file.
+    Sqlite { path: PathBuf },
+}
+
+impl std::fmt::Debug for Database {
+    /// Never prints the Postgres password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Postgres { url } => write!(f, "Postgres({})", redact_url(url)),
+            Self::Sqlite { path } => write!(f, "Sqlite({})", path.display()),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Opens the database, applies pending migrations, and checks that `key`
+/// is the key the data was encrypted with (recording it on first use).
+pub async fn open(database: &Database, key: &crypto::SecretKey) -> StoreResult<Arc<dyn Store>> {
+    let cipher = crypto::Cipher::new(key);
+    Ok(match database {
+        Database::Postgres { url } => {
+            let s = postgres::PgStore::connect(url, cipher).await?;
+            s.migrate().await?;
+            s.check_key().await?;
+            Arc::new(s)
+        }
+        Database::Sqlite { path } => {
+            let s = sqlite::SqliteStore::connect(path, cipher).await?;
+            s.migrate().await?;
+            s.check_key().await?;
+            Arc::new(s)
+        }
+    })
+}
+
+/// Applies pending migrations only.
+pub async fn migrate(database: &Database) -> StoreResult<()> {
+    let cipher = crypto::Cipher::new(&crypto::SecretKey::generate());
+    match database {
+        Database::Postgres { url } => {
+            postgres::PgStore::connect(url, cipher)
+                .await?
+                .migrate()
+                .await
+        }
+        Database::Sqlite { path } => {
+            sqlite::SqliteStore::connect(path, cipher)
+                .await?
+                .migrate()
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_password_is_never_printed() {
+        let db = Database::Postgres {
+            url: "postgres://app:s3cret@db:5432/stagehand".into(),
+        };
+        let shown = format!("{db:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("app:***@db:5432"), "{shown}");
+    }
+}

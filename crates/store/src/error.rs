@@ -1,0 +1,146 @@
+//! The store's errors: what went wrong in terms a caller can act on.
+
+use stagehand_domain::{EnvKey, PromotionStatus, ValidationError};
+
+/// Why a change could not be made as asked, given the current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// A unique name or pairing is already taken.
+    #[error("{message}")]
+    Taken {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// The instance changed since the caller last read it.
+    #[error(
+        "the instance changed since you loaded it (expected version {expected}, it is now {actual}); reload and try again"
+    )]
+    StaleVersion { expected: i64, actual: i64 },
+    /// The idempotency key was used before for a different request.
+    #[error("this idempotency key was already used for a different promotion")]
+    IdempotencyKeyReused,
+    /// The promotion is not in a status that allows this.
+    #[error("a promotion that is {from} cannot become {to}")]
+    Transition {
+        from: PromotionStatus,
+        to: PromotionStatus,
+    },
+    /// The target stage requires every key to have a value.
+    #[error("the target stage requires every env var to have a value; these would not: {}", keys_list(.0))]
+    EnvValuesMissing(Vec<EnvKey>),
+    /// The thing is still in use (e.g. an instance that is a stage).
+    #[error("{0}")]
+    InUse(&'static str),
+    /// The database aborted the transaction to resolve contention
+    /// (deadlock or serialisation failure); retrying is safe.
+    #[error("a concurrent change got in the way; try again")]
+    Contention,
+}
+
+fn keys_list(keys: &[EnvKey]) -> String {
+    keys.iter()
+        .map(EnvKey::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing does not exist, or belongs to another team: the two are
+    /// deliberately indistinguishable.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// A value could not be decrypted, or the key does not fit the data.
+    #[error("encryption: {0}")]
+    Crypto(String),
+    #[error("database: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Stored data that does not parse: a bug or tampering, never user input.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Unique constraints and the field and message each one maps to. Postgres
+/// reports the constraint name; SQLite reports the columns.
+const UNIQUE: &[(&str, &str, &str, &str)] = &[
+    (
+        "teams_name_key",
+        "teams.name",
+        "name",
+        "a team with this name already exists",
+    ),
+    (
+        "users_username_key",
+        "users.username",
+        "username",
+        "this username is already taken",
+    ),
+    (
+        "roles_team_name_key",
+        "roles.team_id, roles.name",
+        "name",
+        "this team already has a role with this name",
+    ),
+    (
+        "instances_team_name_key",
+        "instances.team_id, instances.name",
+        "name",
+        "this team already has an instance with this name",
+    ),
+    (
+        "pipelines_team_name_key",
+        "pipelines.team_id, pipelines.name",
+        "name",
+        "this team already has a pipeline with this name",
+    ),
+    (
+        "stages_pipeline_instance_key",
+        "stages.pipeline_id, stages.instance_id",
+        "instance_id",
+        "this instance is already a stage of this pipeline",
+    ),
+    (
+        "role_bindings_pkey",
+        "role_bindings.team_id, role_bindings.user_id, role_bindings.role",
+        "role",
+        "the user already holds this role in this team",
+    ),
+];
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                let (constraint, message) = (db.constraint().unwrap_or(""), db.message());
+                if let Some((_, _, field, msg)) = UNIQUE
+                    .iter()
+                    .find(|(c, cols, _, _)| *c == constraint || message.ends_with(cols))
+                {
+                    return Conflict::Taken {
+                        field,
+                        message: msg,
+                    }
+                    .into();
+                }
+                if constraint == "promotions_team_idempotency_key"
+                    || message.ends_with("promotions.team_id, promotions.idempotency_key")
+                {
+                    return Conflict::IdempotencyKeyReused.into();
+                }
+            }
+            // 40001 serialization_failure, 40P01 deadlock_detected.
+            if matches!(db.code().as_deref(), Some("40001" | "40P01")) {
+                return Conflict::Contention.into();
+            }
+        }
+        StoreError::Database(e)
+    }
+}

@@ -1,0 +1,272 @@
+//! Records the store returns and the requests it takes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use stagehand_domain::{
+    AuditEventKind, ContentHash, EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet,
+    PipelineId, PromotionId, PromotionPlan, PromotionStatus, SnapshotId, StageId, StageProtection,
+    TeamId, UserId, Username,
+};
+use std::collections::BTreeMap;
+
+/// Who makes a change, and from where. Written into every audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub user_id: Option<UserId>,
+    /// A username, a token's name, or `system`.
+    pub name: String,
+    pub source_ip: Option<String>,
+}
+
+impl Actor {
+    /// Stagehand itself (migrations, the CLI acting locally).
+    pub fn system() -> Self {
+        Self {
+            user_id: None,
+            name: "system".into(),
+            source_ip: None,
+        }
+    }
+
+    pub fn user(id: UserId, username: &Username) -> Self {
+        Self {
+            user_id: Some(id),
+            name: username.to_string(),
+            source_ip: None,
+        }
+    }
+
+    pub fn from_ip(mut self, ip: impl Into<String>) -> Self {
+        self.source_ip = Some(ip.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    pub id: TeamId,
+    pub name: Name,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub is_platform_admin: bool,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user with their password hash, for login only.
+#[derive(Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCredentials")
+            .field("user", &self.user)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Username,
+    /// An encoded Argon2id (PHC) hash; the store never sees passwords.
+    pub password_hash: String,
+    pub is_platform_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomRole {
+    pub id: stagehand_domain::RoleId,
+    pub team_id: TeamId,
+    pub name: Name,
+    pub permissions: PermissionSet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub team_id: TeamId,
+    pub name: Name,
+    pub settings: serde_json::Value,
+    /// Bumped by every change to the instance's flows, env vars or settings.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A flow without its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowMeta {
+    pub name: FlowName,
+    pub hash: ContentHash,
+    pub size_bytes: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub meta: FlowMeta,
+    pub content: FlowContent,
+}
+
+/// An env var as anyone may see it: the key and whether it has a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVarMeta {
+    pub key: EnvKey,
+    pub has_value: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pipeline {
+    pub id: PipelineId,
+    pub team_id: TeamId,
+    pub name: Name,
+    pub created_at: DateTime<Utc>,
+    /// In order, first to last.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// The stage and the one after it, for a play on `stage`.
+    pub fn stage_and_next(&self, stage: StageId) -> Option<(&Stage, Option<&Stage>)> {
+        let i = self.stages.iter().position(|s| s.id == stage)?;
+        Some((&self.stages[i], self.stages.get(i + 1)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stage {
+    pub id: StageId,
+    pub instance_id: InstanceId,
+    pub instance_name: Name,
+    /// 0-based.
+    pub position: i64,
+    pub protection: StageProtection,
+}
+
+/// Why a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotReason {
+    /// The source of a promotion, as it was at request time.
+    PromotionSource,
+    /// The target of a promotion, just before the promotion changed it.
+    PromotionBackup,
+    /// The target just before a rollback changed it.
+    RollbackBackup,
+}
+
+impl SnapshotReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PromotionSource => "promotion_source",
+            Self::PromotionBackup => "promotion_backup",
+            Self::RollbackBackup => "rollback_backup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::PromotionSource,
+            Self::PromotionBackup,
+            Self::RollbackBackup,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// An immutable record of an instance's flows and env keys (never values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub id: SnapshotId,
+    pub team_id: TeamId,
+    pub instance_id: InstanceId,
+    pub reason: SnapshotReason,
+    pub content_hash: ContentHash,
+    pub flows: BTreeMap<FlowName, ContentHash>,
+    pub env_keys: Vec<EnvKey>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Promotion {
+    pub id: PromotionId,
+    pub team_id: TeamId,
+    pub pipeline_id: PipelineId,
+    pub source_stage_id: StageId,
+    pub target_stage_id: StageId,
+    pub source_instance_id: InstanceId,
+    pub target_instance_id: InstanceId,
+    pub status: PromotionStatus,
+    /// Pinned at request time: what was reviewed is what ships.
+    pub source_snapshot_id: SnapshotId,
+    /// The target as it was before this promotion; set once applied.
+    pub backup_snapshot_id: Option<SnapshotId>,
+    /// The target's version this promotion produced, once applied.
+    pub target_version: Option<i64>,
+    pub plan: PromotionPlan,
+    pub requested_by_user_id: Option<UserId>,
+    pub requested_by: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub rolled_back_at: Option<DateTime<Utc>>,
+}
+
+/// One press of play.
+#[derive(Debug, Clone)]
+pub struct PromotionRequest {
+    pub team: TeamId,
+    pub pipeline: PipelineId,
+    /// The source stage; its next stage is the target.
+    pub stage: StageId,
+    pub actor: Actor,
+    /// A retry with the same key returns the first promotion.
+    pub idempotency_key: Option<String>,
+    /// The target version the preview was computed against; a promotion
+    /// into a target that changed since fails with a conflict.
+    pub expected_target_version: Option<i64>,
+}
+
+/// What play on a stage would do, computed without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    pub source: Stage,
+    pub target: Stage,
+    pub source_version: i64,
+    pub target_version: i64,
+    pub plan: PromotionPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    pub id: stagehand_domain::AuditEventId,
+    pub team_id: Option<TeamId>,
+    pub actor_user_id: Option<UserId>,
+    pub actor: String,
+    pub source_ip: Option<String>,
+    pub kind: String,
+    pub subject_id: Option<uuid::Uuid>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An audit event about to be written, inside the change it records.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent<'a> {
+    pub team: Option<TeamId>,
+    pub actor: &'a Actor,
+    pub kind: AuditEventKind,
+    pub subject: Option<uuid::Uuid>,
+    pub details: serde_json::Value,
+}

@@ -1,0 +1,70 @@
+//! The PostgreSQL store: the production backend. Its queries are the shared
+//! ones in `sql/`; this file holds only what the dialect forces: the pool,
+//! migrations, and row locks (`FOR UPDATE`).
+
+use crate::crypto::Cipher;
+use crate::error::StoreResult;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub(crate) type Db = sqlx::Postgres;
+pub(crate) type Conn = sqlx::PgConnection;
+pub(crate) type Backend = PgStore;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: sqlx::PgPool,
+    pub(crate) cipher: Cipher,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, cipher: Cipher) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("stagehand");
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, cipher })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The pool, for tests and benchmarks that look behind the interface.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
+    /// A transaction that will write. Writers serialise on row locks taken
+    /// with [`lock_instance`].
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub(crate) const KIND: crate::BackendKind = crate::BackendKind::Postgres;
+}
+
+/// Locks an instance row of the team for the rest of the transaction and
+/// returns its version; `None` if there is no such instance in the team.
+pub(crate) async fn lock_instance(
+    conn: &mut Conn,
+    team: stagehand_domain::TeamId,
+    id: stagehand_domain::InstanceId,
+) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "select version from instances where id = $1 and team_id = $2 for update",
+    )
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_optional(conn)
+    .await?)
+}
+
+#[path = "sql/mod.rs"]
+mod sql;

@@ -1,0 +1,285 @@
+//! Users, teams, custom roles and role bindings.
+
+use super::{Conn, audit, now, stored};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Actor, CustomRole, NewAuditEvent, NewUser, Team, User, UserCredentials};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::types::Json;
+use stagehand_domain::{
+    AuditEventKind, BuiltinRole, Name, Permission, PermissionSet, RoleId, TeamId, UserId, Username,
+    ValidationError,
+};
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    username: String,
+    password_hash: String,
+    is_platform_admin: bool,
+    disabled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    fn into_credentials(self) -> StoreResult<UserCredentials> {
+        Ok(UserCredentials {
+            user: User {
+                id: UserId(self.id),
+                username: stored(Username::parse(&self.username))?,
+                is_platform_admin: self.is_platform_admin,
+                disabled: self.disabled_at.is_some(),
+                created_at: self.created_at,
+            },
+            password_hash: self.password_hash,
+        })
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, username, password_hash, is_platform_admin, disabled_at, created_at";
+
+pub(super) async fn create_user(conn: &mut Conn, new: NewUser, actor: &Actor) -> StoreResult<User> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "insert into users (id, username, password_hash, is_platform_admin, created_at)
+         values ($1, $2, $3, $4, $5) returning {USER_COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(new.username.as_str())
+    .bind(&new.password_hash)
+    .bind(new.is_platform_admin)
+    .bind(now())
+    .fetch_one(&mut *conn)
+    .await?;
+    let user = row.into_credentials()?.user;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: None,
+            actor,
+            kind: AuditEventKind::UserCreated,
+            subject: Some(user.id.0),
+            details: json!({ "username": user.username, "is_platform_admin": user.is_platform_admin }),
+        },
+    )
+    .await?;
+    Ok(user)
+}
+
+pub(super) async fn user(conn: &mut Conn, id: UserId) -> StoreResult<User> {
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("select {USER_COLUMNS} from users where id = $1"))
+            .bind(id.0)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row
+        .ok_or(StoreError::NotFound("user"))?
+        .into_credentials()?
+        .user)
+}
+
+pub(super) async fn credentials(
+    conn: &mut Conn,
+    username: &Username,
+) -> StoreResult<Option<UserCredentials>> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "select {USER_COLUMNS} from users where username = $1"
+    ))
+    .bind(username.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.map(UserRow::into_credentials).transpose()
+}
+
+pub(super) async fn count_users(conn: &mut Conn) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("select count(*) from users")
+        .fetch_one(conn)
+        .await?)
+}
+
+#[derive(sqlx::FromRow)]
+struct TeamRow {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TeamRow {
+    fn into_team(self) -> StoreResult<Team> {
+        Ok(Team {
+            id: TeamId(self.id),
+            name: stored(Name::parse("name", &self.name))?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+pub(super) async fn create_team(conn: &mut Conn, name: Name, actor: &Actor) -> StoreResult<Team> {
+    let team = sqlx::query_as::<_, TeamRow>(
+        "insert into teams (id, name, created_at) values ($1, $2, $3) returning id, name, created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(name.as_str())
+    .bind(now())
+    .fetch_one(&mut *conn)
+    .await?
+    .into_team()?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team.id),
+            actor,
+            kind: AuditEventKind::TeamCreated,
+            subject: Some(team.id.0),
+            details: json!({ "name": team.name }),
+        },
+    )
+    .await?;
+    Ok(team)
+}
+
+pub(super) async fn team(conn: &mut Conn, id: TeamId) -> StoreResult<Team> {
+    sqlx::query_as::<_, TeamRow>("select id, name, created_at from teams where id = $1")
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound("team"))?
+        .into_team()
+}
+
+pub(super) async fn teams(conn: &mut Conn) -> StoreResult<Vec<Team>> {
+    sqlx::query_as::<_, TeamRow>("select id, name, created_at from teams order by name")
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(TeamRow::into_team)
+        .collect()
+}
+
+pub(super) async fn create_role(
+    conn: &mut Conn,
+    team: TeamId,
+    name: Name,
+    permissions: PermissionSet,
+    actor: &Actor,
+) -> StoreResult<CustomRole> {
+    if BuiltinRole::parse(name.as_str()).is_some() {
+        return Err(ValidationError::new("name", "is the name of a built-in role").into());
+    }
+    if permissions.is_empty() {
+        return Err(ValidationError::new("permissions", "tick at least one permission").into());
+    }
+    self::team(conn, team).await?;
+    let id = RoleId::new();
+    sqlx::query("insert into roles (id, team_id, name, permissions, created_at) values ($1, $2, $3, $4, $5)")
+        .bind(id.0)
+        .bind(team.0)
+        .bind(name.as_str())
+        .bind(Json(&permissions))
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::RoleCreated,
+            subject: Some(id.0),
+            details: json!({ "name": name, "permissions": permissions }),
+        },
+    )
+    .await?;
+    Ok(CustomRole {
+        id,
+        team_id: team,
+        name,
+        permissions,
+    })
+}
+
+/// The permissions of a role name in a team: a built-in role, or a custom
+/// role of that team; `None` if there is no such role.
+async fn role_permissions(
+    conn: &mut Conn,
+    team: TeamId,
+    role: &str,
+) -> StoreResult<Option<PermissionSet>> {
+    if let Some(builtin) = BuiltinRole::parse(role) {
+        return Ok(Some(builtin.permissions()));
+    }
+    let row: Option<Json<Vec<String>>> =
+        sqlx::query_scalar("select permissions from roles where team_id = $1 and name = $2")
+            .bind(team.0)
+            .bind(role)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|Json(names)| {
+        names
+            .iter()
+            .map(|n| {
+                n.parse::<Permission>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+pub(super) async fn bind_role(
+    conn: &mut Conn,
+    team: TeamId,
+    user: UserId,
+    role: &str,
+    actor: &Actor,
+) -> StoreResult<()> {
+    self::team(conn, team).await?;
+    let member = self::user(conn, user).await?;
+    if role_permissions(conn, team, role).await?.is_none() {
+        return Err(
+            ValidationError::new("role", format!("this team has no role named {role:?}")).into(),
+        );
+    }
+    sqlx::query(
+        "insert into role_bindings (team_id, user_id, role, created_at) values ($1, $2, $3, $4)",
+    )
+    .bind(team.0)
+    .bind(user.0)
+    .bind(role)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::MemberBound,
+            subject: Some(user.0),
+            details: json!({ "username": member.username, "role": role }),
+        },
+    )
+    .await
+}
+
+pub(super) async fn permissions(
+    conn: &mut Conn,
+    team: TeamId,
+    user: UserId,
+) -> StoreResult<PermissionSet> {
+    let roles: Vec<String> =
+        sqlx::query_scalar("select role from role_bindings where team_id = $1 and user_id = $2")
+            .bind(team.0)
+            .bind(user.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut all = PermissionSet::empty();
+    for role in roles {
+        // A binding to a custom role that was since deleted grants nothing.
+        if let Some(p) = role_permissions(conn, team, &role).await? {
+            all.union(&p);
+        }
+    }
+    Ok(all)
+}

@@ -1,0 +1,626 @@
+//! Instances: their flows, env vars and settings. Every edit locks the
+//! instance row, bumps its version and writes its audit event in one
+//! transaction.
+
+use super::{Conn, audit, lock_instance, now, stored};
+use crate::crypto::{Cipher, Sealed};
+use crate::error::{Conflict, StoreError, StoreResult};
+use crate::model::{Actor, EnvVarMeta, Flow, FlowMeta, Instance, NewAuditEvent};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::types::Json;
+use stagehand_domain::{
+    AuditEventKind, ContentHash, EnvKey, EnvKeyState, FlowContent, FlowName, InstanceId,
+    InstanceState, Name, SecretValue, TeamId, ValidationError,
+};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// Largest settings document, in bytes of JSON.
+pub(crate) const MAX_SETTINGS_BYTES: usize = 256 * 1024;
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: Uuid,
+    team_id: Uuid,
+    name: String,
+    settings: Json<serde_json::Value>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl InstanceRow {
+    fn into_instance(self) -> StoreResult<Instance> {
+        Ok(Instance {
+            id: InstanceId(self.id),
+            team_id: TeamId(self.team_id),
+            name: stored(Name::parse("name", &self.name))?,
+            settings: self.settings.0,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "id, team_id, name, settings, version, created_at, updated_at";
+
+fn check_settings(settings: &serde_json::Value) -> StoreResult<()> {
+    if !settings.is_object() {
+        return Err(ValidationError::new("settings", "must be a JSON object").into());
+    }
+    if settings.to_string().len() > MAX_SETTINGS_BYTES {
+        return Err(ValidationError::new("settings", "must be at most 256 KiB").into());
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    conn: &mut Conn,
+    team: TeamId,
+    name: Name,
+    settings: serde_json::Value,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    check_settings(&settings)?;
+    super::identity::team(conn, team).await?;
+    let at = now();
+    let instance = sqlx::query_as::<_, InstanceRow>(&format!(
+        "insert into instances (id, team_id, name, settings, version, created_at, updated_at)
+         values ($1, $2, $3, $4, 1, $5, $5) returning {INSTANCE_COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(team.0)
+    .bind(name.as_str())
+    .bind(Json(&settings))
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await?
+    .into_instance()?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::InstanceCreated,
+            subject: Some(instance.id.0),
+            details: json!({ "name": instance.name }),
+        },
+    )
+    .await?;
+    Ok(instance)
+}
+
+pub(super) async fn get(conn: &mut Conn, team: TeamId, id: InstanceId) -> StoreResult<Instance> {
+    sqlx::query_as::<_, InstanceRow>(&format!(
+        "select {INSTANCE_COLUMNS} from instances where id = $1 and team_id = $2"
+    ))
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound("instance"))?
+    .into_instance()
+}
+
+pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Instance>> {
+    sqlx::query_as::<_, InstanceRow>(&format!(
+        "select {INSTANCE_COLUMNS} from instances where team_id = $1 order by name"
+    ))
+    .bind(team.0)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(InstanceRow::into_instance)
+    .collect()
+}
+
+/// Locks the instance for an edit and checks the caller's expected version.
+pub(super) async fn lock_for_edit(
+    conn: &mut Conn,
+    team: TeamId,
+    id: InstanceId,
+    expected_version: Option<i64>,
+) -> StoreResult<i64> {
+    let version = lock_instance(conn, team, id)
+        .await?
+        .ok_or(StoreError::NotFound("instance"))?;
+    match expected_version {
+        Some(expected) if expected != version => Err(Conflict::StaleVersion {
+            expected,
+            actual: version,
+        }
+        .into()),
+        _ => Ok(version),
+    }
+}
+
+/// Records that the instance changed; returns it as it now is.
+pub(super) async fn bump_version(
+    conn: &mut Conn,
+    team: TeamId,
+    id: InstanceId,
+) -> StoreResult<Instance> {
+    sqlx::query_as::<_, InstanceRow>(&format!(
+        "update instances set version = version + 1, updated_at = $3
+         where id = $1 and team_id = $2 returning {INSTANCE_COLUMNS}"
+    ))
+    .bind(id.0)
+    .bind(team.0)
+    .bind(now())
+    .fetch_one(conn)
+    .await?
+    .into_instance()
+}
+
+pub(super) async fn update_settings(
+    conn: &mut Conn,
+    team: TeamId,
+    id: InstanceId,
+    settings: serde_json::Value,
+    expected_version: Option<i64>,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    check_settings(&settings)?;
+    lock_for_edit(conn, team, id, expected_version).await?;
+    sqlx::query("update instances set settings = $2 where id = $1")
+        .bind(id.0)
+        .bind(Json(&settings))
+        .execute(&mut *conn)
+        .await?;
+    let instance = bump_version(conn, team, id).await?;
+    // Settings may hold secrets of their own: the event names the keys only.
+    let keys: Vec<&String> = settings
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    edited(
+        conn,
+        &instance,
+        actor,
+        AuditEventKind::InstanceSettingsUpdated,
+        json!({ "setting_keys": keys }),
+    )
+    .await?;
+    Ok(instance)
+}
+
+pub(super) async fn delete(
+    conn: &mut Conn,
+    team: TeamId,
+    id: InstanceId,
+    actor: &Actor,
+) -> StoreResult<()> {
+    lock_for_edit(conn, team, id, None).await?;
+    let instance = get(conn, team, id).await?;
+    let stages: i64 = sqlx::query_scalar("select count(*) from stages where instance_id = $1")
+        .bind(id.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    if stages > 0 {
+        return Err(Conflict::InUse(
+            "this instance is a stage of a pipeline; remove the stage first",
+        )
+        .into());
+    }
+    sqlx::query("delete from instances where id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::InstanceDeleted,
+            subject: Some(id.0),
+            details: json!({ "name": instance.name }),
+        },
+    )
+    .await
+}
+
+async fn edited(
+    conn: &mut Conn,
+    instance: &Instance,
+    actor: &Actor,
+    kind: AuditEventKind,
+    mut details: serde_json::Value,
+) -> StoreResult<()> {
+    if let Some(map) = details.as_object_mut() {
+        map.insert("instance".into(), json!(instance.name));
+        map.insert("version".into(), json!(instance.version));
+    }
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(instance.team_id),
+            actor,
+            kind,
+            subject: Some(instance.id.0),
+            details,
+        },
+    )
+    .await
+}
+
+// ---- flows ----
+
+#[derive(sqlx::FromRow)]
+struct FlowRow {
+    name: String,
+    content_hash: String,
+    size_bytes: i32,
+    updated_at: DateTime<Utc>,
+}
+
+impl FlowRow {
+    fn into_meta(self) -> StoreResult<FlowMeta> {
+        Ok(FlowMeta {
+            name: stored(FlowName::parse(&self.name))?,
+            hash: stored(ContentHash::from_stored(self.content_hash))?,
+            size_bytes: self.size_bytes.into(),
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+pub(super) async fn flows(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+) -> StoreResult<Vec<FlowMeta>> {
+    get(conn, team, instance).await?;
+    sqlx::query_as::<_, FlowRow>(
+        "select f.name, f.content_hash, b.size_bytes, f.updated_at
+         from flows f join flow_blobs b on b.hash = f.content_hash
+         where f.instance_id = $1 order by f.name",
+    )
+    .bind(instance.0)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(FlowRow::into_meta)
+    .collect()
+}
+
+pub(super) async fn flow(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    name: &FlowName,
+) -> StoreResult<Flow> {
+    get(conn, team, instance).await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        meta: FlowRow,
+        content: Json<serde_json::Value>,
+    }
+    let row: Row = sqlx::query_as(
+        "select f.name, f.content_hash, b.size_bytes, f.updated_at, b.content
+         from flows f join flow_blobs b on b.hash = f.content_hash
+         where f.instance_id = $1 and f.name = $2",
+    )
+    .bind(instance.0)
+    .bind(name.as_str())
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound("flow"))?;
+    Ok(Flow {
+        meta: row.meta.into_meta()?,
+        content: stored(FlowContent::from_value(&row.content.0))?,
+    })
+}
+
+/// Stores a flow's content once, keyed by its hash.
+async fn save_blob(conn: &mut Conn, content: &FlowContent) -> StoreResult<()> {
+    let raw = serde_json::value::RawValue::from_string(content.as_json().to_owned())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "insert into flow_blobs (hash, content, size_bytes, created_at) values ($1, $2, $3, $4)
+         on conflict (hash) do nothing",
+    )
+    .bind(content.hash().as_str())
+    .bind(Json(raw))
+    .bind(i32::try_from(content.len()).unwrap_or(i32::MAX))
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Points a flow of an instance at content already stored.
+pub(super) async fn point_flow(
+    conn: &mut Conn,
+    instance: InstanceId,
+    name: &FlowName,
+    hash: &ContentHash,
+) -> StoreResult<()> {
+    let at = now();
+    sqlx::query(
+        "insert into flows (instance_id, name, content_hash, created_at, updated_at) values ($1, $2, $3, $4, $4)
+         on conflict (instance_id, name) do update set content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+    )
+    .bind(instance.0)
+    .bind(name.as_str())
+    .bind(hash.as_str())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn remove_flow(
+    conn: &mut Conn,
+    instance: InstanceId,
+    name: &FlowName,
+) -> StoreResult<bool> {
+    let done = sqlx::query("delete from flows where instance_id = $1 and name = $2")
+        .bind(instance.0)
+        .bind(name.as_str())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn put_flow(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    name: FlowName,
+    content: FlowContent,
+    expected_version: Option<i64>,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    lock_for_edit(conn, team, instance, expected_version).await?;
+    save_blob(conn, &content).await?;
+    point_flow(conn, instance, &name, content.hash()).await?;
+    let updated = bump_version(conn, team, instance).await?;
+    edited(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::FlowSaved,
+        json!({ "flow": name, "hash": content.hash() }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+pub(super) async fn delete_flow(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    name: &FlowName,
+    expected_version: Option<i64>,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    lock_for_edit(conn, team, instance, expected_version).await?;
+    if !remove_flow(conn, instance, name).await? {
+        return Err(StoreError::NotFound("flow"));
+    }
+    let updated = bump_version(conn, team, instance).await?;
+    edited(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::FlowDeleted,
+        json!({ "flow": name }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+pub(super) async fn replace_flows(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    flows: Vec<(FlowName, FlowContent)>,
+    expected_version: Option<i64>,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    let mut seen = BTreeSet::new();
+    if let Some((dup, _)) = flows.iter().find(|(n, _)| !seen.insert(n)) {
+        return Err(ValidationError::new(
+            "flows",
+            format!("the flow name {dup:?} appears more than once"),
+        )
+        .into());
+    }
+    lock_for_edit(conn, team, instance, expected_version).await?;
+    let current = state(conn, instance).await?;
+    let wanted = InstanceState {
+        flows: flows
+            .iter()
+            .map(|(n, c)| (n.clone(), c.hash().clone()))
+            .collect(),
+        env: current.env.clone(),
+    };
+    let plan = stagehand_domain::PromotionPlan::between(&wanted, &current);
+    for (name, content) in &flows {
+        if current.flows.get(name) != Some(content.hash()) {
+            save_blob(conn, content).await?;
+        }
+    }
+    super::promotions::apply_flow_changes(conn, instance, &plan).await?;
+    let updated = bump_version(conn, team, instance).await?;
+    edited(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::FlowsReplaced,
+        json!({ "summary": plan.summary() }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+// ---- env vars ----
+
+pub(super) async fn env_vars(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+) -> StoreResult<Vec<EnvVarMeta>> {
+    get(conn, team, instance).await?;
+    let rows: Vec<(String, bool, DateTime<Utc>)> = sqlx::query_as(
+        "select key, value_ciphertext is not null, updated_at from env_vars where instance_id = $1 order by key",
+    )
+    .bind(instance.0)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(key, has_value, updated_at)| {
+            Ok(EnvVarMeta {
+                key: stored(EnvKey::parse(&key))?,
+                has_value,
+                updated_at,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn set_env_var(
+    conn: &mut Conn,
+    cipher: &Cipher,
+    team: TeamId,
+    instance: InstanceId,
+    key: EnvKey,
+    value: Option<SecretValue>,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    lock_for_edit(conn, team, instance, None).await?;
+    let existed: Option<bool> = sqlx::query_scalar(
+        "select value_ciphertext is not null from env_vars where instance_id = $1 and key = $2",
+    )
+    .bind(instance.0)
+    .bind(key.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let sealed = value.as_ref().map(|v| cipher.seal_env(instance, &key, v));
+    let at = now();
+    sqlx::query(
+        "insert into env_vars (instance_id, key, value_nonce, value_ciphertext, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $5)
+         on conflict (instance_id, key) do update set value_nonce = excluded.value_nonce,
+             value_ciphertext = excluded.value_ciphertext, updated_at = excluded.updated_at",
+    )
+    .bind(instance.0)
+    .bind(key.as_str())
+    .bind(sealed.as_ref().map(|s| s.nonce.clone()))
+    .bind(sealed.map(|s| s.ciphertext))
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    let updated = bump_version(conn, team, instance).await?;
+    let kind = match (existed, value.is_some()) {
+        (_, true) => AuditEventKind::EnvValueSet,
+        (Some(_), false) => AuditEventKind::EnvValueCleared,
+        (None, false) => AuditEventKind::EnvKeyAdded,
+    };
+    // The event says that the value changed, never what it is.
+    edited(conn, &updated, actor, kind, json!({ "key": key })).await?;
+    Ok(updated)
+}
+
+pub(super) async fn remove_env_var(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    key: &EnvKey,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    lock_for_edit(conn, team, instance, None).await?;
+    let done = sqlx::query("delete from env_vars where instance_id = $1 and key = $2")
+        .bind(instance.0)
+        .bind(key.as_str())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("env var"));
+    }
+    let updated = bump_version(conn, team, instance).await?;
+    edited(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::EnvKeyRemoved,
+        json!({ "key": key }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+pub(super) async fn reveal_env_value(
+    conn: &mut Conn,
+    cipher: &Cipher,
+    team: TeamId,
+    instance: InstanceId,
+    key: &EnvKey,
+    actor: &Actor,
+) -> StoreResult<Option<SecretValue>> {
+    let inst = get(conn, team, instance).await?;
+    let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+        "select value_nonce, value_ciphertext from env_vars where instance_id = $1 and key = $2",
+    )
+    .bind(instance.0)
+    .bind(key.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let value = match row.ok_or(StoreError::NotFound("env var"))? {
+        (Some(nonce), Some(ciphertext)) => Some(
+            cipher
+                .open_env(instance, key, &Sealed { nonce, ciphertext })
+                .map_err(|e| StoreError::Crypto(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    edited(
+        conn,
+        &inst,
+        actor,
+        AuditEventKind::EnvValueRevealed,
+        json!({ "key": key, "had_value": value.is_some() }),
+    )
+    .await?;
+    Ok(value)
+}
+
+/// The instance's flows and key states, as the planner sees them.
+pub(super) async fn state(conn: &mut Conn, instance: InstanceId) -> StoreResult<InstanceState> {
+    let flows: Vec<(String, String)> =
+        sqlx::query_as("select name, content_hash from flows where instance_id = $1")
+            .bind(instance.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    let env: Vec<(String, bool)> = sqlx::query_as(
+        "select key, value_ciphertext is not null from env_vars where instance_id = $1",
+    )
+    .bind(instance.0)
+    .fetch_all(conn)
+    .await?;
+    Ok(InstanceState {
+        flows: flows
+            .into_iter()
+            .map(|(n, h)| {
+                Ok((
+                    stored(FlowName::parse(&n))?,
+                    stored(ContentHash::from_stored(h))?,
+                ))
+            })
+            .collect::<StoreResult<_>>()?,
+        env: env
+            .into_iter()
+            .map(|(k, has)| {
+                let state = if has {
+                    EnvKeyState::HasValue
+                } else {
+                    EnvKeyState::AwaitingValue
+                };
+                Ok((stored(EnvKey::parse(&k))?, state))
+            })
+            .collect::<StoreResult<_>>()?,
+    })
+}

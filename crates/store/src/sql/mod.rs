@@ -1,0 +1,340 @@
+//! The queries, written once and compiled twice: `postgres.rs` and
+//! `sqlite.rs` each include this module tree with `#[path]`, and `super::`
+//! resolves to the including backend (its `Db`, `Conn`, `Backend` and
+//! `lock_instance`). The SQL is the common subset of both dialects
+//! (`$N` parameters, `on conflict`, `returning`); whatever the dialects
+//! force apart lives in the backend files, not here.
+
+mod audit;
+mod identity;
+mod instances;
+mod pipelines;
+mod promotions;
+
+use super::{Backend, Conn, lock_instance};
+use crate::error::{StoreError, StoreResult};
+use crate::model::*;
+use crate::{BackendKind, Store};
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use stagehand_domain::{
+    EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet, PipelineId, PromotionId,
+    SecretValue, SnapshotId, StageId, StageProtection, TeamId, UserId, Username, ValidationError,
+};
+
+/// The time, to the microsecond both databases keep.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A stored value that must have been valid when it was written.
+pub(crate) fn stored<T>(parsed: Result<T, ValidationError>) -> StoreResult<T> {
+    parsed.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Runs `$body` on a write transaction and commits it if the body succeeds;
+/// on error the transaction is dropped, which rolls it back.
+macro_rules! write_tx {
+    ($self:ident, $conn:ident => $body:expr) => {{
+        let mut tx = $self.begin_write().await?;
+        let $conn: &mut Conn = &mut *tx;
+        let out = $body.await?;
+        tx.commit().await?;
+        Ok(out)
+    }};
+}
+
+/// Runs `$body` on a pooled connection.
+macro_rules! read {
+    ($self:ident, $conn:ident => $body:expr) => {{
+        let mut c = $self.pool.acquire().await?;
+        let $conn: &mut Conn = &mut *c;
+        $body.await
+    }};
+}
+
+const KEY_CHECK: &str = "key_check";
+
+impl Backend {
+    /// Fails if the data was encrypted with another key; records the key
+    /// check on first use.
+    pub async fn check_key(&self) -> StoreResult<()> {
+        let stored: Option<String> =
+            sqlx::query_scalar("select value from stagehand_meta where key = $1")
+                .bind(KEY_CHECK)
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            Some(check) if self.cipher.verify_key_check(&check) => Ok(()),
+            Some(_) => Err(StoreError::Crypto(
+                "the secret key does not match the key this database was encrypted with; \
+                 set STAGEHAND_SECRET_KEY (or restore secret.key) to the original key"
+                    .into(),
+            )),
+            None => {
+                sqlx::query(
+                    "insert into stagehand_meta (key, value, created_at) values ($1, $2, $3)
+                     on conflict (key) do nothing",
+                )
+                .bind(KEY_CHECK)
+                .bind(self.cipher.key_check())
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+                // Another replica may have won the race with another key.
+                Box::pin(self.check_key()).await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Backend {
+    fn kind(&self) -> BackendKind {
+        Self::KIND
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User> {
+        write_tx!(self, c => identity::create_user(c, user, actor))
+    }
+    async fn user(&self, id: UserId) -> StoreResult<User> {
+        read!(self, c => identity::user(c, id))
+    }
+    async fn user_credentials(&self, username: &Username) -> StoreResult<Option<UserCredentials>> {
+        read!(self, c => identity::credentials(c, username))
+    }
+    async fn count_users(&self) -> StoreResult<i64> {
+        read!(self, c => identity::count_users(c))
+    }
+    async fn create_team(&self, name: Name, actor: &Actor) -> StoreResult<Team> {
+        write_tx!(self, c => identity::create_team(c, name, actor))
+    }
+    async fn team(&self, id: TeamId) -> StoreResult<Team> {
+        read!(self, c => identity::team(c, id))
+    }
+    async fn teams(&self) -> StoreResult<Vec<Team>> {
+        read!(self, c => identity::teams(c))
+    }
+    async fn create_role(
+        &self,
+        team: TeamId,
+        name: Name,
+        permissions: PermissionSet,
+        actor: &Actor,
+    ) -> StoreResult<CustomRole> {
+        write_tx!(self, c => identity::create_role(c, team, name, permissions, actor))
+    }
+    async fn bind_role(
+        &self,
+        team: TeamId,
+        user: UserId,
+        role: &str,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => identity::bind_role(c, team, user, role, actor))
+    }
+    async fn permissions(&self, team: TeamId, user: UserId) -> StoreResult<PermissionSet> {
+        read!(self, c => identity::permissions(c, team, user))
+    }
+
+    async fn create_instance(
+        &self,
+        team: TeamId,
+        name: Name,
+        settings: serde_json::Value,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::create(c, team, name, settings, actor))
+    }
+    async fn instance(&self, team: TeamId, id: InstanceId) -> StoreResult<Instance> {
+        read!(self, c => instances::get(c, team, id))
+    }
+    async fn instances(&self, team: TeamId) -> StoreResult<Vec<Instance>> {
+        read!(self, c => instances::list(c, team))
+    }
+    async fn update_settings(
+        &self,
+        team: TeamId,
+        id: InstanceId,
+        settings: serde_json::Value,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::update_settings(c, team, id, settings, expected_version, actor))
+    }
+    async fn delete_instance(
+        &self,
+        team: TeamId,
+        id: InstanceId,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => instances::delete(c, team, id, actor))
+    }
+    async fn flows(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<FlowMeta>> {
+        read!(self, c => instances::flows(c, team, instance))
+    }
+    async fn flow(&self, team: TeamId, instance: InstanceId, name: &FlowName) -> StoreResult<Flow> {
+        read!(self, c => instances::flow(c, team, instance, name))
+    }
+    async fn put_flow(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        name: FlowName,
+        content: FlowContent,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::put_flow(c, team, instance, name, content, expected_version, actor))
+    }
+    async fn delete_flow(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        name: &FlowName,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::delete_flow(c, team, instance, name, expected_version, actor))
+    }
+    async fn replace_flows(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        flows: Vec<(FlowName, FlowContent)>,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::replace_flows(c, team, instance, flows, expected_version, actor))
+    }
+    async fn env_vars(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<EnvVarMeta>> {
+        read!(self, c => instances::env_vars(c, team, instance))
+    }
+    async fn set_env_var(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        key: EnvKey,
+        value: Option<SecretValue>,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::set_env_var(c, &self.cipher, team, instance, key, value, actor))
+    }
+    async fn remove_env_var(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        key: &EnvKey,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::remove_env_var(c, team, instance, key, actor))
+    }
+    async fn reveal_env_value(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        key: &EnvKey,
+        actor: &Actor,
+    ) -> StoreResult<Option<SecretValue>> {
+        write_tx!(self, c => instances::reveal_env_value(c, &self.cipher, team, instance, key, actor))
+    }
+
+    async fn create_pipeline(
+        &self,
+        team: TeamId,
+        name: Name,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline> {
+        write_tx!(self, c => pipelines::create(c, team, name, actor))
+    }
+    async fn pipeline(&self, team: TeamId, id: PipelineId) -> StoreResult<Pipeline> {
+        read!(self, c => pipelines::get(c, team, id))
+    }
+    async fn pipelines(&self, team: TeamId) -> StoreResult<Vec<Pipeline>> {
+        read!(self, c => pipelines::list(c, team))
+    }
+    async fn delete_pipeline(
+        &self,
+        team: TeamId,
+        id: PipelineId,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => pipelines::delete(c, team, id, actor))
+    }
+    async fn add_stage(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        instance: InstanceId,
+        position: Option<usize>,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline> {
+        write_tx!(self, c => pipelines::add_stage(c, team, pipeline, instance, position, actor))
+    }
+    async fn remove_stage(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline> {
+        write_tx!(self, c => pipelines::remove_stage(c, team, pipeline, stage, actor))
+    }
+    async fn reorder_stages(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        order: Vec<StageId>,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline> {
+        write_tx!(self, c => pipelines::reorder(c, team, pipeline, order, actor))
+    }
+    async fn set_stage_protection(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        protection: StageProtection,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline> {
+        write_tx!(self, c => pipelines::set_protection(c, team, pipeline, stage, protection, actor))
+    }
+
+    async fn preview(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+    ) -> StoreResult<Preview> {
+        read!(self, c => promotions::preview(c, team, pipeline, stage))
+    }
+    async fn promote(&self, request: PromotionRequest) -> StoreResult<Promotion> {
+        write_tx!(self, c => promotions::promote(c, request))
+    }
+    async fn rollback(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        actor: &Actor,
+    ) -> StoreResult<Promotion> {
+        write_tx!(self, c => promotions::rollback(c, team, promotion, actor))
+    }
+    async fn promotion(&self, team: TeamId, id: PromotionId) -> StoreResult<Promotion> {
+        read!(self, c => promotions::get(c, team, id))
+    }
+    async fn promotions(&self, team: TeamId, limit: i64) -> StoreResult<Vec<Promotion>> {
+        read!(self, c => promotions::list(c, team, limit))
+    }
+    async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot> {
+        read!(self, c => promotions::snapshot(c, team, id))
+    }
+
+    async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+        read!(self, c => audit::list(c, team, limit))
+    }
+}

@@ -1,0 +1,370 @@
+//! Pipelines and their stages: add, remove, reorder, protect.
+
+use super::{Conn, audit, now, stored};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Actor, NewAuditEvent, Pipeline, Stage};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use stagehand_domain::{
+    AuditEventKind, InstanceId, Name, PipelineId, StageId, StageOrder, StageProtection, TeamId,
+    ValidationError,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Most stages one pipeline may have.
+pub(crate) const MAX_STAGES: usize = 20;
+
+#[derive(sqlx::FromRow)]
+struct PipelineRow {
+    id: Uuid,
+    team_id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StageRow {
+    id: Uuid,
+    pipeline_id: Uuid,
+    instance_id: Uuid,
+    instance_name: String,
+    position: i32,
+    required_approvals: i32,
+    requires_all_env_values: bool,
+}
+
+impl StageRow {
+    fn into_stage(self) -> StoreResult<Stage> {
+        Ok(Stage {
+            id: StageId(self.id),
+            instance_id: InstanceId(self.instance_id),
+            instance_name: stored(Name::parse("name", &self.instance_name))?,
+            position: self.position.into(),
+            protection: stored(StageProtection::new(
+                u32::try_from(self.required_approvals).unwrap_or(0),
+                self.requires_all_env_values,
+            ))?,
+        })
+    }
+}
+
+const STAGE_SELECT: &str =
+    "select s.id, s.pipeline_id, s.instance_id, i.name as instance_name, s.position,
+        s.required_approvals, s.requires_all_env_values
+     from stages s join instances i on i.id = s.instance_id";
+
+fn assemble(row: PipelineRow, stages: Vec<Stage>) -> StoreResult<Pipeline> {
+    Ok(Pipeline {
+        id: PipelineId(row.id),
+        team_id: TeamId(row.team_id),
+        name: stored(Name::parse("name", &row.name))?,
+        created_at: row.created_at,
+        stages,
+    })
+}
+
+pub(super) async fn get(conn: &mut Conn, team: TeamId, id: PipelineId) -> StoreResult<Pipeline> {
+    let row: PipelineRow = sqlx::query_as(
+        "select id, team_id, name, created_at from pipelines where id = $1 and team_id = $2",
+    )
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound("pipeline"))?;
+    let stages = sqlx::query_as::<_, StageRow>(&format!(
+        "{STAGE_SELECT} where s.pipeline_id = $1 order by s.position"
+    ))
+    .bind(id.0)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(StageRow::into_stage)
+    .collect::<StoreResult<_>>()?;
+    assemble(row, stages)
+}
+
+/// Every pipeline of the team with its stages, in two queries.
+pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Pipeline>> {
+    let rows: Vec<PipelineRow> = sqlx::query_as(
+        "select id, team_id, name, created_at from pipelines where team_id = $1 order by name",
+    )
+    .bind(team.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut stages: BTreeMap<Uuid, Vec<Stage>> = BTreeMap::new();
+    for s in sqlx::query_as::<_, StageRow>(&format!(
+        "{STAGE_SELECT} where s.team_id = $1 order by s.position"
+    ))
+    .bind(team.0)
+    .fetch_all(conn)
+    .await?
+    {
+        stages
+            .entry(s.pipeline_id)
+            .or_default()
+            .push(s.into_stage()?);
+    }
+    rows.into_iter()
+        .map(|r| {
+            let s = stages.remove(&r.id).unwrap_or_default();
+            assemble(r, s)
+        })
+        .collect()
+}
+
+async fn record(
+    conn: &mut Conn,
+    pipeline: &Pipeline,
+    actor: &Actor,
+    kind: AuditEventKind,
+    details: serde_json::Value,
+) -> StoreResult<()> {
+    let mut details = details;
+    if let Some(map) = details.as_object_mut() {
+        map.insert("pipeline".into(), json!(pipeline.name));
+    }
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(pipeline.team_id),
+            actor,
+            kind,
+            subject: Some(pipeline.id.0),
+            details,
+        },
+    )
+    .await
+}
+
+pub(super) async fn create(
+    conn: &mut Conn,
+    team: TeamId,
+    name: Name,
+    actor: &Actor,
+) -> StoreResult<Pipeline> {
+    super::identity::team(conn, team).await?;
+    let id = PipelineId::new();
+    sqlx::query("insert into pipelines (id, team_id, name, created_at) values ($1, $2, $3, $4)")
+        .bind(id.0)
+        .bind(team.0)
+        .bind(name.as_str())
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+    let pipeline = get(conn, team, id).await?;
+    record(
+        conn,
+        &pipeline,
+        actor,
+        AuditEventKind::PipelineCreated,
+        json!({}),
+    )
+    .await?;
+    Ok(pipeline)
+}
+
+/// Locks the pipeline against concurrent stage edits (its row, on Postgres).
+async fn lock(conn: &mut Conn, team: TeamId, id: PipelineId) -> StoreResult<Pipeline> {
+    // An update that changes nothing takes the row lock in both dialects.
+    let hit = sqlx::query("update pipelines set name = name where id = $1 and team_id = $2")
+        .bind(id.0)
+        .bind(team.0)
+        .execute(&mut *conn)
+        .await?;
+    if hit.rows_affected() == 0 {
+        return Err(StoreError::NotFound("pipeline"));
+    }
+    get(conn, team, id).await
+}
+
+pub(super) async fn delete(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PipelineId,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let pipeline = lock(conn, team, id).await?;
+    sqlx::query("delete from pipelines where id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    record(
+        conn,
+        &pipeline,
+        actor,
+        AuditEventKind::PipelineDeleted,
+        json!({}),
+    )
+    .await
+}
+
+/// Gives the stages the positions of `order` (0, 1, …). Two passes, so the
+/// unique (pipeline, position) constraint holds after every statement.
+async fn renumber(conn: &mut Conn, pipeline: PipelineId, order: &[StageId]) -> StoreResult<()> {
+    for pass in [true, false] {
+        for (i, stage) in order.iter().enumerate() {
+            let i = i32::try_from(i).unwrap_or(i32::MAX);
+            sqlx::query("update stages set position = $3 where id = $1 and pipeline_id = $2")
+                .bind(stage.0)
+                .bind(pipeline.0)
+                .bind(if pass { -i - 1 } else { i })
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn add_stage(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline_id: PipelineId,
+    instance: InstanceId,
+    position: Option<usize>,
+    actor: &Actor,
+) -> StoreResult<Pipeline> {
+    let pipeline = lock(conn, team, pipeline_id).await?;
+    if pipeline.stages.len() >= MAX_STAGES {
+        return Err(ValidationError::new(
+            "stages",
+            format!("a pipeline has at most {MAX_STAGES} stages"),
+        )
+        .into());
+    }
+    let position = position.unwrap_or(pipeline.stages.len());
+    if position > pipeline.stages.len() {
+        return Err(ValidationError::new(
+            "position",
+            format!("must be between 0 and {}", pipeline.stages.len()),
+        )
+        .into());
+    }
+    // Another team's instance is "not found", whatever its id.
+    let inst = super::instances::get(conn, team, instance)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => {
+                ValidationError::new("instance_id", "no such instance in this team").into()
+            }
+            other => other,
+        })?;
+    let id = StageId::new();
+    sqlx::query(
+        "insert into stages (id, pipeline_id, team_id, instance_id, position, created_at)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.0)
+    .bind(pipeline_id.0)
+    .bind(team.0)
+    .bind(instance.0)
+    .bind(i32::MIN)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    let mut order: Vec<StageId> = pipeline.stages.iter().map(|s| s.id).collect();
+    order.insert(position, id);
+    renumber(conn, pipeline_id, &order).await?;
+    let updated = get(conn, team, pipeline_id).await?;
+    record(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::StageAdded,
+        json!({ "stage": id, "instance": inst.name, "position": position }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+pub(super) async fn remove_stage(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline_id: PipelineId,
+    stage: StageId,
+    actor: &Actor,
+) -> StoreResult<Pipeline> {
+    let pipeline = lock(conn, team, pipeline_id).await?;
+    let Some((removed, _)) = pipeline.stage_and_next(stage) else {
+        return Err(StoreError::NotFound("stage"));
+    };
+    let instance = removed.instance_name.clone();
+    sqlx::query("delete from stages where id = $1")
+        .bind(stage.0)
+        .execute(&mut *conn)
+        .await?;
+    let order: Vec<StageId> = pipeline
+        .stages
+        .iter()
+        .map(|s| s.id)
+        .filter(|s| *s != stage)
+        .collect();
+    renumber(conn, pipeline_id, &order).await?;
+    let updated = get(conn, team, pipeline_id).await?;
+    record(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::StageRemoved,
+        json!({ "stage": stage, "instance": instance }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+pub(super) async fn reorder(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline_id: PipelineId,
+    wanted: Vec<StageId>,
+    actor: &Actor,
+) -> StoreResult<Pipeline> {
+    let pipeline = lock(conn, team, pipeline_id).await?;
+    let current: Vec<StageId> = pipeline.stages.iter().map(|s| s.id).collect();
+    let order = StageOrder::parse(&current, wanted)?;
+    renumber(conn, pipeline_id, order.as_slice()).await?;
+    let updated = get(conn, team, pipeline_id).await?;
+    let names: Vec<&Name> = updated.stages.iter().map(|s| &s.instance_name).collect();
+    record(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::StagesReordered,
+        json!({ "order": names }),
+    )
+    .await?;
+    Ok(updated)
+}
+
+pub(super) async fn set_protection(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline_id: PipelineId,
+    stage: StageId,
+    protection: StageProtection,
+    actor: &Actor,
+) -> StoreResult<Pipeline> {
+    let pipeline = lock(conn, team, pipeline_id).await?;
+    if pipeline.stage_and_next(stage).is_none() {
+        return Err(StoreError::NotFound("stage"));
+    }
+    sqlx::query(
+        "update stages set required_approvals = $2, requires_all_env_values = $3 where id = $1",
+    )
+    .bind(stage.0)
+    .bind(i32::try_from(protection.required_approvals).unwrap_or(i32::MAX))
+    .bind(protection.requires_all_env_values)
+    .execute(&mut *conn)
+    .await?;
+    let updated = get(conn, team, pipeline_id).await?;
+    record(
+        conn,
+        &updated,
+        actor,
+        AuditEventKind::StageProtectionChanged,
+        json!({ "stage": stage, "protection": protection }),
+    )
+    .await?;
+    Ok(updated)
+}

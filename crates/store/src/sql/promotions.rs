@@ -1,0 +1,505 @@
+//! Promotions: preview, play, rollback, and the snapshots they keep.
+//!
+//! A play is one transaction: lock source and target (in id order, so two
+//! promotions in opposite directions cannot deadlock), check the
+//! idempotency key, snapshot both sides, apply the plan, bump the target's
+//! version, write the promotion row and its audit event.
+
+use super::{Conn, audit, instances, lock_instance, now, pipelines, stored};
+use crate::error::{Conflict, StoreError, StoreResult};
+use crate::model::{
+    Actor, NewAuditEvent, Preview, Promotion, PromotionRequest, Snapshot, SnapshotReason, Stage,
+};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::types::Json;
+use stagehand_domain::{
+    AuditEventKind, ContentHash, EnvKey, FlowName, InstanceId, InstanceState, PipelineId,
+    PromotionId, PromotionPlan, PromotionStatus, SnapshotId, StageId, TeamId, UserId,
+    ValidationError,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Longest idempotency key accepted.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// The source and target stages of a play on `stage`.
+async fn stages_of_play(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline: PipelineId,
+    stage: StageId,
+) -> StoreResult<(Stage, Stage)> {
+    let p = pipelines::get(conn, team, pipeline).await?;
+    match p.stage_and_next(stage) {
+        None => Err(StoreError::NotFound("stage")),
+        Some((_, None)) => Err(ValidationError::new(
+            "stage",
+            "the last stage has no next stage to promote into",
+        )
+        .into()),
+        Some((source, Some(target))) => Ok((source.clone(), target.clone())),
+    }
+}
+
+pub(super) async fn preview(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline: PipelineId,
+    stage: StageId,
+) -> StoreResult<Preview> {
+    let (source, target) = stages_of_play(conn, team, pipeline, stage).await?;
+    let source_version = instances::get(conn, team, source.instance_id)
+        .await?
+        .version;
+    let target_version = instances::get(conn, team, target.instance_id)
+        .await?
+        .version;
+    let plan = PromotionPlan::between(
+        &instances::state(conn, source.instance_id).await?,
+        &instances::state(conn, target.instance_id).await?,
+    );
+    Ok(Preview {
+        source,
+        target,
+        source_version,
+        target_version,
+        plan,
+    })
+}
+
+/// Applies the flow part of a plan to an instance: deletes, then points
+/// added and changed flows at their (already stored) content. Unchanged
+/// flows are not touched.
+pub(super) async fn apply_flow_changes(
+    conn: &mut Conn,
+    instance: InstanceId,
+    plan: &PromotionPlan,
+) -> StoreResult<()> {
+    for removed in &plan.flows_removed {
+        instances::remove_flow(conn, instance, &removed.name).await?;
+    }
+    for added in &plan.flows_added {
+        instances::point_flow(conn, instance, &added.name, &added.hash).await?;
+    }
+    for changed in &plan.flows_changed {
+        instances::point_flow(conn, instance, &changed.name, &changed.to).await?;
+    }
+    Ok(())
+}
+
+/// Adds the plan's new keys to the instance, without values.
+async fn add_keys(conn: &mut Conn, instance: InstanceId, keys: &[EnvKey]) -> StoreResult<()> {
+    let at = now();
+    for key in keys {
+        sqlx::query(
+            "insert into env_vars (instance_id, key, created_at, updated_at) values ($1, $2, $3, $3)
+             on conflict (instance_id, key) do nothing",
+        )
+        .bind(instance.0)
+        .bind(key.as_str())
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn take_snapshot(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    state: &InstanceState,
+    reason: SnapshotReason,
+) -> StoreResult<SnapshotId> {
+    let id = SnapshotId::new();
+    let keys: Vec<&EnvKey> = state.env.keys().collect();
+    sqlx::query(
+        "insert into snapshots (id, team_id, instance_id, reason, content_hash, flows, env_keys, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.0)
+    .bind(team.0)
+    .bind(instance.0)
+    .bind(reason.as_str())
+    .bind(state.content_hash().as_str())
+    .bind(Json(&state.flows))
+    .bind(Json(&keys))
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+fn check_idempotency_key(key: &str) -> StoreResult<()> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            "idempotency_key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn by_idempotency_key(
+    conn: &mut Conn,
+    team: TeamId,
+    key: &str,
+) -> StoreResult<Option<Promotion>> {
+    sqlx::query_as::<_, PromotionRow>(&format!(
+        "select {PROMOTION_COLUMNS} from promotions where team_id = $1 and idempotency_key = $2"
+    ))
+    .bind(team.0)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?
+    .map(PromotionRow::into_promotion)
+    .transpose()
+}
+
+/// Locks both instances in id order; returns the target's version.
+async fn lock_pair(
+    conn: &mut Conn,
+    team: TeamId,
+    source: InstanceId,
+    target: InstanceId,
+) -> StoreResult<i64> {
+    let mut target_version = None;
+    let mut ids = [source, target];
+    ids.sort();
+    for id in ids {
+        let v = lock_instance(conn, team, id)
+            .await?
+            .ok_or(StoreError::NotFound("instance"))?;
+        if id == target {
+            target_version = Some(v);
+        }
+    }
+    target_version.ok_or(StoreError::NotFound("instance"))
+}
+
+pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResult<Promotion> {
+    let team = req.team;
+    if let Some(key) = &req.idempotency_key {
+        check_idempotency_key(key)?;
+    }
+    let (source, target) = stages_of_play(conn, team, req.pipeline, req.stage).await?;
+    let target_version = lock_pair(conn, team, source.instance_id, target.instance_id).await?;
+
+    // Under the lock, a retry sees the first attempt's row.
+    if let Some(key) = &req.idempotency_key {
+        if let Some(existing) = by_idempotency_key(conn, team, key).await? {
+            return if existing.pipeline_id == req.pipeline && existing.source_stage_id == req.stage
+            {
+                Ok(existing)
+            } else {
+                Err(Conflict::IdempotencyKeyReused.into())
+            };
+        }
+    }
+    if let Some(expected) = req.expected_target_version {
+        if expected != target_version {
+            return Err(Conflict::StaleVersion {
+                expected,
+                actual: target_version,
+            }
+            .into());
+        }
+    }
+
+    let source_state = instances::state(conn, source.instance_id).await?;
+    let target_state = instances::state(conn, target.instance_id).await?;
+    let plan = PromotionPlan::between(&source_state, &target_state);
+    if target.protection.requires_all_env_values {
+        let missing = plan.keys_awaiting_value_after();
+        if !missing.is_empty() {
+            return Err(Conflict::EnvValuesMissing(missing).into());
+        }
+    }
+    let source_snapshot = take_snapshot(
+        conn,
+        team,
+        source.instance_id,
+        &source_state,
+        SnapshotReason::PromotionSource,
+    )
+    .await?;
+    let mut promotion = Promotion {
+        id: PromotionId::new(),
+        team_id: team,
+        pipeline_id: req.pipeline,
+        source_stage_id: source.id,
+        target_stage_id: target.id,
+        source_instance_id: source.instance_id,
+        target_instance_id: target.instance_id,
+        status: PromotionStatus::PendingApproval,
+        source_snapshot_id: source_snapshot,
+        backup_snapshot_id: None,
+        target_version: None,
+        plan,
+        requested_by_user_id: req.actor.user_id,
+        requested_by: req.actor.name.clone(),
+        idempotency_key: req.idempotency_key.clone(),
+        created_at: now(),
+        applied_at: None,
+        rolled_back_at: None,
+    };
+
+    let kind = if target.protection.is_protected() {
+        // What was reviewed is what ships: the approval applies the pinned
+        // source snapshot, not whatever the source holds by then.
+        AuditEventKind::PromotionRequested
+    } else {
+        let backup = take_snapshot(
+            conn,
+            team,
+            target.instance_id,
+            &target_state,
+            SnapshotReason::PromotionBackup,
+        )
+        .await?;
+        apply_flow_changes(conn, target.instance_id, &promotion.plan).await?;
+        add_keys(conn, target.instance_id, &promotion.plan.keys_to_add).await?;
+        let updated = instances::bump_version(conn, team, target.instance_id).await?;
+        promotion.status = PromotionStatus::Applied;
+        promotion.backup_snapshot_id = Some(backup);
+        promotion.target_version = Some(updated.version);
+        promotion.applied_at = Some(promotion.created_at);
+        AuditEventKind::PromotionApplied
+    };
+    insert(conn, &promotion).await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor: &req.actor,
+            kind,
+            subject: Some(promotion.id.0),
+            details: json!({
+                "pipeline": promotion.pipeline_id,
+                "from": source.instance_name,
+                "to": target.instance_name,
+                "target_version": promotion.target_version,
+                "summary": promotion.plan.summary(),
+                "keys_added": promotion.plan.keys_to_add,
+            }),
+        },
+    )
+    .await?;
+    Ok(promotion)
+}
+
+pub(super) async fn rollback(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PromotionId,
+    actor: &Actor,
+) -> StoreResult<Promotion> {
+    let mut promotion = get(conn, team, id).await?;
+    instances::lock_for_edit(conn, team, promotion.target_instance_id, None).await?;
+    // Re-read under the lock: a concurrent rollback may have won.
+    promotion = get(conn, team, id).await?;
+    if !promotion.status.can_become(PromotionStatus::RolledBack) {
+        return Err(Conflict::Transition {
+            from: promotion.status,
+            to: PromotionStatus::RolledBack,
+        }
+        .into());
+    }
+    let backup_id = promotion.backup_snapshot_id.ok_or_else(|| {
+        StoreError::Corrupt(format!("applied promotion {id} has no backup snapshot"))
+    })?;
+    let backup = snapshot(conn, team, backup_id).await?;
+    let current = instances::state(conn, promotion.target_instance_id).await?;
+    let safety = take_snapshot(
+        conn,
+        team,
+        promotion.target_instance_id,
+        &current,
+        SnapshotReason::RollbackBackup,
+    )
+    .await?;
+    // Flows only: keys the promotion added stay, and no value is touched.
+    let restore = PromotionPlan::between(
+        &InstanceState {
+            flows: backup.flows,
+            env: BTreeMap::new(),
+        },
+        &current,
+    );
+    apply_flow_changes(conn, promotion.target_instance_id, &restore).await?;
+    let updated = instances::bump_version(conn, team, promotion.target_instance_id).await?;
+    let at = now();
+    sqlx::query("update promotions set status = $2, rolled_back_at = $3 where id = $1")
+        .bind(id.0)
+        .bind(PromotionStatus::RolledBack.as_str())
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::PromotionRolledBack,
+            subject: Some(id.0),
+            details: json!({
+                "instance": updated.name,
+                "restored_snapshot": backup_id,
+                "pre_rollback_snapshot": safety,
+                "target_version": updated.version,
+                "summary": restore.summary(),
+            }),
+        },
+    )
+    .await?;
+    promotion.status = PromotionStatus::RolledBack;
+    promotion.rolled_back_at = Some(at);
+    Ok(promotion)
+}
+
+const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
+    target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, plan, requested_by_user_id,
+    requested_by, idempotency_key, created_at, applied_at, rolled_back_at";
+
+#[derive(sqlx::FromRow)]
+struct PromotionRow {
+    id: Uuid,
+    team_id: Uuid,
+    pipeline_id: Uuid,
+    source_stage_id: Uuid,
+    target_stage_id: Uuid,
+    source_instance_id: Uuid,
+    target_instance_id: Uuid,
+    status: String,
+    source_snapshot_id: Uuid,
+    backup_snapshot_id: Option<Uuid>,
+    target_version: Option<i64>,
+    plan: Json<PromotionPlan>,
+    requested_by_user_id: Option<Uuid>,
+    requested_by: String,
+    idempotency_key: Option<String>,
+    created_at: DateTime<Utc>,
+    applied_at: Option<DateTime<Utc>>,
+    rolled_back_at: Option<DateTime<Utc>>,
+}
+
+impl PromotionRow {
+    fn into_promotion(self) -> StoreResult<Promotion> {
+        Ok(Promotion {
+            id: PromotionId(self.id),
+            team_id: TeamId(self.team_id),
+            pipeline_id: PipelineId(self.pipeline_id),
+            source_stage_id: StageId(self.source_stage_id),
+            target_stage_id: StageId(self.target_stage_id),
+            source_instance_id: InstanceId(self.source_instance_id),
+            target_instance_id: InstanceId(self.target_instance_id),
+            status: self.status.parse().map_err(
+                |e: stagehand_domain::promotion::UnknownStatus| StoreError::Corrupt(e.to_string()),
+            )?,
+            source_snapshot_id: SnapshotId(self.source_snapshot_id),
+            backup_snapshot_id: self.backup_snapshot_id.map(SnapshotId),
+            target_version: self.target_version,
+            plan: self.plan.0,
+            requested_by_user_id: self.requested_by_user_id.map(UserId),
+            requested_by: self.requested_by,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+            applied_at: self.applied_at,
+            rolled_back_at: self.rolled_back_at,
+        })
+    }
+}
+
+async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "insert into promotions ({PROMOTION_COLUMNS})
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    ))
+    .bind(p.id.0)
+    .bind(p.team_id.0)
+    .bind(p.pipeline_id.0)
+    .bind(p.source_stage_id.0)
+    .bind(p.target_stage_id.0)
+    .bind(p.source_instance_id.0)
+    .bind(p.target_instance_id.0)
+    .bind(p.status.as_str())
+    .bind(p.source_snapshot_id.0)
+    .bind(p.backup_snapshot_id.map(|s| s.0))
+    .bind(p.target_version)
+    .bind(Json(&p.plan))
+    .bind(p.requested_by_user_id.map(|u| u.0))
+    .bind(&p.requested_by)
+    .bind(&p.idempotency_key)
+    .bind(p.created_at)
+    .bind(p.applied_at)
+    .bind(p.rolled_back_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get(conn: &mut Conn, team: TeamId, id: PromotionId) -> StoreResult<Promotion> {
+    sqlx::query_as::<_, PromotionRow>(&format!(
+        "select {PROMOTION_COLUMNS} from promotions where id = $1 and team_id = $2"
+    ))
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound("promotion"))?
+    .into_promotion()
+}
+
+pub(super) async fn list(conn: &mut Conn, team: TeamId, limit: i64) -> StoreResult<Vec<Promotion>> {
+    sqlx::query_as::<_, PromotionRow>(&format!(
+        "select {PROMOTION_COLUMNS} from promotions where team_id = $1 order by created_at desc, id desc limit $2"
+    ))
+    .bind(team.0)
+    .bind(limit.clamp(1, 1000))
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(PromotionRow::into_promotion)
+    .collect()
+}
+
+pub(super) async fn snapshot(
+    conn: &mut Conn,
+    team: TeamId,
+    id: SnapshotId,
+) -> StoreResult<Snapshot> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        team_id: Uuid,
+        instance_id: Uuid,
+        reason: String,
+        content_hash: String,
+        flows: Json<BTreeMap<FlowName, ContentHash>>,
+        env_keys: Json<Vec<EnvKey>>,
+        created_at: DateTime<Utc>,
+    }
+    let r: Row = sqlx::query_as(
+        "select id, team_id, instance_id, reason, content_hash, flows, env_keys, created_at
+         from snapshots where id = $1 and team_id = $2",
+    )
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound("snapshot"))?;
+    Ok(Snapshot {
+        id: SnapshotId(r.id),
+        team_id: TeamId(r.team_id),
+        instance_id: InstanceId(r.instance_id),
+        reason: SnapshotReason::parse(&r.reason)
+            .ok_or_else(|| StoreError::Corrupt(format!("snapshot reason {:?}", r.reason)))?,
+        content_hash: stored(ContentHash::from_stored(r.content_hash))?,
+        flows: r.flows.0,
+        env_keys: r.env_keys.0,
+        created_at: r.created_at,
+    })
+}

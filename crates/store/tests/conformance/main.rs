@@ -1,0 +1,57 @@
+//! The store conformance suite: every behaviour is one test body in
+//! `cases`, run once on SQLite and once on PostgreSQL by `conformance!`.
+//! PostgreSQL tests need `DATABASE_URL` (scripts/test.sh starts a
+//! throwaway server); without it they fail, they are never skipped.
+
+mod cases;
+mod concurrency;
+mod harness;
+
+/// Generates `sqlite::name` and `postgres::name` for each case.
+macro_rules! conformance {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let h = crate::harness::Harness::sqlite().await;
+                crate::$module::$name(&h).await;
+                h.cleanup().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let h = crate::harness::Harness::postgres().await;
+                crate::$module::$name(&h).await;
+                h.cleanup().await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    cases::env_values_round_trip_and_are_ciphertext_at_rest,
+    cases::a_wrong_secret_key_fails_loudly_at_open,
+    cases::teams_roles_and_bindings_give_permissions,
+    cases::duplicate_names_are_typed_conflicts,
+    cases::another_teams_ids_are_not_found,
+    cases::flows_are_saved_listed_and_deleted_with_versions,
+    cases::bad_flow_input_writes_nothing,
+    cases::a_stale_version_is_a_conflict_and_writes_nothing,
+    cases::env_vars_are_set_cleared_removed_and_revealed_with_audit,
+    cases::settings_must_be_an_object,
+    cases::stages_are_added_inserted_reordered_and_removed,
+    cases::a_stage_cannot_use_another_teams_instance_or_repeat_one,
+    cases::an_instance_that_is_a_stage_cannot_be_deleted,
+    cases::promotion_follows_the_design_semantics,
+    cases::unchanged_flows_are_not_rewritten,
+    cases::the_store_applies_plans_exactly_as_the_domain_does,
+    cases::no_value_reaches_a_snapshot_plan_or_audit_event,
+    cases::promoting_the_last_stage_is_refused_and_writes_nothing,
+    cases::a_retried_promotion_with_the_same_idempotency_key_is_one_promotion,
+    cases::a_promotion_against_a_stale_preview_is_a_conflict,
+    cases::rollback_restores_the_flows_and_is_audited,
+    cases::a_stage_requiring_all_values_refuses_promotions_that_leave_keys_empty,
+    cases::a_protected_stage_gets_a_pending_promotion_pinned_to_the_source,
+    concurrency::concurrent_promotions_into_one_target_serialise,
+);
