@@ -1,1 +1,201 @@
-fn main() {}
+//! The `stagehand` binary: a thin shell over the library crates.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use stagehand_domain::{SecretValue, Username};
+use stagehand_store::crypto::SecretKey;
+use stagehand_store::{Actor, Database, NewUser, StoreError};
+use stagehand_web::auth::password;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+/// Stagehand: a self-hosted control plane for dev → prod pipelines.
+#[derive(Debug, Parser)]
+#[command(name = "stagehand", version, about)]
+struct Cli {
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct StorageArgs {
+    /// PostgreSQL URL; without it, data lives in SQLite under --data-dir.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Where the embedded database and the generated secret key live.
+    #[arg(
+        long,
+        env = "STAGEHAND_DATA_DIR",
+        global = true,
+        default_value = "stagehand-data"
+    )]
+    data_dir: PathBuf,
+}
+
+impl StorageArgs {
+    fn database(&self) -> Database {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => Database::Postgres { url: url.clone() },
+            _ => Database::Sqlite {
+                path: self.data_dir.join("stagehand.db"),
+            },
+        }
+    }
+
+    /// The key from STAGEHAND_SECRET_KEY, or the one in the data directory.
+    fn key(&self) -> Result<SecretKey> {
+        let from_env = std::env::var("STAGEHAND_SECRET_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        Ok(SecretKey::load_or_generate(
+            from_env.as_deref(),
+            &self.data_dir,
+        )?)
+    }
+
+    async fn open(&self) -> Result<std::sync::Arc<dyn stagehand_store::Store>> {
+        let database = self.database();
+        let key = self.key()?;
+        stagehand_store::open(&database, &key)
+            .await
+            .with_context(|| format!("could not open the database {database:?}"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (applies pending migrations first).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "STAGEHAND_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage local user accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is prompted for, or read from stdin.
+    Create {
+        username: String,
+        /// Make the user a platform administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { bind } => serve(&cli.storage, &bind).await,
+        Command::Migrate => {
+            let database = cli.storage.database();
+            stagehand_store::migrate(&database).await?;
+            eprintln!("migrations applied to {database:?}");
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    username,
+                    admin,
+                    password_stdin,
+                },
+        } => create_user(&cli.storage, &username, admin, password_stdin).await,
+    }
+}
+
+async fn serve(storage: &StorageArgs, bind: &str) -> Result<()> {
+    let store = storage.open().await?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("could not listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(database = ?storage.database(), "stagehand listening on http://{addr}");
+    if store.count_users().await? == 0 {
+        tracing::warn!(
+            "no user exists yet: create the first administrator with `stagehand user create NAME --admin`"
+        );
+    }
+    stagehand_web::serve(
+        listener,
+        stagehand_web::AppState { store },
+        stagehand_web::shutdown_signal(),
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn create_user(
+    storage: &StorageArgs,
+    username: &str,
+    admin: bool,
+    from_stdin: bool,
+) -> Result<()> {
+    let username = Username::parse(username)?;
+    let password = read_password(from_stdin)?;
+    password::check_new_password(&password)?;
+    let store = storage.open().await?;
+    let hash = password::hash_password(password).await?;
+    let new = NewUser {
+        username: username.clone(),
+        password_hash: hash,
+        is_platform_admin: admin,
+    };
+    match store.create_user(new, &Actor::system()).await {
+        Ok(user) => {
+            println!("created user {} ({})", user.username, user.id);
+            Ok(())
+        }
+        Err(StoreError::Conflict(c)) => bail!("{c}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn read_password(from_stdin: bool) -> Result<SecretValue> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(SecretValue::new(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        ));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to prompt for a password: pass --password-stdin and pipe it in");
+    }
+    let first = rpassword::prompt_password("password: ")?;
+    let second = rpassword::prompt_password("again: ")?;
+    if first != second {
+        bail!("the passwords do not match");
+    }
+    Ok(SecretValue::new(first))
+}

@@ -1,0 +1,245 @@
+//! The real `stagehand` binary, run as a user runs it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn stagehand(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stagehand"));
+    c.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("STAGEHAND_DATA_DIR")
+        .env_remove("STAGEHAND_SECRET_KEY")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("stagehand-cli-{}", uuid_like()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_nanos()
+    )
+}
+
+fn rand_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Starts `serve` on a free port; returns the child and its base URL.
+fn spawn_serve(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let url: String = line[at + "listening on ".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
+                    .collect();
+                let _ = tx.send(Ok(url));
+            }
+            if line.contains("error:") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(url)) => (child, url),
+        other => {
+            let _ = child.kill();
+            panic!("serve did not start: {other:?}");
+        }
+    }
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.unwrap();
+    (
+        r.status().as_u16(),
+        r.json::<serde_json::Value>().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_uses_sqlite_and_stops_cleanly_on_sigterm() {
+    let dir = temp_dir();
+    let (child, url) = spawn_serve(stagehand(&dir));
+    let (status, body) = get_json(&format!("{url}/healthz")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = get_json(&format!("{url}/readyz")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["database"], "sqlite");
+    assert!(dir.join("stagehand-data/stagehand.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::fs::metadata(dir.join("stagehand-data/secret.key")).unwrap();
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    }
+    let exit = terminate(child);
+    assert!(exit.success(), "{exit:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn serve_uses_postgres_when_database_url_is_set() {
+    let admin = std::env::var("DATABASE_URL").expect(
+        "this test needs DATABASE_URL; run scripts/test.sh, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("cli_{}", rand_nanos());
+    create_database(&admin, &name);
+    let dir = temp_dir();
+    let mut cmd = stagehand(&dir);
+    let base = admin.rsplit_once('/').unwrap().0;
+    cmd.env("DATABASE_URL", format!("{base}/{name}"));
+    cmd.env(
+        "STAGEHAND_SECRET_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    );
+    let (child, url) = spawn_serve(cmd);
+    let (status, body) = get_json(&format!("{url}/readyz")).await;
+    assert_eq!((status, body["database"].as_str()), (200, Some("postgres")));
+    assert!(terminate(child).success());
+    assert!(
+        !dir.join("stagehand-data/secret.key").exists(),
+        "a key from the environment is not written to disk"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Creates an empty database on the test server with psql, which comes
+/// with PostgreSQL.
+fn create_database(admin: &str, name: &str) {
+    let out = Command::new("psql")
+        .args([admin, "-c", &format!("create database {name}")])
+        .output()
+        .expect("psql is installed with PostgreSQL");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin_and_refuses_duplicates() {
+    let dir = temp_dir();
+    let run = |name: &str, password: &str| {
+        let mut child = stagehand(&dir)
+            .args(["user", "create", name, "--admin", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = run("ada", "a long enough password");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("created user ada"));
+    let again = run("ada", "another long password");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already taken"));
+    let short = run("bob", "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12"));
+    let bad = run("Not Valid", "a long enough password");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("username"));
+    for out in [&ok, &again, &short, &bad] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains("long enough password") && !all.contains("another long"),
+            "password echoed: {all}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_wrong_secret_key_stops_the_server_with_a_clear_message() {
+    let dir = temp_dir();
+    let migrate = stagehand(&dir).arg("migrate").output().unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    // First start records the generated key; a different key must be refused.
+    let first = stagehand(&dir)
+        .args(["user", "create", "ada", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            writeln!(c.stdin.take().unwrap(), "a long enough password")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(first.success());
+    let out = stagehand(&dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env(
+            "STAGEHAND_SECRET_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not match the key this database was encrypted with"),
+        "{err}"
+    );
+    let bad = stagehand(&dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("STAGEHAND_SECRET_KEY", "not-base64")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("STAGEHAND_SECRET_KEY must be 32 bytes"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,3 @@
+//! Authentication. For now: password hashing; sessions and login follow.
+
+pub mod password;
