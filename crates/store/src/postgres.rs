@@ -66,5 +66,7 @@ pub(crate) async fn lock_instance(
     .await?)
 }
 
+// Compiled once per backend on purpose: see sql/mod.rs.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;

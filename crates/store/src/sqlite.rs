@@ -78,5 +78,7 @@ pub(crate) async fn lock_instance(
     )
 }
 
+// Compiled once per backend on purpose: see sql/mod.rs.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;

@@ -562,7 +562,8 @@ pub(super) async fn reveal_env_value(
     actor: &Actor,
 ) -> StoreResult<Option<SecretValue>> {
     let inst = get(conn, team, instance).await?;
-    let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+    type SealedColumns = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<SealedColumns> = sqlx::query_as(
         "select value_nonce, value_ciphertext from env_vars where instance_id = $1 and key = $2",
     )
     .bind(instance.0)

@@ -189,24 +189,25 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     let target_version = lock_pair(conn, team, source.instance_id, target.instance_id).await?;
 
     // Under the lock, a retry sees the first attempt's row.
-    if let Some(key) = &req.idempotency_key {
-        if let Some(existing) = by_idempotency_key(conn, team, key).await? {
-            return if existing.pipeline_id == req.pipeline && existing.source_stage_id == req.stage
-            {
-                Ok(existing)
-            } else {
-                Err(Conflict::IdempotencyKeyReused.into())
-            };
-        }
+    if let Some(key) = &req.idempotency_key
+        && let Some(existing) = by_idempotency_key(conn, team, key).await?
+    {
+        let same_request =
+            existing.pipeline_id == req.pipeline && existing.source_stage_id == req.stage;
+        return if same_request {
+            Ok(existing)
+        } else {
+            Err(Conflict::IdempotencyKeyReused.into())
+        };
     }
-    if let Some(expected) = req.expected_target_version {
-        if expected != target_version {
-            return Err(Conflict::StaleVersion {
-                expected,
-                actual: target_version,
-            }
-            .into());
+    if let Some(expected) = req.expected_target_version
+        && expected != target_version
+    {
+        return Err(Conflict::StaleVersion {
+            expected,
+            actual: target_version,
         }
+        .into());
     }
 
     let source_state = instances::state(conn, source.instance_id).await?;

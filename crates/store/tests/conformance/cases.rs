@@ -497,7 +497,10 @@ pub async fn stages_are_added_inserted_reordered_and_removed(h: &Harness) {
         p4.stages.iter().map(|s| s.position).collect::<Vec<_>>(),
         [0, 1, 2]
     );
-    assert_eq!(h.store.pipelines(team).await.unwrap(), [p4.clone()]);
+    assert_eq!(
+        h.store.pipelines(team).await.unwrap(),
+        std::slice::from_ref(&p4)
+    );
     let _ = (dev, qa, prod);
     let err = h
         .store
@@ -713,7 +716,8 @@ pub async fn the_store_applies_plans_exactly_as_the_domain_does(h: &Harness) {
     let team = h.team("t").await;
     let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
     // A handful of overlapping shapes, promoted one after another.
-    let rounds: [(&[(&str, &str)], &[(&str, &str)], &[&str], &[&str]); 3] = [
+    type Flows<'a> = &'a [(&'a str, &'a str)];
+    let rounds: [(Flows, Flows, &[&str], &[&str]); 3] = [
         (
             &[("a", "1"), ("b", "2")],
             &[("b", "3"), ("c", "4")],

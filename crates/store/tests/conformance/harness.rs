@@ -69,8 +69,10 @@ impl Harness {
         if let Some(dir) = self.sqlite_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
-        if let Some((admin, name)) = self.pg_admin {
-            if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+        if let Some((admin, name)) = self.pg_admin
+            && let Ok(pool) = sqlx::PgPool::connect(&admin).await
+        {
+            {
                 let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
                     .execute(&pool)
                     .await;

@@ -3,6 +3,8 @@
 //! PostgreSQL tests need `DATABASE_URL` (scripts/test.sh starts a
 //! throwaway server); without it they fail, they are never skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cases;
 mod concurrency;
 mod harness;

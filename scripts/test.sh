@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, then every test (the domain's unit and
+# property tests, the store conformance suite on SQLite and PostgreSQL, the
+# real binary over HTTP) against a throwaway PostgreSQL this script starts,
+# and removes when it exits. Idempotent; needs only the Rust toolchain (it
+# installs PostgreSQL from Debian's packages and cargo-nextest if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/postgres.sh
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest..." >&2
+  cargo install cargo-nextest --locked
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+
+start_throwaway_postgres
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast "$@"
