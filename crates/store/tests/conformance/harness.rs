@@ -72,11 +72,9 @@ impl Harness {
         if let Some((admin, name)) = self.pg_admin
             && let Ok(pool) = sqlx::PgPool::connect(&admin).await
         {
-            {
-                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                    .execute(&pool)
-                    .await;
-            }
+            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&pool)
+                .await;
         }
     }
 
