@@ -71,6 +71,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "STAGEHAND_BIND", default_value = "127.0.0.1:8080")]
         bind: String,
+        /// The URL users reach Stagehand at, e.g. https://stagehand.example.com.
+        /// State-changing requests must come from this origin; with https,
+        /// cookies are marked Secure. Unset: the Host each request was sent to.
+        #[arg(long, env = "STAGEHAND_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -115,7 +120,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { bind } => serve(&cli.storage, &bind).await,
+        Command::Serve { bind, public_url } => serve(&cli.storage, &bind, public_url).await,
         Command::Migrate => {
             let database = cli.storage.database();
             stagehand_store::migrate(&database).await?;
@@ -133,7 +138,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(storage: &StorageArgs, bind: &str) -> Result<()> {
+async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) -> Result<()> {
     let store = storage.open().await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -147,7 +152,10 @@ async fn serve(storage: &StorageArgs, bind: &str) -> Result<()> {
     }
     stagehand_web::serve(
         listener,
-        stagehand_web::AppState { store },
+        stagehand_web::AppState::new(
+            store,
+            stagehand_web::WebConfig::default().with_public_url(public_url),
+        ),
         stagehand_web::shutdown_signal(),
     )
     .await?;

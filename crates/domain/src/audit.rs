@@ -10,6 +10,12 @@ pub enum AuditEventKind {
     TeamCreated,
     #[serde(rename = "user.created")]
     UserCreated,
+    #[serde(rename = "user.logged_in")]
+    UserLoggedIn,
+    #[serde(rename = "user.logged_out")]
+    UserLoggedOut,
+    #[serde(rename = "user.login_failed")]
+    UserLoginFailed,
     #[serde(rename = "role.created")]
     RoleCreated,
     #[serde(rename = "member.bound")]
@@ -64,6 +70,9 @@ impl AuditEventKind {
         match self {
             TeamCreated => "team.created",
             UserCreated => "user.created",
+            UserLoggedIn => "user.logged_in",
+            UserLoggedOut => "user.logged_out",
+            UserLoginFailed => "user.login_failed",
             RoleCreated => "role.created",
             MemberBound => "member.bound",
             MemberUnbound => "member.unbound",

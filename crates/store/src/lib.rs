@@ -7,6 +7,7 @@ mod error;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use model::*;
@@ -60,6 +61,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
     /// The union of the permissions of every role the user holds in the team.
     async fn permissions(&self, team: TeamId, user: UserId) -> StoreResult<PermissionSet>;
+
+    /// The teams the user holds a role in, with those roles.
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<Membership>>;
+
+    // Sessions and login throttling.
+    /// Starts a session; the login is audited in the same transaction.
+    async fn create_session(&self, session: NewSession, actor: &Actor) -> StoreResult<()>;
+    /// The session with this token hash, expired or not.
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>>;
+    /// Records activity on a session (for its idle expiry).
+    async fn touch_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Ends a session; with an actor, the logout is audited.
+    async fn delete_session(&self, token_hash: &str, actor: Option<&Actor>) -> StoreResult<()>;
+    /// Failed logins per scope since `since`, in the order of `scopes`.
+    async fn login_failure_counts(
+        &self,
+        scopes: &[String],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<i64>>;
+    /// Counts a failed login against every scope, and audits it.
+    async fn record_login_failure(
+        &self,
+        scopes: &[String],
+        known_username: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<()>;
+    async fn clear_login_failures(&self, scope: &str) -> StoreResult<()>;
 
     // Instances, flows, env vars, settings.
     async fn create_instance(
@@ -198,11 +226,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn promotion(&self, team: TeamId, id: PromotionId) -> StoreResult<Promotion>;
     /// The newest promotions of the team, newest first.
     async fn promotions(&self, team: TeamId, limit: i64) -> StoreResult<Vec<Promotion>>;
+    /// The team's promotions that match `filter`, newest first.
+    async fn promotion_history(
+        &self,
+        team: TeamId,
+        filter: &PromotionFilter,
+    ) -> StoreResult<Vec<Promotion>>;
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot>;
 
     // Audit.
     /// The newest audit events of the team, newest first.
     async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+    /// The events of a team (or with `None`, the platform's own: users and
+    /// logins) that match `filter`, newest first.
+    async fn audit_history(
+        &self,
+        team: Option<TeamId>,
+        filter: &AuditFilter,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }
 
 /// Where the data lives.

@@ -270,3 +270,82 @@ pub struct NewAuditEvent<'a> {
     pub subject: Option<uuid::Uuid>,
     pub details: serde_json::Value,
 }
+
+/// A web session about to be created. The store keeps only the token's
+/// hash; the token itself lives in the user's cookie.
+#[derive(Clone)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub csrf_token: String,
+    /// The absolute expiry: the session ends then, however active.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live web session and its user.
+#[derive(Clone)]
+pub struct Session {
+    pub token_hash: String,
+    pub user: User,
+    /// The synchronizer token every state-changing request must carry.
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user.username)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A team the user belongs to, and the roles they hold in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub team: Team,
+    pub roles: Vec<String>,
+}
+
+/// Which promotions a history query returns: every set field must match.
+/// Results come newest first; `before` continues after the last row of the
+/// previous page (keyset pagination: no offset scans).
+#[derive(Debug, Clone, Default)]
+pub struct PromotionFilter {
+    pub pipeline: Option<PipelineId>,
+    /// Promotions out of or into this stage.
+    pub stage: Option<StageId>,
+    pub actor: Option<String>,
+    pub status: Option<PromotionStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub before: Option<(DateTime<Utc>, PromotionId)>,
+    pub limit: i64,
+}
+
+/// Which audit events a query returns, newest first; see [`PromotionFilter`].
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub before: Option<(DateTime<Utc>, stagehand_domain::AuditEventId)>,
+    pub limit: i64,
+}
+
+/// Most rows one history query returns.
+pub const MAX_PAGE: i64 = 1000;

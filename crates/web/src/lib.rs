@@ -1,28 +1,61 @@
 //! Stagehand's HTTP server. [`app`] builds the router so tests and `main`
 //! serve the same thing; [`serve`] runs it until a shutdown signal, letting
 //! in-flight requests finish.
+//!
+//! Every route, with the permission it needs, is in [`routes`]; a request
+//! passes [`authz`] (session, CSRF, team permission) before its handler.
 
+mod assets;
 pub mod auth;
+pub mod authz;
+mod config;
+mod error;
 mod health;
+pub mod routes;
+mod security;
+mod views;
+
+pub use config::WebConfig;
+pub use error::{AppError, AppResult};
 
 use axum::Router;
 use stagehand_store::Store;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub config: Arc<WebConfig>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: WebConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+        }
+    }
 }
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(health::router())
-        .layer(TraceLayer::new_for_http())
+    routes::router(&state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn(security::headers))
+                .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::extract::DefaultBodyLimit::max(config::MAX_BODY_BYTES)),
+        )
         .with_state(state)
 }
 
@@ -33,9 +66,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,8 +1,8 @@
 //! The audit log: written inside the transaction of the change it records.
 
-use super::{Conn, now};
+use super::{Conn, Db, now, push_window_and_page};
 use crate::error::StoreResult;
-use crate::model::{AuditEvent, NewAuditEvent};
+use crate::model::{AuditEvent, AuditFilter, NewAuditEvent};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use stagehand_domain::{AuditEventId, TeamId, UserId};
@@ -46,14 +46,42 @@ pub(super) async fn list(
     team: TeamId,
     limit: i64,
 ) -> StoreResult<Vec<AuditEvent>> {
-    let rows: Vec<Row> = sqlx::query_as(
+    let filter = AuditFilter {
+        limit,
+        ..AuditFilter::default()
+    };
+    history(conn, Some(team), &filter).await
+}
+
+/// The events of a team (or, with `None`, those of no team: logins, users),
+/// newest first.
+pub(super) async fn history(
+    conn: &mut Conn,
+    team: Option<TeamId>,
+    f: &AuditFilter,
+) -> StoreResult<Vec<AuditEvent>> {
+    let mut q = sqlx::QueryBuilder::<Db>::new(
         "select id, team_id, actor_user_id, actor, source_ip, kind, subject_id, details, created_at
-         from audit_events where team_id = $1 order by created_at desc, id desc limit $2",
-    )
-    .bind(team.0)
-    .bind(limit.clamp(1, 1000))
-    .fetch_all(conn)
-    .await?;
+         from audit_events where ",
+    );
+    match team {
+        Some(t) => q.push("team_id = ").push_bind(t.0),
+        None => q.push("team_id is null"),
+    };
+    if let Some(a) = &f.actor {
+        q.push(" and actor = ").push_bind(a.clone());
+    }
+    if let Some(k) = &f.kind {
+        q.push(" and kind = ").push_bind(k.clone());
+    }
+    push_window_and_page(
+        &mut q,
+        f.since,
+        f.until,
+        f.before.map(|(at, id)| (at, id.0)),
+        f.limit,
+    );
+    let rows: Vec<Row> = q.build_query_as().fetch_all(conn).await?;
     rows.into_iter()
         .map(|r| {
             Ok(AuditEvent {

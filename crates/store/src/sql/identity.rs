@@ -13,7 +13,7 @@ use stagehand_domain::{
 use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: Uuid,
     username: String,
     password_hash: String,
@@ -23,7 +23,7 @@ struct UserRow {
 }
 
 impl UserRow {
-    fn into_credentials(self) -> StoreResult<UserCredentials> {
+    pub(super) fn into_credentials(self) -> StoreResult<UserCredentials> {
         Ok(UserCredentials {
             user: User {
                 id: UserId(self.id),
@@ -99,14 +99,14 @@ pub(super) async fn count_users(conn: &mut Conn) -> StoreResult<i64> {
 }
 
 #[derive(sqlx::FromRow)]
-struct TeamRow {
-    id: Uuid,
+pub(super) struct TeamRow {
+    pub(super) id: Uuid,
     name: String,
     created_at: DateTime<Utc>,
 }
 
 impl TeamRow {
-    fn into_team(self) -> StoreResult<Team> {
+    pub(super) fn into_team(self) -> StoreResult<Team> {
         Ok(Team {
             id: TeamId(self.id),
             name: stored(Name::parse("name", &self.name))?,

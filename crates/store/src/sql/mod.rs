@@ -10,8 +10,9 @@ mod identity;
 mod instances;
 mod pipelines;
 mod promotions;
+mod sessions;
 
-use super::{Backend, Conn, lock_instance};
+use super::{Backend, Conn, Db, lock_instance};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{BackendKind, Store};
@@ -30,6 +31,36 @@ pub(crate) fn now() -> DateTime<Utc> {
 /// A stored value that must have been valid when it was written.
 pub(crate) fn stored<T>(parsed: Result<T, ValidationError>) -> StoreResult<T> {
     parsed.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Appends the time window and the keyset position shared by the history
+/// queries, then their newest-first order and the page size. Rows are
+/// ordered by `(created_at, id)` descending; `before` is the last row of the
+/// previous page.
+pub(crate) fn push_window_and_page(
+    q: &mut sqlx::QueryBuilder<'_, Db>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    before: Option<(DateTime<Utc>, uuid::Uuid)>,
+    limit: i64,
+) {
+    if let Some(t) = since {
+        q.push(" and created_at >= ").push_bind(t);
+    }
+    if let Some(t) = until {
+        q.push(" and created_at < ").push_bind(t);
+    }
+    if let Some((at, id)) = before {
+        q.push(" and (created_at < ")
+            .push_bind(at)
+            .push(" or (created_at = ")
+            .push_bind(at)
+            .push(" and id < ")
+            .push_bind(id)
+            .push("))");
+    }
+    q.push(" order by created_at desc, id desc limit ")
+        .push_bind(limit.clamp(1, crate::model::MAX_PAGE));
 }
 
 /// Runs `$body` on a write transaction and commits it if the body succeeds;
@@ -140,6 +171,41 @@ impl Store for Backend {
     }
     async fn permissions(&self, team: TeamId, user: UserId) -> StoreResult<PermissionSet> {
         read!(self, c => identity::permissions(c, team, user))
+    }
+
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<Membership>> {
+        read!(self, c => sessions::memberships(c, user))
+    }
+
+    async fn create_session(&self, session: NewSession, actor: &Actor) -> StoreResult<()> {
+        write_tx!(self, c => sessions::create(c, session, actor))
+    }
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>> {
+        read!(self, c => sessions::get(c, token_hash))
+    }
+    async fn touch_session(&self, token_hash: &str) -> StoreResult<()> {
+        read!(self, c => sessions::touch(c, token_hash))
+    }
+    async fn delete_session(&self, token_hash: &str, actor: Option<&Actor>) -> StoreResult<()> {
+        write_tx!(self, c => sessions::delete(c, token_hash, actor))
+    }
+    async fn login_failure_counts(
+        &self,
+        scopes: &[String],
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<i64>> {
+        read!(self, c => sessions::failure_counts(c, scopes, since))
+    }
+    async fn record_login_failure(
+        &self,
+        scopes: &[String],
+        known_username: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => sessions::record_failure(c, scopes, known_username, actor))
+    }
+    async fn clear_login_failures(&self, scope: &str) -> StoreResult<()> {
+        read!(self, c => sessions::clear_failures(c, scope))
     }
 
     async fn create_instance(
@@ -330,11 +396,25 @@ impl Store for Backend {
     async fn promotions(&self, team: TeamId, limit: i64) -> StoreResult<Vec<Promotion>> {
         read!(self, c => promotions::list(c, team, limit))
     }
+    async fn promotion_history(
+        &self,
+        team: TeamId,
+        filter: &PromotionFilter,
+    ) -> StoreResult<Vec<Promotion>> {
+        read!(self, c => promotions::history(c, team, filter))
+    }
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot> {
         read!(self, c => promotions::snapshot(c, team, id))
     }
 
     async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>> {
         read!(self, c => audit::list(c, team, limit))
+    }
+    async fn audit_history(
+        &self,
+        team: Option<TeamId>,
+        filter: &AuditFilter,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        read!(self, c => audit::history(c, team, filter))
     }
 }

@@ -5,10 +5,13 @@
 //! idempotency key, snapshot both sides, apply the plan, bump the target's
 //! version, write the promotion row and its audit event.
 
-use super::{Conn, audit, instances, lock_instance, now, pipelines, stored};
+use super::{
+    Conn, Db, audit, instances, lock_instance, now, pipelines, push_window_and_page, stored,
+};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
-    Actor, NewAuditEvent, Preview, Promotion, PromotionRequest, Snapshot, SnapshotReason, Stage,
+    Actor, NewAuditEvent, Preview, Promotion, PromotionFilter, PromotionRequest, Snapshot,
+    SnapshotReason, Stage,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -465,6 +468,46 @@ pub(super) async fn list(conn: &mut Conn, team: TeamId, limit: i64) -> StoreResu
     .into_iter()
     .map(PromotionRow::into_promotion)
     .collect()
+}
+
+pub(super) async fn history(
+    conn: &mut Conn,
+    team: TeamId,
+    f: &PromotionFilter,
+) -> StoreResult<Vec<Promotion>> {
+    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+        "select {PROMOTION_COLUMNS} from promotions where team_id = "
+    ));
+    q.push_bind(team.0);
+    if let Some(p) = f.pipeline {
+        q.push(" and pipeline_id = ").push_bind(p.0);
+    }
+    if let Some(s) = f.stage {
+        q.push(" and (source_stage_id = ")
+            .push_bind(s.0)
+            .push(" or target_stage_id = ")
+            .push_bind(s.0)
+            .push(")");
+    }
+    if let Some(a) = &f.actor {
+        q.push(" and requested_by = ").push_bind(a.clone());
+    }
+    if let Some(s) = f.status {
+        q.push(" and status = ").push_bind(s.as_str());
+    }
+    push_window_and_page(
+        &mut q,
+        f.since,
+        f.until,
+        f.before.map(|(at, id)| (at, id.0)),
+        f.limit,
+    );
+    q.build_query_as::<PromotionRow>()
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(PromotionRow::into_promotion)
+        .collect()
 }
 
 pub(super) async fn snapshot(

@@ -2,80 +2,45 @@
 
 use stagehand_domain::{FlowContent, FlowName, InstanceId, Name, PipelineId, StageId, TeamId};
 use stagehand_store::crypto::SecretKey;
+use stagehand_store::testing::TestDatabase;
 use stagehand_store::{Actor, Database, Instance, Pipeline, Store};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct Harness {
     pub store: Arc<dyn Store>,
     pub database: Database,
     pub key: SecretKey,
-    sqlite_dir: Option<PathBuf>,
-    pg_admin: Option<(String, String)>,
+    db: TestDatabase,
 }
 
 impl Harness {
-    pub async fn sqlite() -> Self {
-        let dir = std::env::temp_dir().join(format!("stagehand-test-{}", uuid::Uuid::new_v4()));
-        let database = Database::Sqlite {
-            path: dir.join("stagehand.db"),
-        };
-        let key = SecretKey::generate();
-        let store = stagehand_store::open(&database, &key)
-            .await
-            .expect("open sqlite");
+    fn of(db: TestDatabase) -> Self {
         Self {
-            store,
-            database,
-            key,
-            sqlite_dir: Some(dir),
-            pg_admin: None,
+            store: db.store.clone(),
+            database: db.database.clone(),
+            key: db.key.clone(),
+            db,
         }
     }
 
+    pub async fn sqlite() -> Self {
+        Self::of(TestDatabase::sqlite().await.expect("open sqlite"))
+    }
+
     pub async fn postgres() -> Self {
-        let admin = std::env::var("DATABASE_URL").expect(
-            "the PostgreSQL half of the conformance suite needs DATABASE_URL; \
+        let db = TestDatabase::postgres()
+            .await
+            .expect("open postgres")
+            .expect(
+                "the PostgreSQL half of the conformance suite needs DATABASE_URL; \
              run scripts/test.sh, which starts a throwaway server",
-        );
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin)
-            .await
-            .expect("connect to DATABASE_URL");
-        sqlx::query(&format!("create database {name}"))
-            .execute(&pool)
-            .await
-            .expect("create test database");
-        pool.close().await;
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        let database = Database::Postgres {
-            url: format!("{base}/{name}"),
-        };
-        let key = SecretKey::generate();
-        let store = stagehand_store::open(&database, &key)
-            .await
-            .expect("open postgres");
-        Self {
-            store,
-            database,
-            key,
-            sqlite_dir: None,
-            pg_admin: Some((admin, name)),
-        }
+            );
+        Self::of(db)
     }
 
     pub async fn cleanup(self) {
         drop(self.store);
-        if let Some(dir) = self.sqlite_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        if let Some((admin, name)) = self.pg_admin
-            && let Ok(pool) = sqlx::PgPool::connect(&admin).await
-        {
-            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                .execute(&pool)
-                .await;
-        }
+        self.db.cleanup().await;
     }
 
     /// A statement run behind the store's back, for checks of what is at rest.

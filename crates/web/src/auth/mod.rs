@@ -1,3 +1,7 @@
-//! Authentication. For now: password hashing; sessions and login follow.
+//! Authentication: password hashing, database-backed sessions, CSRF
+//! tokens, and the login and logout pages.
 
+pub mod csrf;
+pub mod login;
 pub mod password;
+pub mod session;

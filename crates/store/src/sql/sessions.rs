@@ -1,0 +1,206 @@
+//! Web sessions, team memberships and login throttling counters.
+
+use super::identity::{TeamRow, UserRow};
+use super::{Conn, audit, now};
+use crate::error::StoreResult;
+use crate::model::{Actor, Membership, NewAuditEvent, NewSession, Session};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use stagehand_domain::{AuditEventKind, UserId};
+use uuid::Uuid;
+
+/// How long failure rows are kept; longer than any throttle window.
+const FAILURE_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+pub(super) async fn create(conn: &mut Conn, new: NewSession, actor: &Actor) -> StoreResult<()> {
+    let at = now();
+    // Housekeeping rides along with logins: no background job to run.
+    sqlx::query("delete from sessions where expires_at <= $1")
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "insert into sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
+         values ($1, $2, $3, $4, $4, $5)",
+    )
+    .bind(&new.token_hash)
+    .bind(new.user_id.0)
+    .bind(&new.csrf_token)
+    .bind(at)
+    .bind(new.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: None,
+            actor,
+            kind: AuditEventKind::UserLoggedIn,
+            subject: Some(new.user_id.0),
+            details: json!({}),
+        },
+    )
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    token_hash: String,
+    csrf_token: String,
+    session_created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+pub(super) async fn get(conn: &mut Conn, token_hash: &str) -> StoreResult<Option<Session>> {
+    let row: Option<SessionRow> = sqlx::query_as(
+        "select s.token_hash, s.csrf_token, s.created_at as session_created_at, s.last_seen_at,
+                s.expires_at, u.id, u.username, u.password_hash, u.is_platform_admin,
+                u.disabled_at, u.created_at
+         from sessions s join users u on u.id = s.user_id
+         where s.token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Session {
+            token_hash: r.token_hash,
+            csrf_token: r.csrf_token,
+            created_at: r.session_created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            user: r.user.into_credentials()?.user,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn touch(conn: &mut Conn, token_hash: &str) -> StoreResult<()> {
+    sqlx::query("update sessions set last_seen_at = $1 where token_hash = $2")
+        .bind(now())
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends a session; with an actor, the logout is audited.
+pub(super) async fn delete(
+    conn: &mut Conn,
+    token_hash: &str,
+    actor: Option<&Actor>,
+) -> StoreResult<()> {
+    let user: Option<Uuid> =
+        sqlx::query_scalar("delete from sessions where token_hash = $1 returning user_id")
+            .bind(token_hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let (Some(user), Some(actor)) = (user, actor) {
+        audit::record(
+            conn,
+            NewAuditEvent {
+                team: None,
+                actor,
+                kind: AuditEventKind::UserLoggedOut,
+                subject: Some(user),
+                details: json!({}),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn memberships(conn: &mut Conn, user: UserId) -> StoreResult<Vec<Membership>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        role: String,
+        #[sqlx(flatten)]
+        team: TeamRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select b.role, t.id, t.name, t.created_at
+         from role_bindings b join teams t on t.id = b.team_id
+         where b.user_id = $1 order by t.name, b.role",
+    )
+    .bind(user.0)
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<Membership> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(m) if m.team.id.0 == row.team.id => m.roles.push(row.role),
+            _ => out.push(Membership {
+                team: row.team.into_team()?,
+                roles: vec![row.role],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// How many failures each scope has had since `since`, in the order given.
+pub(super) async fn failure_counts(
+    conn: &mut Conn,
+    scopes: &[String],
+    since: DateTime<Utc>,
+) -> StoreResult<Vec<i64>> {
+    let mut counts = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from login_failures where scope = $1 and created_at > $2",
+        )
+        .bind(scope)
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await?;
+        counts.push(n);
+    }
+    Ok(counts)
+}
+
+/// Counts one failure against each scope, and audits it. The username is
+/// recorded only for an account that exists: a name typed at a login form
+/// may be a password typed into the wrong field.
+pub(super) async fn record_failure(
+    conn: &mut Conn,
+    scopes: &[String],
+    known_username: Option<&str>,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let at = now();
+    sqlx::query("delete from login_failures where created_at < $1")
+        .bind(at - FAILURE_RETENTION)
+        .execute(&mut *conn)
+        .await?;
+    for scope in scopes {
+        sqlx::query("insert into login_failures (id, scope, created_at) values ($1, $2, $3)")
+            .bind(Uuid::new_v4())
+            .bind(scope)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: None,
+            actor,
+            kind: AuditEventKind::UserLoginFailed,
+            subject: None,
+            details: json!({ "username": known_username }),
+        },
+    )
+    .await
+}
+
+pub(super) async fn clear_failures(conn: &mut Conn, scope: &str) -> StoreResult<()> {
+    sqlx::query("delete from login_failures where scope = $1")
+        .bind(scope)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

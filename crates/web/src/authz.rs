@@ -1,0 +1,143 @@
+//! Authorisation: what each route requires ([`Access`], declared next to
+//! the route in [`crate::routes`]) and the middleware that enforces it
+//! before any handler runs. Handlers receive the result as [`Ctx`] and
+//! never re-derive who the user is.
+
+use crate::AppState;
+use crate::auth::{csrf, session};
+use crate::error::{AppError, AppResult};
+use axum::extract::{RawPathParams, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use stagehand_domain::{Permission, PermissionSet, TeamId};
+use stagehand_store::{Actor, Session, Team};
+use std::net::SocketAddr;
+
+/// What a route requires of the requester.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, logged in or not (login page, health probes, static files).
+    Public,
+    /// Any logged-in user.
+    Authenticated,
+    /// A platform administrator (users and teams across the installation).
+    PlatformAdmin,
+    /// A member of the `{team}` in the path holding this permission there.
+    /// A non-member gets 404, as if the team did not exist.
+    Team(Permission),
+}
+
+/// The requester, as established by [`authorize`].
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub session: Session,
+    pub source_ip: Option<String>,
+    /// Set on [`Access::Team`] routes.
+    pub team: Option<TeamCtx>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamCtx {
+    pub team: Team,
+    pub permissions: PermissionSet,
+}
+
+impl Ctx {
+    /// The actor written into audit events.
+    pub fn actor(&self) -> Actor {
+        let actor = Actor::user(self.session.user.id, &self.session.user.username);
+        match &self.source_ip {
+            Some(ip) => actor.from_ip(ip.clone()),
+            None => actor,
+        }
+    }
+
+    /// The team of a team route. Only [`Access::Team`] routes call this.
+    pub fn team(&self) -> AppResult<&TeamCtx> {
+        self.team
+            .as_ref()
+            .ok_or_else(|| AppError::Internal("team context on a route without a team".into()))
+    }
+
+    pub fn team_id(&self) -> AppResult<TeamId> {
+        Ok(self.team()?.team.id)
+    }
+
+    /// Whether the user may do `p` in the route's team.
+    pub fn can(&self, p: Permission) -> bool {
+        self.team
+            .as_ref()
+            .is_some_and(|t| t.permissions.contains(p))
+    }
+}
+
+/// The peer address, when the server was started with connect info.
+pub fn source_ip(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// Enforces `access` for one route. Runs as that route's `route_layer`.
+pub async fn authorize(
+    State((state, access)): State<(AppState, Access)>,
+    params: RawPathParams,
+    req: Request,
+    next: Next,
+) -> Response {
+    match check(&state, access, &params, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check(
+    state: &AppState,
+    access: Access,
+    params: &RawPathParams,
+    mut req: Request,
+) -> AppResult<Request> {
+    if access == Access::Public {
+        return Ok(req);
+    }
+    let session = session::load(state, req.headers())
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    if !csrf::is_safe(req.method()) {
+        req = csrf::check(state, &session.csrf_token, req).await?;
+    }
+    let team = match access {
+        Access::Public | Access::Authenticated => None,
+        Access::PlatformAdmin => {
+            if !session.user.is_platform_admin {
+                return Err(AppError::Forbidden);
+            }
+            None
+        }
+        Access::Team(permission) => {
+            let id = params
+                .iter()
+                .find(|(k, _)| *k == "team")
+                .and_then(|(_, v)| uuid::Uuid::parse_str(v).ok())
+                .map(TeamId)
+                .ok_or(AppError::NotFound("team"))?;
+            let permissions = state.store.permissions(id, session.user.id).await?;
+            // Not a member: the team does not exist as far as they know.
+            if permissions.is_empty() {
+                return Err(AppError::NotFound("team"));
+            }
+            if !permissions.contains(permission) {
+                return Err(AppError::Forbidden);
+            }
+            let team = state.store.team(id).await?;
+            Some(TeamCtx { team, permissions })
+        }
+    };
+    let source_ip = source_ip(&req);
+    req.extensions_mut().insert(Ctx {
+        session,
+        source_ip,
+        team,
+    });
+    Ok(req)
+}

@@ -1,0 +1,58 @@
+//! The web server's settings, with production defaults.
+
+use std::time::Duration;
+
+/// Largest request body: a flow may be 8 MiB of JSON, which a form encodes
+/// into at most about three times that.
+pub const MAX_BODY_BYTES: usize = 26 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// `STAGEHAND_PUBLIC_URL`, e.g. `https://stagehand.example.com`: the
+    /// origin state-changing requests must come from, and whether cookies
+    /// are `Secure`. Unset: the request's own `Host`.
+    pub public_url: Option<String>,
+    /// A session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A session ends this long after login, however active.
+    pub session_absolute: Duration,
+    pub throttle: LoginThrottle,
+}
+
+/// Failed logins allowed inside `window` before further attempts are
+/// refused until the window has passed.
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    pub window: Duration,
+    pub per_account: i64,
+    pub per_address: i64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            session_idle: Duration::from_secs(30 * 60),
+            session_absolute: Duration::from_secs(12 * 60 * 60),
+            throttle: LoginThrottle {
+                window: Duration::from_secs(15 * 60),
+                per_account: 5,
+                per_address: 30,
+            },
+        }
+    }
+}
+
+impl WebConfig {
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Cookies are `Secure` when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}

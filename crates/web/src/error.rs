@@ -1,0 +1,192 @@
+//! One error type for every handler, mapped once to HTTP. A handler's
+//! `AppError` becomes a bare response carrying an [`ErrorInfo`]; the
+//! [`render_errors`] middleware, which can see the request (htmx or not, its
+//! id), turns that into the page or partial the user sees. Internal causes
+//! are logged there, with the request id, and never shown.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use stagehand_domain::{FieldError, ValidationError};
+use stagehand_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No session: the user must log in.
+    #[error("not logged in")]
+    Unauthenticated,
+    /// Logged in, but the role lacks the permission.
+    #[error("forbidden")]
+    Forbidden,
+    /// Does not exist, or belongs to a team the user cannot see.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Conflict(String),
+    /// A form or request without a valid CSRF token or from another origin.
+    #[error("{0}")]
+    Csrf(&'static str),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl From<ValidationError> for AppError {
+    fn from(e: ValidationError) -> Self {
+        Self::Invalid(vec![e.0])
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Invalid(v) => v.into(),
+            StoreError::Conflict(c) => Self::Conflict(c.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What the error renderer needs, attached to the bare response.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub status: StatusCode,
+    pub title: &'static str,
+    /// Safe to show: never an internal cause.
+    pub message: String,
+    pub fields: Vec<FieldError>,
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::Csrf(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn info(&self) -> ErrorInfo {
+        let (title, message) = match self {
+            Self::Unauthenticated => ("Log in first", "Your session has ended; log in again.".into()),
+            Self::Forbidden => (
+                "Not allowed",
+                "Your role in this team does not allow this. Ask a team admin if you need it.".into(),
+            ),
+            Self::NotFound(what) => ("Not found", format!("This {what} does not exist, or you cannot see it.")),
+            Self::Invalid(_) => ("Please fix the form", "Some fields need another value:".into()),
+            Self::Conflict(m) => ("Could not do that", m.clone()),
+            Self::Csrf(m) => ("Request refused", (*m).into()),
+            Self::TooManyRequests(m) => ("Slow down", m.clone()),
+            Self::PayloadTooLarge(m) => ("Too large", m.clone()),
+            Self::Internal(_) => ("Something went wrong", "Something went wrong on our side. If it keeps happening, give your administrator the request id below.".into()),
+        };
+        ErrorInfo {
+            status: self.status(),
+            title,
+            message,
+            fields: match self {
+                Self::Invalid(f) => f.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            // The cause goes to the log only; `render_errors` adds the
+            // request id to the line it writes.
+            tracing::error!(%cause, "request failed");
+        }
+        let info = self.info();
+        let mut res = info.status.into_response();
+        res.extensions_mut().insert(info);
+        res
+    }
+}
+
+/// Renders every [`ErrorInfo`] response (and any bare 404/405/413 from
+/// axum itself) as a page in the site's layout, or as a partial for htmx.
+pub async fn render_errors(req: Request, next: Next) -> Response {
+    // A boosted request swaps the whole body: it gets the whole page.
+    let htmx =
+        req.headers().contains_key("hx-request") && !req.headers().contains_key("hx-boosted");
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|a| a.contains("text/html") || a.contains("*/*"));
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let res = next.run(req).await;
+
+    let info = match res.extensions().get::<ErrorInfo>() {
+        Some(info) => info.clone(),
+        None if res.status().is_client_error() || res.status().is_server_error() => {
+            let is_bare = res.headers().get(header::CONTENT_TYPE).is_none()
+                || res.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            if !is_bare {
+                return res;
+            }
+            fallback_info(res.status())
+        }
+        None => return res,
+    };
+    if info.status == StatusCode::UNAUTHORIZED {
+        let next = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let to = format!("/login?next={}", crate::views::url_encode(&next));
+        if htmx {
+            let mut r = StatusCode::UNAUTHORIZED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert("hx-redirect", v);
+            }
+            return r;
+        }
+        return Redirect::to(&to).into_response();
+    }
+    crate::views::error_page(info, request_id, htmx, wants_html)
+}
+
+fn fallback_info(status: StatusCode) -> ErrorInfo {
+    let (title, message) = match status {
+        StatusCode::NOT_FOUND => ("Not found", "There is nothing at this address."),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("Not allowed", "This address does not take that method.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("Too large", "The request body is over the size limit."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("Unsupported", "Send the form as the page does."),
+        s if s.is_server_error() => ("Something went wrong", "Something went wrong on our side."),
+        _ => ("Bad request", "The request could not be understood."),
+    };
+    ErrorInfo {
+        status,
+        title,
+        message: message.into(),
+        fields: Vec::new(),
+    }
+}

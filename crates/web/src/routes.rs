@@ -1,0 +1,90 @@
+//! Every route of the server, each with the access it requires, on one
+//! screen. The [`routes!`] macro builds both the router and [`ROUTES`], the
+//! table the route × role test walks: a route cannot be added without
+//! declaring its access.
+
+use crate::authz::{Access, authorize};
+use crate::views::{audit, dashboard, history, instances, pipelines, promotions};
+use crate::{AppState, assets, auth::login, health};
+use axum::Router;
+use axum::routing::{get, post};
+use stagehand_domain::Permission::*;
+
+/// One row of the route table.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
+        /// Every route, in the order they are declared.
+        pub const ROUTES: &[RouteSpec] = &[
+            $( RouteSpec { method: stringify!($method), path: $path, access: $access }, )*
+        ];
+
+        /// The router, each route behind [`authorize`] with its access.
+        pub fn router(state: &AppState) -> Router<AppState> {
+            let mut r = Router::new();
+            $(
+                r = r.route(
+                    $path,
+                    $method($handler).route_layer(axum::middleware::from_fn_with_state(
+                        (state.clone(), $access),
+                        authorize,
+                    )),
+                );
+            )*
+            r
+        }
+    };
+}
+
+use Access::{Authenticated, Public, Team};
+
+routes! {
+    get  "/healthz" => health::healthz, Public;
+    get  "/readyz" => health::readyz, Public;
+    get  "/static/{file}" => assets::get_static, Public;
+    get  "/login" => login::view_login_get, Public;
+    post "/login" => login::view_login_post, Public;
+    post "/logout" => login::logout_post, Authenticated;
+    get  "/" => dashboard::view_dashboard_get, Authenticated;
+
+    get  "/teams/{team}" => dashboard::view_team_get, Team(PipelineView);
+
+    post "/teams/{team}/pipelines" => pipelines::create_post, Team(PipelineEdit);
+    get  "/teams/{team}/pipelines/{pipeline}" => pipelines::view_pipeline_get, Team(PipelineView);
+    post "/teams/{team}/pipelines/{pipeline}/delete" => pipelines::delete_post, Team(PipelineEdit);
+    post "/teams/{team}/pipelines/{pipeline}/stages" => pipelines::add_stage_post, Team(PipelineEdit);
+    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/remove" => pipelines::remove_stage_post, Team(PipelineEdit);
+    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/move" => pipelines::move_stage_post, Team(PipelineEdit);
+    // Protection guards production: changing it is an admin's call.
+    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/protection" => pipelines::protection_post, Team(StagePromoteProtected);
+    get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/preview" => promotions::view_preview_get, Team(PipelineView);
+    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote" => promotions::promote_post, Team(StagePromote);
+
+    get  "/teams/{team}/promotions" => history::view_history_get, Team(PromotionView);
+    get  "/teams/{team}/promotions/export" => history::export_get, Team(AuditExport);
+    get  "/teams/{team}/promotions/{promotion}" => promotions::view_promotion_get, Team(PromotionView);
+    post "/teams/{team}/promotions/{promotion}/rollback" => promotions::rollback_post, Team(PromotionRollback);
+
+    get  "/teams/{team}/instances" => instances::view_instances_get, Team(InstanceView);
+    post "/teams/{team}/instances" => instances::create_post, Team(InstanceEdit);
+    get  "/teams/{team}/instances/{instance}" => instances::view_instance_get, Team(InstanceView);
+    post "/teams/{team}/instances/{instance}/delete" => instances::delete_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/settings" => instances::settings_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/flows" => instances::save_flow_post, Team(InstanceEdit);
+    get  "/teams/{team}/instances/{instance}/flows/{flow}" => instances::view_flow_get, Team(InstanceView);
+    get  "/teams/{team}/instances/{instance}/flows/{flow}/download" => instances::download_flow_get, Team(InstanceView);
+    post "/teams/{team}/instances/{instance}/flows/{flow}/delete" => instances::delete_flow_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/env" => instances::add_key_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/env/{key}/value" => instances::set_value_post, Team(EnvvarSet);
+    post "/teams/{team}/instances/{instance}/env/{key}/remove" => instances::remove_key_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/env/{key}/reveal" => instances::reveal_post, Team(EnvvarReveal);
+
+    get  "/teams/{team}/audit" => audit::view_audit_get, Team(AuditView);
+    get  "/teams/{team}/audit/export" => audit::export_get, Team(AuditExport);
+}

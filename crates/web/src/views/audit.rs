@@ -1,0 +1,149 @@
+//! The audit log of a team: every event, filterable, paginated by keyset,
+//! exportable. Events carry no secret values by construction (the store
+//! never writes one), so the page can show their details as they are.
+
+use super::listing::{MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day};
+use super::{Chrome, non_blank, render, when};
+use crate::AppState;
+use crate::authz::Ctx;
+use crate::error::AppResult;
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use stagehand_domain::{AuditEventId, Permission};
+use stagehand_store::{AuditEvent, AuditFilter};
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditQuery {
+    actor: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    format: Option<String>,
+}
+
+impl AuditQuery {
+    fn filter(&self, limit: i64) -> AppResult<AuditFilter> {
+        Ok(AuditFilter {
+            actor: non_blank(&self.actor).map(str::to_owned),
+            kind: non_blank(&self.kind).map(str::to_owned),
+            since: parse_day(non_blank(&self.since), "since", false)?,
+            until: parse_day(non_blank(&self.until), "until", true)?,
+            before: non_blank(&self.cursor)
+                .map(decode_cursor)
+                .transpose()?
+                .map(|(at, id)| (at, AuditEventId(id))),
+            limit: limit + 1,
+        })
+    }
+
+    fn filters_query(&self) -> String {
+        filters_query(&[
+            ("actor", &self.actor),
+            ("kind", &self.kind),
+            ("since", &self.since),
+            ("until", &self.until),
+        ])
+    }
+
+    /// One page of the team's filtered events, and the cursor of the next.
+    async fn page(
+        &self,
+        state: &AppState,
+        ctx: &Ctx,
+        size: i64,
+    ) -> AppResult<(Vec<AuditEvent>, Option<String>)> {
+        let mut found = state
+            .store
+            .audit_history(Some(ctx.team_id()?), &self.filter(size)?)
+            .await?;
+        let next = paginate(&mut found, size, |e| (e.created_at, e.id.0));
+        Ok((found, next))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct EventRow {
+    id: String,
+    created_at: String,
+    actor: String,
+    source_ip: String,
+    kind: String,
+    details: String,
+}
+
+fn row(e: &AuditEvent) -> EventRow {
+    EventRow {
+        id: e.id.to_string(),
+        created_at: when(&e.created_at),
+        actor: e.actor.clone(),
+        source_ip: e.source_ip.clone().unwrap_or_default(),
+        kind: e.kind.clone(),
+        details: e.details.to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    rows: Vec<EventRow>,
+    actor: String,
+    kind: String,
+    since: String,
+    until: String,
+    filters: String,
+    next_cursor: Option<String>,
+    can_export: bool,
+}
+
+pub(crate) async fn view_audit_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<Response> {
+    let (events, next_cursor) = q.page(&state, &ctx, PAGE).await?;
+    render(AuditPage {
+        chrome: Chrome::new(&ctx),
+        rows: events.iter().map(row).collect(),
+        actor: q.actor.clone().unwrap_or_default(),
+        kind: q.kind.clone().unwrap_or_default(),
+        since: q.since.clone().unwrap_or_default(),
+        until: q.until.clone().unwrap_or_default(),
+        filters: q.filters_query(),
+        next_cursor,
+        can_export: ctx.can(Permission::AuditExport),
+    })
+}
+
+pub(crate) async fn export_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<Response> {
+    let (events, next_cursor) = q.page(&state, &ctx, MAX_EXPORT).await?;
+    let rows: Vec<EventRow> = events.iter().map(row).collect();
+    let cells = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.created_at.clone(),
+                r.actor.clone(),
+                r.source_ip.clone(),
+                r.kind.clone(),
+                r.details.clone(),
+            ]
+        })
+        .collect();
+    export(
+        non_blank(&q.format),
+        "audit",
+        &["id", "created_at", "actor", "source_ip", "kind", "details"],
+        cells,
+        serde_json::json!({ "events": rows, "next_cursor": next_cursor }),
+    )
+}

@@ -1,0 +1,362 @@
+//! Instances: the list; the instance page with its flows, env vars (keys,
+//! masked values, "awaiting a value"), and settings; a flow's page with its
+//! JSON editor. Values are never rendered, except on the one-off reveal
+//! page, which needs `envvar.reveal` and is audited.
+
+use super::paths::{FlowPath, InstancePath, KeyPath};
+use super::{Chrome, Form, render, see_other, when};
+use crate::AppState;
+use crate::authz::Ctx;
+use crate::error::{AppError, AppResult};
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use stagehand_domain::{
+    EnvKey, FlowContent, FlowName, MAX_FLOW_BYTES, Name, SecretValue, ValidationError,
+};
+use stagehand_store::{EnvVarMeta, FlowMeta, Instance};
+
+#[derive(Template)]
+#[template(path = "instances.html")]
+struct InstancesPage {
+    chrome: Chrome,
+    instances: Vec<Instance>,
+}
+
+pub(crate) async fn view_instances_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+) -> AppResult<Response> {
+    let instances = state.store.instances(ctx.team_id()?).await?;
+    render(InstancesPage {
+        chrome: Chrome::new(&ctx),
+        instances,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateForm {
+    name: String,
+}
+
+pub(crate) async fn create_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(form): Form<CreateForm>,
+) -> AppResult<Response> {
+    let team = ctx.team_id()?;
+    let name = Name::parse("name", &form.name)?;
+    let i = state
+        .store
+        .create_instance(team, name, serde_json::json!({}), &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{}", i.id)))
+}
+
+#[derive(Template)]
+#[template(path = "instance.html")]
+struct InstancePage {
+    chrome: Chrome,
+    instance: Instance,
+    flows: Vec<FlowMeta>,
+    env: Vec<EnvVarMeta>,
+    settings: String,
+    max_flow_mib: usize,
+}
+
+pub(crate) async fn view_instance_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let instance = state.store.instance(team, id).await?;
+    let flows = state.store.flows(team, id).await?;
+    let env = state.store.env_vars(team, id).await?;
+    render(InstancePage {
+        chrome: Chrome::new(&ctx),
+        settings: serde_json::to_string_pretty(&instance.settings).unwrap_or_default(),
+        instance,
+        flows,
+        env,
+        max_flow_mib: MAX_FLOW_BYTES / (1024 * 1024),
+    })
+}
+
+pub(crate) async fn delete_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    state.store.delete_instance(team, id, &ctx.actor()).await?;
+    Ok(see_other(&format!("/teams/{team}/instances")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SettingsForm {
+    settings: String,
+    expected_version: Option<i64>,
+}
+
+pub(crate) async fn settings_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<SettingsForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let settings: serde_json::Value = serde_json::from_str(&form.settings)
+        .map_err(|e| ValidationError::new("settings", format!("is not valid JSON: {e}")))?;
+    if !settings.is_object() {
+        return Err(ValidationError::new("settings", "must be a JSON object ({...})").into());
+    }
+    state
+        .store
+        .update_settings(team, id, settings, form.expected_version, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FlowForm {
+    name: String,
+    content: String,
+    expected_version: Option<i64>,
+}
+
+pub(crate) async fn save_flow_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<FlowForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let mut errors = Vec::new();
+    let name = FlowName::parse(&form.name)
+        .map_err(|e| errors.push(e.0))
+        .ok();
+    let content = FlowContent::parse_json(&form.content)
+        .map_err(|e| errors.push(e.0))
+        .ok();
+    let (Some(name), Some(content)) = (name, content) else {
+        return Err(AppError::Invalid(errors));
+    };
+    state
+        .store
+        .put_flow(
+            team,
+            id,
+            name.clone(),
+            content,
+            form.expected_version,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(see_other(&format!(
+        "/teams/{team}/instances/{id}/flows/{}",
+        super::url_encode(name.as_str())
+    )))
+}
+
+#[derive(Template)]
+#[template(path = "flow.html")]
+struct FlowPage {
+    chrome: Chrome,
+    instance: Instance,
+    meta: FlowMeta,
+    content: String,
+    updated_at: String,
+}
+
+pub(crate) async fn view_flow_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<FlowPath>,
+) -> AppResult<Response> {
+    let (team, id, name) = path.ids()?;
+    let instance = state.store.instance(team, id).await?;
+    let flow = state.store.flow(team, id, &name).await?;
+    render(FlowPage {
+        chrome: Chrome::new(&ctx),
+        instance,
+        updated_at: when(&flow.meta.updated_at),
+        content: serde_json::to_string_pretty(&flow.content.to_value()).unwrap_or_default(),
+        meta: flow.meta,
+    })
+}
+
+pub(crate) async fn download_flow_get(
+    State(state): State<AppState>,
+    Path(path): Path<FlowPath>,
+) -> AppResult<Response> {
+    let (team, id, name) = path.ids()?;
+    let flow = state.store.flow(team, id, &name).await?;
+    let body = serde_json::to_string_pretty(&flow.content.to_value()).unwrap_or_default();
+    // The name is validated, but keep the header to safe characters anyway.
+    let file: String = name
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}.json\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VersionForm {
+    expected_version: Option<i64>,
+}
+
+pub(crate) async fn delete_flow_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<FlowPath>,
+    Form(form): Form<VersionForm>,
+) -> AppResult<Response> {
+    let (team, id, name) = path.ids()?;
+    state
+        .store
+        .delete_flow(team, id, &name, form.expected_version, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AddKeyForm {
+    key: String,
+}
+
+/// Adds a key awaiting a value. Setting its value needs `envvar.set`.
+pub(crate) async fn add_key_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<AddKeyForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let key = EnvKey::parse(form.key.trim())?;
+    if state
+        .store
+        .env_vars(team, id)
+        .await?
+        .iter()
+        .any(|v| v.key == key)
+    {
+        return Err(AppError::Conflict(format!(
+            "The key {key} already exists on this instance."
+        )));
+    }
+    state
+        .store
+        .set_env_var(team, id, key, None, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ValueForm {
+    /// `set` or `clear`.
+    action: String,
+    value: Option<String>,
+}
+
+pub(crate) async fn set_value_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<KeyPath>,
+    Form(form): Form<ValueForm>,
+) -> AppResult<Response> {
+    let (team, id, key) = path.ids()?;
+    // Only existing keys: adding a key is `instance.edit`'s business.
+    if !state
+        .store
+        .env_vars(team, id)
+        .await?
+        .iter()
+        .any(|v| v.key == key)
+    {
+        return Err(AppError::NotFound("env var"));
+    }
+    let value = match form.action.as_str() {
+        "clear" => None,
+        "set" => {
+            let raw = form.value.unwrap_or_default();
+            if raw.is_empty() {
+                return Err(ValidationError::new(
+                    "value",
+                    "type a value, or use Clear to remove it",
+                )
+                .into());
+            }
+            Some(SecretValue::parse_env_value(raw)?)
+        }
+        _ => return Err(ValidationError::new("action", "must be set or clear").into()),
+    };
+    state
+        .store
+        .set_env_var(team, id, key, value, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+}
+
+pub(crate) async fn remove_key_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<KeyPath>,
+) -> AppResult<Response> {
+    let (team, id, key) = path.ids()?;
+    state
+        .store
+        .remove_env_var(team, id, &key, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+}
+
+#[derive(Template)]
+#[template(path = "revealed.html")]
+struct RevealedPage {
+    chrome: Chrome,
+    instance: Instance,
+    key: String,
+    value: Option<String>,
+}
+
+/// Shows one value, once: the page is not cached and the reveal is audited.
+pub(crate) async fn reveal_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<KeyPath>,
+) -> AppResult<Response> {
+    let (team, id, key) = path.ids()?;
+    let instance = state.store.instance(team, id).await?;
+    let value = state
+        .store
+        .reveal_env_value(team, id, &key, &ctx.actor())
+        .await?;
+    let page = render(RevealedPage {
+        chrome: Chrome::new(&ctx),
+        instance,
+        key: key.to_string(),
+        value: value.map(|v| v.expose().to_owned()),
+    })?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], page).into_response())
+}

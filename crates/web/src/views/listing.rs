@@ -1,0 +1,181 @@
+//! What the promotion history and the audit log share: date filters,
+//! keyset cursors, pages, and exports as CSV or JSON.
+
+use super::url_encode;
+use crate::error::{AppError, AppResult};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use stagehand_domain::FieldError;
+
+/// Rows per page on screen.
+pub(crate) const PAGE: i64 = 50;
+/// Most rows one export returns; the JSON export carries a cursor to
+/// continue from.
+pub(crate) const MAX_EXPORT: i64 = 1000;
+
+fn invalid(field: &'static str, message: &str) -> AppError {
+    AppError::Invalid(vec![FieldError {
+        field,
+        message: message.into(),
+    }])
+}
+
+/// A keyset cursor: the last row's time (µs since the epoch) and id.
+pub(crate) fn encode_cursor(at: &DateTime<Utc>, id: &uuid::Uuid) -> String {
+    format!("{}_{}", at.timestamp_micros(), id)
+}
+
+pub(crate) fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, uuid::Uuid)> {
+    let bad = || invalid("cursor", "is not a cursor this server made");
+    let (micros, id) = raw.split_once('_').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+/// Cuts a result fetched with one row too many down to `size`, and returns
+/// the cursor of the next page if there is one.
+pub(crate) fn paginate<T>(
+    found: &mut Vec<T>,
+    size: i64,
+    key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid),
+) -> Option<String> {
+    let size = usize::try_from(size).unwrap_or(0);
+    if found.len() <= size {
+        return None;
+    }
+    found.truncate(size);
+    found.last().map(|row| {
+        let (at, id) = key(row);
+        encode_cursor(&at, &id)
+    })
+}
+
+/// `YYYY-MM-DD` as the start of that day (UTC); `end` gives the start of the
+/// next day, so an `until` date includes its whole day.
+pub(crate) fn parse_day(
+    raw: Option<&str>,
+    name: &'static str,
+    end: bool,
+) -> AppResult<Option<DateTime<Utc>>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| invalid(name, "must be a date like 2026-01-31"))?;
+    let day = if end {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
+    Ok(day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
+}
+
+/// The set filters as a query string, for "next page" and export links.
+pub(crate) fn filters_query(filters: &[(&str, &Option<String>)]) -> String {
+    filters
+        .iter()
+        .filter_map(|(k, v)| super::non_blank(v).map(|v| format!("{k}={}", url_encode(v))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An export, in the format the query asked for (CSV unless `json`).
+pub(crate) fn export(
+    format: Option<&str>,
+    name: &str,
+    columns: &[&str],
+    rows: Vec<Vec<String>>,
+    json: serde_json::Value,
+) -> AppResult<Response> {
+    match format.unwrap_or("csv") {
+        "json" => Ok((
+            [(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.json\""),
+            )],
+            axum::Json(json),
+        )
+            .into_response()),
+        "csv" => {
+            let mut out = columns.join(",");
+            out.push('\n');
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}.csv\""),
+                    ),
+                ],
+                out,
+            )
+                .into_response())
+        }
+        _ => Err(invalid("format", "must be csv or json")),
+    }
+}
+
+/// One CSV cell: quoted when needed, and defused against spreadsheet
+/// formula injection (a leading `=`, `+`, `-` or `@`).
+pub(crate) fn csv_cell(raw: &str) -> String {
+    let defused = if raw.starts_with(['=', '+', '-', '@']) {
+        format!("'{raw}")
+    } else {
+        raw.to_owned()
+    };
+    if defused.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", defused.replace('"', "\"\""))
+    } else {
+        defused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_survives_the_round_trip() {
+        let at = DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap();
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(decode_cursor(&encode_cursor(&at, &id)).unwrap(), (at, id));
+        assert!(decode_cursor("garbage").is_err());
+    }
+
+    #[test]
+    fn a_page_fetched_with_one_extra_row_has_a_next_cursor() {
+        let at = DateTime::from_timestamp_micros(1).unwrap();
+        let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+        let mut rows = ids.clone();
+        let next = paginate(&mut rows, 2, |id| (at, *id));
+        assert_eq!(rows, ids[..2]);
+        assert_eq!(next, Some(encode_cursor(&at, &ids[1])));
+        let mut short = ids[..2].to_vec();
+        assert_eq!(paginate(&mut short, 2, |id| (at, *id)), None);
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=SUM(A1)"), "'=SUM(A1)");
+    }
+
+    #[test]
+    fn until_includes_its_whole_day() {
+        let until = parse_day(Some("2026-01-31"), "until", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(until.to_rfc3339(), "2026-02-01T00:00:00+00:00");
+        assert!(parse_day(Some("31/01/2026"), "until", false).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! Server-rendered pages: one askama struct per page and per partial, one
+//! module per area. Handlers are thin: take [`Ctx`], call the store, render.
+
+pub mod audit;
+pub mod dashboard;
+pub mod history;
+pub mod instances;
+pub mod listing;
+pub mod paths;
+pub mod pipelines;
+pub mod promotions;
+
+use crate::assets::HTMX;
+use crate::authz::Ctx;
+use crate::error::{AppError, ErrorInfo};
+use askama::Template;
+use axum::extract::{FromRequest, Request};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use stagehand_domain::{FieldError, Permission, PermissionSet};
+
+/// What the layout needs on every page: who is logged in, their CSRF token
+/// (for forms and the htmx header) and the current team.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    pub username: String,
+    pub csrf: String,
+    pub is_platform_admin: bool,
+    pub team: Option<TeamNav>,
+    pub htmx: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamNav {
+    pub id: String,
+    pub name: String,
+    permissions: PermissionSet,
+}
+
+impl Chrome {
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            username: ctx.session.user.username.to_string(),
+            csrf: ctx.session.csrf_token.clone(),
+            is_platform_admin: ctx.session.user.is_platform_admin,
+            team: ctx.team.as_ref().map(|t| TeamNav {
+                id: t.team.id.to_string(),
+                name: t.team.name.to_string(),
+                permissions: t.permissions.clone(),
+            }),
+            htmx: HTMX,
+        }
+    }
+
+    /// Whether the user holds `permission` (its string name) in the team.
+    /// Only decides what to show: every route checks again on the server.
+    pub fn can(&self, permission: &str) -> bool {
+        let Ok(p) = permission.parse::<Permission>() else {
+            return false;
+        };
+        self.team
+            .as_ref()
+            .is_some_and(|t| t.permissions.contains(p))
+    }
+
+    /// The htmx header that carries the CSRF token, as JSON for
+    /// `hx-headers`.
+    pub fn hx_headers(&self) -> String {
+        serde_json::json!({ crate::auth::csrf::HEADER: self.csrf }).to_string()
+    }
+}
+
+/// A form body; a malformed one is answered like any invalid input.
+#[derive(Debug)]
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(Self(v)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(
+                AppError::PayloadTooLarge("The form is over the size limit.".into()),
+            ),
+            Err(e) => Err(AppError::Invalid(vec![FieldError {
+                field: "form",
+                message: e.body_text(),
+            }])),
+        }
+    }
+}
+
+/// After a successful POST: back to a page (303, so a reload does not
+/// resubmit).
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Percent-encodes one URL component.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Times as users read them: UTC, to the second.
+pub fn when(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// An optional form field: blank means absent.
+pub fn non_blank(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    info: ErrorInfo,
+    request_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "partials/error.html")]
+struct ErrorPartial {
+    info: ErrorInfo,
+    request_id: String,
+}
+
+/// The page (or, for htmx, the fragment) that tells the user what went
+/// wrong and what to do.
+pub fn error_page(info: ErrorInfo, request_id: String, htmx: bool, wants_html: bool) -> Response {
+    let status = info.status;
+    if !wants_html {
+        let body =
+            serde_json::json!({ "error": { "message": info.message, "request_id": request_id } });
+        return (status, axum::Json(body)).into_response();
+    }
+    let rendered = if htmx {
+        ErrorPartial { info, request_id }.render()
+    } else {
+        ErrorPage { info, request_id }.render()
+    };
+    match rendered {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "error page failed to render");
+            (status, "Something went wrong.").into_response()
+        }
+    }
+}
+
+/// Renders a page; a template error is an internal error.
+pub fn render<T: Template>(page: T) -> Result<Response, AppError> {
+    page.render()
+        .map(|html| Html(html).into_response())
+        .map_err(|e| AppError::Internal(format!("template: {e}")))
+}

@@ -1,0 +1,293 @@
+//! Play: the preview of a promotion and its confirm; the promotion page
+//! with rollback; and the names that turn promotion rows into lines.
+
+use super::paths::{PromotionPath, StagePath};
+use super::{Chrome, Form, non_blank, render, see_other, when};
+use crate::AppState;
+use crate::authz::Ctx;
+use crate::error::{AppError, AppResult};
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use stagehand_domain::{
+    FlowName, InstanceId, Permission, PipelineId, PromotionPlan, PromotionStatus,
+};
+use stagehand_store::{Instance, Pipeline, Promotion, PromotionRequest};
+use std::collections::HashMap;
+
+/// Names for the ids in promotion rows, looked up once per page.
+pub(crate) struct Names {
+    pipelines: HashMap<PipelineId, String>,
+    instances: HashMap<InstanceId, String>,
+}
+
+impl Names {
+    pub fn new(pipelines: &[Pipeline], instances: &[Instance]) -> Self {
+        Self {
+            pipelines: pipelines
+                .iter()
+                .map(|p| (p.id, p.name.to_string()))
+                .collect(),
+            instances: instances
+                .iter()
+                .map(|i| (i.id, i.name.to_string()))
+                .collect(),
+        }
+    }
+
+    fn instance(&self, id: InstanceId) -> String {
+        self.instances
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| "(deleted instance)".into())
+    }
+
+    pub fn row(&self, p: &Promotion) -> PromotionRow {
+        let s = p.plan.summary();
+        PromotionRow {
+            id: p.id.to_string(),
+            pipeline_id: p.pipeline_id.to_string(),
+            pipeline: self
+                .pipelines
+                .get(&p.pipeline_id)
+                .cloned()
+                .unwrap_or_else(|| "(deleted pipeline)".into()),
+            from: self.instance(p.source_instance_id),
+            to: self.instance(p.target_instance_id),
+            status: p.status.as_str(),
+            requested_by: p.requested_by.clone(),
+            created_at: when(&p.created_at),
+            summary: format!(
+                "+{} ~{} -{} flows, {} new keys",
+                s.flows_added, s.flows_changed, s.flows_removed, s.keys_added
+            ),
+        }
+    }
+}
+
+/// A promotion as a line of a table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct PromotionRow {
+    pub id: String,
+    pub pipeline_id: String,
+    pub pipeline: String,
+    pub from: String,
+    pub to: String,
+    pub status: &'static str,
+    pub requested_by: String,
+    pub created_at: String,
+    pub summary: String,
+}
+
+/// One changed flow, as a line diff of its pretty-printed JSON.
+struct FlowDiff {
+    name: String,
+    lines: Vec<(char, String)>,
+}
+
+/// Most changed flows whose diff the preview shows inline.
+const MAX_DIFFS: usize = 20;
+/// Most diff lines shown per flow.
+const MAX_DIFF_LINES: usize = 400;
+
+#[derive(Template)]
+#[template(path = "preview.html")]
+struct PreviewPage {
+    chrome: Chrome,
+    pipeline: Pipeline,
+    source: String,
+    target: String,
+    stage_id: String,
+    plan: PromotionPlan,
+    diffs: Vec<FlowDiff>,
+    awaiting_after: Vec<String>,
+    target_version: i64,
+    idempotency_key: String,
+    protected: bool,
+    blocked: Option<String>,
+}
+
+fn pretty(content: &stagehand_domain::FlowContent) -> String {
+    serde_json::to_string_pretty(&content.to_value()).unwrap_or_default()
+}
+
+fn diff(name: &FlowName, from: &str, to: &str) -> FlowDiff {
+    let mut lines = Vec::new();
+    let d = similar::TextDiff::from_lines(from, to);
+    for group in d.grouped_ops(2) {
+        if !lines.is_empty() {
+            lines.push((' ', "…".to_owned()));
+        }
+        for op in group {
+            for change in d.iter_changes(&op) {
+                let tag = match change.tag() {
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                    similar::ChangeTag::Equal => ' ',
+                };
+                lines.push((tag, change.value().trim_end_matches('\n').to_owned()));
+            }
+        }
+    }
+    if lines.len() > MAX_DIFF_LINES {
+        lines.truncate(MAX_DIFF_LINES);
+        lines.push((' ', "… (diff cut short)".to_owned()));
+    }
+    FlowDiff {
+        name: name.to_string(),
+        lines,
+    }
+}
+
+pub(crate) async fn view_preview_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<StagePath>,
+) -> AppResult<Response> {
+    let (team, pipeline_id, stage) = path.ids()?;
+    let pipeline = state.store.pipeline(team, pipeline_id).await?;
+    let preview = state.store.preview(team, pipeline_id, stage).await?;
+    let mut diffs = Vec::new();
+    for change in preview.plan.flows_changed.iter().take(MAX_DIFFS) {
+        let from = state
+            .store
+            .flow(team, preview.target.instance_id, &change.name)
+            .await?;
+        let to = state
+            .store
+            .flow(team, preview.source.instance_id, &change.name)
+            .await?;
+        diffs.push(diff(
+            &change.name,
+            &pretty(&from.content),
+            &pretty(&to.content),
+        ));
+    }
+    let awaiting_after: Vec<String> = preview
+        .plan
+        .keys_awaiting_value_after()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let protection = preview.target.protection;
+    let blocked = if protection.requires_all_env_values && !awaiting_after.is_empty() {
+        Some(format!(
+            "{} requires every env var to have a value. Set these on it first: {}.",
+            preview.target.instance_name,
+            awaiting_after.join(", ")
+        ))
+    } else if protection.is_protected() && !ctx.can(Permission::StagePromoteProtected) {
+        Some(format!(
+            "{} is protected; your role cannot request promotions into it.",
+            preview.target.instance_name
+        ))
+    } else {
+        None
+    };
+    render(PreviewPage {
+        chrome: Chrome::new(&ctx),
+        source: preview.source.instance_name.to_string(),
+        target: preview.target.instance_name.to_string(),
+        stage_id: stage.to_string(),
+        pipeline,
+        plan: preview.plan,
+        diffs,
+        awaiting_after,
+        target_version: preview.target_version,
+        idempotency_key: crate::auth::session::random_token(),
+        protected: protection.is_protected(),
+        blocked,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PromoteForm {
+    expected_target_version: Option<i64>,
+    idempotency_key: Option<String>,
+}
+
+pub(crate) async fn promote_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<StagePath>,
+    Form(form): Form<PromoteForm>,
+) -> AppResult<Response> {
+    let (team, pipeline, stage) = path.ids()?;
+    let current = state.store.pipeline(team, pipeline).await?;
+    let target = match current.stage_and_next(stage) {
+        Some((_, Some(next))) => next,
+        Some((_, None)) => {
+            return Err(AppError::Conflict(
+                "This is the last stage: there is nothing to promote it into.".into(),
+            ));
+        }
+        None => return Err(AppError::NotFound("stage")),
+    };
+    if target.protection.is_protected() && !ctx.can(Permission::StagePromoteProtected) {
+        return Err(AppError::Forbidden);
+    }
+    let promotion = state
+        .store
+        .promote(PromotionRequest {
+            team,
+            pipeline,
+            stage,
+            actor: ctx.actor(),
+            idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
+            expected_target_version: form.expected_target_version,
+        })
+        .await?;
+    Ok(see_other(&format!(
+        "/teams/{team}/promotions/{}",
+        promotion.id
+    )))
+}
+
+#[derive(Template)]
+#[template(path = "promotion.html")]
+struct PromotionPage {
+    chrome: Chrome,
+    row: PromotionRow,
+    promotion: Promotion,
+    applied_at: String,
+    rolled_back_at: String,
+    can_roll_back: bool,
+}
+
+pub(crate) async fn view_promotion_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<PromotionPath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let promotion = state.store.promotion(team, id).await?;
+    let names = Names::new(
+        &state.store.pipelines(team).await?,
+        &state.store.instances(team).await?,
+    );
+    render(PromotionPage {
+        chrome: Chrome::new(&ctx),
+        row: names.row(&promotion),
+        applied_at: promotion.applied_at.as_ref().map(when).unwrap_or_default(),
+        rolled_back_at: promotion
+            .rolled_back_at
+            .as_ref()
+            .map(when)
+            .unwrap_or_default(),
+        can_roll_back: promotion.status == PromotionStatus::Applied
+            && ctx.can(Permission::PromotionRollback),
+        promotion,
+    })
+}
+
+pub(crate) async fn rollback_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<PromotionPath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    state.store.rollback(team, id, &ctx.actor()).await?;
+    Ok(see_other(&format!("/teams/{team}/promotions/{id}")))
+}

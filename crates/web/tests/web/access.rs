@@ -1,0 +1,183 @@
+//! The route × role matrix: every route of the router, requested by an
+//! anonymous visitor, a viewer, a lead and an admin of the team, and an
+//! admin of another team, each answered as the route's declared access
+//! says: a redirect to login, 404 (another team's ids do not exist), 403,
+//! or success.
+
+use crate::harness::*;
+use reqwest::StatusCode;
+use stagehand_domain::{BuiltinRole, EnvKey, PermissionSet, SecretValue, TeamId};
+use stagehand_store::{Actor, PromotionRequest};
+use stagehand_web::authz::Access;
+use stagehand_web::routes::{ROUTES, RouteSpec};
+
+/// A fresh set of objects in the team, so a destructive request by one
+/// role does not spoil the next role's turn.
+struct World {
+    params: Vec<(&'static str, String)>,
+    free_instance: String,
+}
+
+async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
+    let dev = app
+        .instance(team, &format!("dev-{n}"), &[("orders", r#"{"v":1}"#)])
+        .await;
+    let prod = app.instance(team, &format!("prod-{n}"), &[]).await;
+    let spare = app.instance(team, &format!("spare-{n}"), &[]).await;
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("API_TOKEN").unwrap(),
+            Some(SecretValue::new("v".into())),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let (pipeline, stages) = app.pipeline(team, &format!("p-{n}"), &[dev, prod]).await;
+    let promotion = app
+        .store
+        .promote(PromotionRequest {
+            team,
+            pipeline,
+            stage: stages[0],
+            actor: Actor::system(),
+            idempotency_key: None,
+            expected_target_version: None,
+        })
+        .await
+        .unwrap();
+    World {
+        params: vec![
+            ("team", team.to_string()),
+            ("pipeline", pipeline.to_string()),
+            ("stage", stages[0].to_string()),
+            ("instance", dev.to_string()),
+            ("promotion", promotion.id.to_string()),
+            ("flow", "orders".into()),
+            ("key", "API_TOKEN".into()),
+            ("file", "stagehand-1.css".into()),
+        ],
+        free_instance: spare.to_string(),
+    }
+}
+
+/// The route's path with every `{param}` filled; an unknown parameter
+/// fails the test, so a new kind of route must be taught to the matrix.
+fn fill(route: &RouteSpec, world: &World) -> String {
+    let mut path = route.path.to_owned();
+    while let Some(start) = path.find('{') {
+        let end = path[start..].find('}').unwrap() + start;
+        let name = &path[start + 1..end];
+        let value = world
+            .params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the matrix does not know the parameter {{{name}}} of {}",
+                    route.path
+                )
+            })
+            .1
+            .clone();
+        path.replace_range(start..=end, &value);
+    }
+    path
+}
+
+async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> Page {
+    match route.method {
+        "get" => client.get(path).await,
+        "post" => {
+            client
+                .post(
+                    path,
+                    &[
+                        ("name", "matrix-made"),
+                        ("content", "[]"),
+                        ("key", "NEW_KEY"),
+                        ("value", "v"),
+                        ("action", "set"),
+                        ("direction", "right"),
+                        ("required_approvals", "0"),
+                        ("instance", &world.free_instance),
+                        ("settings", "{}"),
+                    ],
+                )
+                .await
+        }
+        other => panic!("the matrix does not send {other} requests"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Anonymous,
+    Member(BuiltinRole),
+    OtherTeamAdmin,
+}
+
+fn expect(route: &RouteSpec, who: Who, page: &Page, path: &str) {
+    let to_login = page.status == StatusCode::SEE_OTHER
+        && page
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/login?next="));
+    let granted = |perms: PermissionSet, p| perms.contains(p);
+    let ctx = format!(
+        "{} {path} as {who:?}: {} {:?}",
+        route.method, page.status, page.location
+    );
+    match (route.access, who) {
+        (Access::Public, _) => assert!(!to_login && page.status != 403, "{ctx}"),
+        (_, Who::Anonymous) => assert!(to_login, "{ctx}"),
+        (Access::Team(_), Who::OtherTeamAdmin) => assert_eq!(page.status, 404, "{ctx}"),
+        (Access::Team(p), Who::Member(role)) if !granted(role.permissions(), p) => {
+            assert_eq!(page.status, 403, "{ctx}");
+            assert!(page.body.contains("Not allowed"), "{ctx}");
+        }
+        (Access::PlatformAdmin, _) => assert_eq!(page.status, 403, "{ctx}"),
+        _ => assert!(
+            !to_login
+                && ![401, 403, 404].contains(&page.status.as_u16())
+                && page.status.as_u16() < 500,
+            "{ctx}: {}",
+            page.body
+        ),
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_role_as_declared() {
+    let app = spawn_app().await;
+    let team = app.team("alpha").await;
+    let other = app.team("beta").await;
+    let anonymous = Client::new(&app);
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let outsider = app.member(other, "otto", BuiltinRole::Admin).await;
+    let cast: [(Who, &Client); 5] = [
+        (Who::Anonymous, &anonymous),
+        (Who::OtherTeamAdmin, &outsider),
+        (Who::Member(BuiltinRole::Viewer), &viewer),
+        (Who::Member(BuiltinRole::Lead), &lead),
+        (Who::Member(BuiltinRole::Admin), &admin),
+    ];
+    // Logging out ends the session the rest of the matrix needs: last.
+    let mut routes: Vec<&RouteSpec> = ROUTES.iter().collect();
+    routes.sort_by_key(|r| r.path == "/logout");
+    let mut n = 0;
+    for route in routes {
+        for (who, client) in &cast {
+            n += 1;
+            let w = world(&app, team, n).await;
+            let path = fill(route, &w);
+            let page = send(client, route, &path, &w).await;
+            expect(route, *who, &page, &path);
+        }
+    }
+    assert!(n >= 5 * 30, "the matrix walked only {n} requests");
+    app.stop().await;
+}

@@ -1,0 +1,285 @@
+//! Logging in and out, sessions, CSRF, throttling, security headers, and
+//! the pages a user sees when something is wrong.
+
+use crate::harness::*;
+use reqwest::StatusCode;
+use stagehand_domain::{BuiltinRole, EnvKey, SecretValue};
+use stagehand_store::{Actor, AuditFilter};
+use stagehand_web::WebConfig;
+use std::time::Duration;
+
+#[tokio::test]
+async fn login_sets_a_hardened_cookie_and_logout_ends_the_session() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    let c = Client::new(&app);
+    c.get("/").await.assert_redirect_to("/login?next=%2F");
+    let form = c.get("/login").await;
+    let page = c
+        .post_raw(
+            "/login",
+            &[
+                ("csrf_token", &csrf_of(&form.body).unwrap()),
+                ("username", "lena"),
+                ("password", PASSWORD),
+                ("next", "/"),
+            ],
+            true,
+        )
+        .await;
+    page.assert_redirect_to("/");
+    let cookie = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("stagehand_session="))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: no Secure flag");
+    let token = cookie
+        .trim_start_matches("stagehand_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    c.get("/").await.assert_ok();
+
+    c.post("/logout", &[]).await.assert_redirect_to("/login");
+    c.get("/").await.assert_redirect_to("/login");
+    // The old token is dead on the server, not only forgotten by the browser.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/"))
+        .header("cookie", format!("stagehand_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER);
+    let events = app
+        .store
+        .audit_history(
+            None,
+            &AuditFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"user.logged_in") && kinds.contains(&"user.logged_out"),
+        "{kinds:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    let wrong = Client::new(&app)
+        .login("lena", "not the password at all")
+        .await;
+    let unknown = Client::new(&app)
+        .login("nobody", "not the password at all")
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, wrong.status);
+    assert!(wrong.body.contains("Wrong username or password."));
+    assert!(unknown.body.contains("Wrong username or password."));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_even_for_the_right_password() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    let c = Client::new(&app);
+    for _ in 0..5 {
+        assert_eq!(c.login("lena", "wrong password!!").await.status, 401);
+    }
+    let locked = c.login("lena", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        locked.body.contains("Too many failed logins"),
+        "{}",
+        locked.body
+    );
+    // Another account is not locked by lena's failures.
+    app.user("omar", false).await;
+    Client::new(&app)
+        .login("omar", PASSWORD)
+        .await
+        .assert_redirect_to("/");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_expires() {
+    let config = WebConfig {
+        session_idle: Duration::from_secs(1),
+        ..WebConfig::default()
+    };
+    let app = spawn_app_with(default_backend(), config).await;
+    app.user("lena", false).await;
+    let c = Client::new(&app);
+    c.login("lena", PASSWORD).await.assert_redirect_to("/");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    c.get("/").await.assert_redirect_to("/login");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_token_or_from_another_site_is_refused_and_writes_nothing() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let path = format!("/teams/{team}/instances");
+    let no_token = lead.post_raw(&path, &[("name", "sneaky")], true).await;
+    assert_eq!(no_token.status, 403);
+    assert!(
+        no_token.body.contains("Reload the page"),
+        "{}",
+        no_token.body
+    );
+    let token = lead.csrf.lock().unwrap().clone();
+    let wrong_token = lead
+        .post_raw(&path, &[("csrf_token", "forged"), ("name", "sneaky")], true)
+        .await;
+    assert_eq!(wrong_token.status, 403);
+    let cross_site = lead
+        .post_raw(&path, &[("csrf_token", &token), ("name", "sneaky")], false)
+        .await;
+    assert_eq!(cross_site.status, 403);
+    assert!(cross_site.body.contains("another site"));
+    assert!(app.store.instances(team).await.unwrap().is_empty());
+    // The same form with the token goes through.
+    lead.post(&path, &[("name", "fine")])
+        .await
+        .assert_redirect_to(&path);
+    assert_eq!(app.store.instances(team).await.unwrap().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let c = Client::new(&app);
+    for path in ["/login", "/healthz", "/nowhere", "/static/stagehand-1.css"] {
+        let page = c.get(path).await;
+        let h = &page.headers;
+        let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+        assert_eq!(h.get("x-frame-options").unwrap(), "DENY");
+        assert!(h.get("referrer-policy").is_some());
+        assert!(h.get("x-request-id").is_some(), "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_page_is_a_404_in_the_site_layout() {
+    let app = spawn_app().await;
+    let page = Client::new(&app).get("/no/such/page").await;
+    assert_eq!(page.status, 404);
+    assert!(
+        page.body.contains("<title>Not found · Stagehand</title>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Request id"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_keys_but_no_value_and_no_play_or_edit_controls() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("orders", "{}")]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, _) = app.pipeline(team, "p", &[dev, prod]).await;
+    let secret = "viewer-must-never-see-this";
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("DB_PASSWORD").unwrap(),
+            Some(SecretValue::new(secret.into())),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let instance = viewer.get(&format!("/teams/{team}/instances/{dev}")).await;
+    instance.assert_ok();
+    assert!(instance.body.contains("DB_PASSWORD"));
+    assert!(!instance.body.contains(secret));
+    assert!(!instance.body.contains("/reveal") && !instance.body.contains("Save flow"));
+    let pipeline_page = viewer
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
+    pipeline_page.assert_ok();
+    assert!(pipeline_page.body.contains("▶ Play"), "viewers may preview");
+    assert!(!pipeline_page.body.contains("Add stage"));
+    let preview = viewer
+        .get(&format!(
+            "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+            app.store.pipeline(team, pipeline).await.unwrap().stages[0].id
+        ))
+        .await;
+    preview.assert_ok();
+    assert!(
+        !preview.body.contains("/promote"),
+        "no confirm for a viewer"
+    );
+    // The reveal itself is refused on the server, not only hidden.
+    let reveal = viewer
+        .post(
+            &format!("/teams/{team}/instances/{dev}/env/DB_PASSWORD/reveal"),
+            &[],
+        )
+        .await;
+    assert_eq!(reveal.status, 403);
+    assert!(!reveal.body.contains(secret));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_reveals_one_value_and_the_reveal_is_audited() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("DB_PASSWORD").unwrap(),
+            Some(SecretValue::new("hunter2-but-longer".into())),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let page = admin
+        .post(
+            &format!("/teams/{team}/instances/{dev}/env/DB_PASSWORD/reveal"),
+            &[],
+        )
+        .await;
+    page.assert_ok();
+    assert!(page.body.contains("hunter2-but-longer"));
+    assert_eq!(page.headers.get("cache-control").unwrap(), "no-store");
+    let audit = admin.get(&format!("/teams/{team}/audit")).await;
+    assert!(audit.body.contains("envvar.value_revealed"));
+    assert!(!audit.body.contains("hunter2-but-longer"));
+    app.stop().await;
+}

@@ -1,0 +1,322 @@
+//! The real server on a free loopback port over a throwaway database, and
+//! a cookie-keeping client that behaves like a browser (no redirects
+//! followed, so tests can see them).
+
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use stagehand_domain::{
+    BuiltinRole, FlowContent, FlowName, InstanceId, Name, PipelineId, SecretValue, StageId, TeamId,
+    UserId, Username,
+};
+use stagehand_store::testing::TestDatabase;
+use stagehand_store::{Actor, NewUser, Store};
+use stagehand_web::{AppState, WebConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    db: Option<TestDatabase>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// PostgreSQL when the test command provides one, else SQLite.
+pub fn default_backend() -> Backend {
+    if std::env::var("DATABASE_URL").is_ok() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(default_backend(), WebConfig::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, config: WebConfig) -> TestApp {
+    let db = match backend {
+        Backend::Sqlite => TestDatabase::sqlite().await.expect("sqlite"),
+        Backend::Postgres => TestDatabase::postgres()
+            .await
+            .expect("postgres")
+            .expect("DATABASE_URL: run scripts/test.sh"),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let state = AppState::new(db.store.clone(), config);
+    let server = tokio::spawn(async move {
+        stagehand_web::serve(listener, state, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        addr,
+        store: db.store.clone(),
+        db: Some(db),
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+
+    pub async fn user(&self, name: &str, platform_admin: bool) -> UserId {
+        let hash = stagehand_web::auth::password::hash_password(SecretValue::new(PASSWORD.into()))
+            .await
+            .unwrap();
+        self.store
+            .create_user(
+                NewUser {
+                    username: Username::parse(name).unwrap(),
+                    password_hash: hash,
+                    is_platform_admin: platform_admin,
+                },
+                &Actor::system(),
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub async fn team(&self, name: &str) -> TeamId {
+        self.store
+            .create_team(Name::parse("name", name).unwrap(), &Actor::system())
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub async fn bind(&self, team: TeamId, user: UserId, role: BuiltinRole) {
+        self.store
+            .bind_role(team, user, role.as_str(), &Actor::system())
+            .await
+            .unwrap();
+    }
+
+    /// A user holding `role` in `team`, logged in.
+    pub async fn member(&self, team: TeamId, name: &str, role: BuiltinRole) -> Client {
+        let id = self.user(name, false).await;
+        self.bind(team, id, role).await;
+        let c = Client::new(self);
+        c.login(name, PASSWORD).await;
+        c
+    }
+
+    pub async fn instance(&self, team: TeamId, name: &str, flows: &[(&str, &str)]) -> InstanceId {
+        let i = self
+            .store
+            .create_instance(
+                team,
+                Name::parse("name", name).unwrap(),
+                serde_json::json!({"url": format!("https://{name}.example")}),
+                &Actor::system(),
+            )
+            .await
+            .unwrap();
+        for (flow, content) in flows {
+            self.store
+                .put_flow(
+                    team,
+                    i.id,
+                    FlowName::parse(flow).unwrap(),
+                    FlowContent::parse_json(content).unwrap(),
+                    None,
+                    &Actor::system(),
+                )
+                .await
+                .unwrap();
+        }
+        i.id
+    }
+
+    /// A pipeline over `instances`, in order; returns it and its stage ids.
+    pub async fn pipeline(
+        &self,
+        team: TeamId,
+        name: &str,
+        instances: &[InstanceId],
+    ) -> (PipelineId, Vec<StageId>) {
+        let p = self
+            .store
+            .create_pipeline(team, Name::parse("name", name).unwrap(), &Actor::system())
+            .await
+            .unwrap();
+        let mut stages = Vec::new();
+        for i in instances {
+            let after = self
+                .store
+                .add_stage(team, p.id, *i, None, &Actor::system())
+                .await
+                .unwrap();
+            stages.push(after.stages.last().unwrap().id);
+        }
+        (p.id, stages)
+    }
+}
+
+/// A browser-like client: keeps cookies, does not follow redirects, and
+/// knows the CSRF token of its session once it has loaded a page.
+pub struct Client {
+    pub http: reqwest::Client,
+    base: String,
+    pub csrf: std::sync::Mutex<String>,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        self
+    }
+
+    pub fn assert_redirect_to(&self, prefix: &str) -> &Self {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        let to = self.location.as_deref().unwrap_or("");
+        assert!(to.starts_with(prefix), "redirect to {to}, wanted {prefix}");
+        self
+    }
+}
+
+/// The value of the first `name="csrf_token"` field of a page.
+pub fn csrf_of(body: &str) -> Option<String> {
+    let at = body.find("name=\"csrf_token\" value=\"")?;
+    let rest = &body[at + "name=\"csrf_token\" value=\"".len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+impl Client {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: app.url(""),
+            csrf: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    async fn page(&self, res: reqwest::Response) -> Page {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.text().await.unwrap();
+        if let Some(t) = csrf_of(&body) {
+            *self.csrf.lock().unwrap() = t;
+        }
+        Page {
+            status,
+            location,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let res = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        self.page(res).await
+    }
+
+    /// A form post as the browser sends it: same origin, with the session's
+    /// CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf.lock().unwrap().clone();
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all, true).await
+    }
+
+    /// A form post with exactly `fields`, with or without our Origin.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)], same_origin: bool) -> Page {
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header("accept", "text/html")
+            .form(fields);
+        req = req.header(
+            "origin",
+            if same_origin {
+                self.base.trim_end_matches('/').to_owned()
+            } else {
+                "https://evil.example".to_owned()
+            },
+        );
+        let res = req.send().await.unwrap();
+        self.page(res).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        form.assert_ok();
+        let page = self
+            .post_raw(
+                "/login",
+                &[
+                    ("csrf_token", &csrf_of(&form.body).unwrap()),
+                    ("username", username),
+                    ("password", password),
+                    ("next", "/"),
+                ],
+                true,
+            )
+            .await;
+        if page.status == StatusCode::SEE_OTHER {
+            // Load a page to learn the session's CSRF token.
+            self.get("/").await.assert_ok();
+        }
+        page
+    }
+}
+
+/// The value of the first `<input name="{name}" value="…">` of a page.
+pub fn field_value(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = body.find(&marker)?;
+    let rest = &body[at + marker.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}

@@ -1,0 +1,206 @@
+//! Bad input on the forms: each answered with a page that names the field
+//! and what to fix, and nothing written.
+
+use crate::harness::*;
+use stagehand_domain::BuiltinRole;
+
+#[tokio::test]
+async fn bad_forms_are_answered_with_what_to_fix_and_write_nothing() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("orders", "{}")]).await;
+    let (pipeline, _) = app.pipeline(team, "p", &[dev]).await;
+    let other = app.team("other").await;
+    let foreign = app.instance(other, "theirs", &[]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let audit_before = app.store.audit_events(team, 1000).await.unwrap().len();
+    let long = "x".repeat(5000);
+    let (foreign_id, dev_id) = (foreign.to_string(), dev.to_string());
+    // (path, form fields, expected status, what the page must say)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            format!("/teams/{team}/instances"),
+            vec![("name", "")],
+            422,
+            "name",
+        ),
+        (
+            format!("/teams/{team}/instances"),
+            vec![("name", &long)],
+            422,
+            "name",
+        ),
+        (format!("/teams/{team}/instances"), vec![], 422, "form"),
+        (
+            format!("/teams/{team}/instances"),
+            vec![("name", "dev")],
+            409,
+            "already",
+        ),
+        (
+            format!("/teams/{team}/pipelines"),
+            vec![("name", "  ")],
+            422,
+            "name",
+        ),
+        (
+            format!("/teams/{team}/instances/{dev}/flows"),
+            vec![("name", "broken"), ("content", "{not json")],
+            422,
+            "content",
+        ),
+        (
+            format!("/teams/{team}/instances/{dev}/flows"),
+            vec![("name", ""), ("content", "{}")],
+            422,
+            "name",
+        ),
+        (
+            format!("/teams/{team}/instances/{dev}/env"),
+            vec![("key", "1-not a key")],
+            422,
+            "key",
+        ),
+        (
+            format!("/teams/{team}/instances/{dev}/settings"),
+            vec![("settings", "[1, 2]")],
+            422,
+            "settings",
+        ),
+        (
+            format!("/teams/{team}/instances/{dev}/settings"),
+            vec![("settings", "{")],
+            422,
+            "settings",
+        ),
+        (
+            format!("/teams/{team}/pipelines/{pipeline}/stages"),
+            vec![("instance", &foreign_id)],
+            422,
+            "no such instance in this team",
+        ),
+        (
+            format!("/teams/{team}/pipelines/{pipeline}/stages"),
+            vec![("instance", "not-an-id")],
+            422,
+            "instance",
+        ),
+        (
+            format!("/teams/{team}/pipelines/{pipeline}/stages"),
+            vec![("instance", &dev_id), ("position", "0")],
+            422,
+            "position",
+        ),
+        (
+            format!("/teams/{team}/instances/{foreign}/flows"),
+            vec![("name", "x"), ("content", "{}")],
+            404,
+            "not exist",
+        ),
+        (
+            format!("/teams/{team}/instances/{dev}/env/NOPE/value"),
+            vec![("action", "set"), ("value", "v")],
+            404,
+            "not exist",
+        ),
+        (
+            format!("/teams/{team}/pipelines/not-a-uuid/delete"),
+            vec![],
+            404,
+            "not exist",
+        ),
+    ];
+    for (path, fields, status, says) in &cases {
+        let page = admin.post(path, fields).await;
+        assert_eq!(
+            page.status.as_u16(),
+            *status,
+            "{path} {fields:?}: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains(says),
+            "{path} {fields:?} should say {says:?}: {}",
+            page.body
+        );
+        assert!(page.body.contains("<title>"), "a page in the site's layout");
+    }
+    // Nothing was written: the same instances, flows, stages and audit trail.
+    assert_eq!(app.store.instances(team).await.unwrap().len(), 1);
+    assert_eq!(app.store.flows(team, dev).await.unwrap().len(), 1);
+    assert!(app.store.env_vars(team, dev).await.unwrap().is_empty());
+    assert_eq!(
+        app.store
+            .pipeline(team, pipeline)
+            .await
+            .unwrap()
+            .stages
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.store.audit_events(team, 1000).await.unwrap().len(),
+        audit_before
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_teams_ids_are_not_found_and_never_named() {
+    let app = spawn_app().await;
+    let mine = app.team("mine").await;
+    let theirs = app.team("theirs").await;
+    let secret_name = "their-secret-instance";
+    let foreign = app.instance(theirs, secret_name, &[]).await;
+    let (their_pipeline, _) = app.pipeline(theirs, "their-pipeline", &[foreign]).await;
+    let admin = app.member(mine, "adam", BuiltinRole::Admin).await;
+    for path in [
+        format!("/teams/{mine}/instances/{foreign}"),
+        format!("/teams/{mine}/pipelines/{their_pipeline}"),
+        format!("/teams/{theirs}/instances/{foreign}"),
+        format!("/teams/{theirs}"),
+    ] {
+        let page = admin.get(&path).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(!page.body.contains(secret_name) && !page.body.contains("their-pipeline"));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let huge = "x".repeat(27 * 1024 * 1024);
+    let page = lead
+        .post(
+            &format!("/teams/{team}/instances/{dev}/flows"),
+            &[("name", "big"), ("content", &huge)],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        413,
+        "{}",
+        &page.body[..page.body.len().min(500)]
+    );
+    assert!(app.store.flows(team, dev).await.unwrap().is_empty());
+    // A flow under the body limit but over the 8 MiB flow limit names the rule.
+    let big = format!("[\"{}\"]", "y".repeat(9 * 1024 * 1024));
+    let page = lead
+        .post(
+            &format!("/teams/{team}/instances/{dev}/flows"),
+            &[("name", "big"), ("content", &big)],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(
+        page.body.contains("content"),
+        "{}",
+        &page.body[..page.body.len().min(500)]
+    );
+    app.stop().await;
+}

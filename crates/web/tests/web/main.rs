@@ -1,0 +1,12 @@
+//! The web server over HTTP: the real router on a real socket, against
+//! PostgreSQL when the test command provides one (SQLite otherwise, and
+//! explicitly where it matters). The test command provides PostgreSQL;
+//! `play_on_postgres` fails without it rather than skip.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod access;
+mod auth;
+mod harness;
+mod inputs;
+mod play;

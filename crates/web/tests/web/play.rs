@@ -1,0 +1,209 @@
+//! The team lead's day: edit a dev flow, preview, play, see the history
+//! entry, roll back. On both backends.
+
+use crate::harness::*;
+use stagehand_domain::{BuiltinRole, EnvKey, FlowName, SecretValue};
+use stagehand_store::Actor;
+use stagehand_web::WebConfig;
+
+async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
+    let app = spawn_app_with(backend, WebConfig::default()).await;
+    let team = app.team("payments").await;
+    let dev = app
+        .instance(team, "dev", &[("orders", r#"{"v":1}"#), ("old", "[]")])
+        .await;
+    let prod = app
+        .instance(team, "prod", &[("orders", r#"{"v":0}"#), ("legacy", "[]")])
+        .await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    let actor = Actor::system();
+    let secret = "s3cr3t-dev-value-9f8e";
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("API_TOKEN").unwrap(),
+            Some(SecretValue::new(secret.into())),
+            &actor,
+        )
+        .await
+        .unwrap();
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+
+    // Edit a dev flow through the form.
+    let base = format!("/teams/{team}/instances/{dev}");
+    lead.get(&base).await.assert_ok();
+    lead.post(
+        &format!("{base}/flows"),
+        &[
+            ("name", "orders"),
+            ("content", r#"{"v": 2, "steps": ["a"]}"#),
+        ],
+    )
+    .await
+    .assert_redirect_to(&format!("{base}/flows/orders"));
+
+    // The pipeline page offers play on dev, not on prod (the last stage).
+    let page = lead
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
+    page.assert_ok();
+    let play = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+        stages[0]
+    );
+    assert!(page.body.contains(&play), "{}", page.body);
+    assert!(!page.body.contains(&format!("stages/{}/preview", stages[1])));
+
+    // The preview shows the plan and a readable diff, never the value.
+    let preview = lead.get(&play).await;
+    preview.assert_ok();
+    for expected in ["orders", "old", "legacy", "API_TOKEN", "steps", "d+"] {
+        assert!(
+            preview.body.contains(expected),
+            "{expected} missing from the preview"
+        );
+    }
+    assert!(!preview.body.contains(secret));
+    let version = field_value(&preview.body, "expected_target_version").unwrap();
+    let key = field_value(&preview.body, "idempotency_key").unwrap();
+
+    // Confirm, twice (a double click): one promotion.
+    let promote = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+        stages[0]
+    );
+    let form = [
+        ("expected_target_version", version.as_str()),
+        ("idempotency_key", key.as_str()),
+    ];
+    let first = lead.post(&promote, &form).await;
+    first.assert_redirect_to(&format!("/teams/{team}/promotions/"));
+    let second = lead.post(&promote, &form).await;
+    assert_eq!(first.location, second.location);
+    let promotions = app.store.promotions(team, 10).await.unwrap();
+    assert_eq!(promotions.len(), 1);
+
+    // Prod now has dev's flows, the new key without a value, its settings.
+    let flows: Vec<String> = app
+        .store
+        .flows(team, prod)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    assert_eq!(flows, ["old", "orders"]);
+    let env = app.store.env_vars(team, prod).await.unwrap();
+    assert_eq!(env.len(), 1);
+    assert!(!env[0].has_value);
+    assert_eq!(
+        app.store.instance(team, prod).await.unwrap().settings["url"],
+        "https://prod.example"
+    );
+
+    // The promotion page and the history show it.
+    let detail = lead.get(first.location.as_deref().unwrap()).await;
+    detail.assert_ok();
+    assert!(detail.body.contains("applied") && detail.body.contains("Roll back"));
+    let history = lead.get(&format!("/teams/{team}/promotions")).await;
+    history.assert_ok();
+    assert!(history.body.contains("dev → prod"), "{}", history.body);
+
+    // Roll back: prod's flows are restored.
+    let rollback = format!("{}/rollback", first.location.as_deref().unwrap());
+    lead.post(&rollback, &[])
+        .await
+        .assert_redirect_to(first.location.as_deref().unwrap());
+    let restored: Vec<String> = app
+        .store
+        .flows(team, prod)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    assert_eq!(restored, ["legacy", "orders"]);
+    let orders = app
+        .store
+        .flow(team, prod, &FlowName::parse("orders").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(orders.content.to_value(), serde_json::json!({"v": 0}));
+    let detail = lead.get(first.location.as_deref().unwrap()).await;
+    assert!(detail.body.contains("rolled_back"));
+    assert!(!detail.body.contains(">Roll back<"));
+
+    // Nothing anywhere a lead can load shows the value.
+    for path in [
+        format!("/teams/{team}/instances/{dev}"),
+        format!("/teams/{team}/audit"),
+        format!("/teams/{team}/promotions/export?format=json"),
+        format!("/teams/{team}/audit/export?format=csv"),
+    ] {
+        let page = lead.get(&path).await;
+        page.assert_ok();
+        assert!(!page.body.contains(secret), "{path} shows the secret");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn play_on_sqlite() {
+    a_lead_edits_previews_plays_and_rolls_back(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn play_on_postgres() {
+    a_lead_edits_previews_plays_and_rolls_back(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_stale_preview_is_refused_with_a_clear_conflict() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("a", "1")]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, prod]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let preview = lead
+        .get(&format!(
+            "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+            stages[0]
+        ))
+        .await;
+    preview.assert_ok();
+    let version = field_value(&preview.body, "expected_target_version").unwrap();
+    // Someone edits prod after the preview was loaded.
+    app.store
+        .put_flow(
+            team,
+            prod,
+            FlowName::parse("hotfix").unwrap(),
+            stagehand_domain::FlowContent::parse_json("{}").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let page = lead
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
+            &[
+                ("expected_target_version", &version),
+                ("idempotency_key", "k1"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 409);
+    assert!(
+        page.body.contains("changed since you loaded it"),
+        "{}",
+        page.body
+    );
+    assert!(app.store.promotions(team, 10).await.unwrap().is_empty());
+    app.stop().await;
+}
