@@ -59,6 +59,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         role: &str,
         actor: &Actor,
     ) -> StoreResult<()>;
+    /// Removes one role from a member of the team.
+    async fn unbind_role(
+        &self,
+        team: TeamId,
+        user: UserId,
+        role: &str,
+        actor: &Actor,
+    ) -> StoreResult<()>;
+    /// Every user of the installation, by username.
+    async fn users(&self) -> StoreResult<Vec<User>>;
+    /// The team's members with their roles, by username.
+    async fn members(&self, team: TeamId) -> StoreResult<Vec<Member>>;
+    /// The team's custom roles, by name.
+    async fn roles(&self, team: TeamId) -> StoreResult<Vec<CustomRole>>;
     /// The union of the permissions of every role the user holds in the team.
     async fn permissions(&self, team: TeamId, user: UserId) -> StoreResult<PermissionSet>;
 

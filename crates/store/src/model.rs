@@ -313,6 +313,13 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// A user of a team, and the roles they hold in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub user: User,
+    pub roles: Vec<String>,
+}
+
 /// A team the user belongs to, and the roles they hold in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Membership {

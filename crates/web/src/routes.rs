@@ -4,7 +4,7 @@
 //! declaring its access.
 
 use crate::authz::{Access, authorize};
-use crate::views::{audit, dashboard, history, instances, pipelines, promotions};
+use crate::views::{admin, audit, dashboard, history, instances, pipelines, promotions};
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
 use axum::routing::{get, post};
@@ -42,7 +42,7 @@ macro_rules! routes {
     };
 }
 
-use Access::{Authenticated, Public, Team};
+use Access::{Authenticated, PlatformAdmin, Public, Team};
 
 routes! {
     get  "/healthz" => health::healthz, Public;
@@ -53,7 +53,15 @@ routes! {
     post "/logout" => login::logout_post, Authenticated;
     get  "/" => dashboard::view_dashboard_get, Authenticated;
 
+    get  "/admin" => admin::view_admin_get, PlatformAdmin;
+    post "/admin/users" => admin::create_user_post, PlatformAdmin;
+    post "/admin/teams" => admin::create_team_post, PlatformAdmin;
+
     get  "/teams/{team}" => dashboard::view_team_get, Team(PipelineView);
+    get  "/teams/{team}/members" => admin::view_members_get, Team(MemberManage);
+    post "/teams/{team}/members" => admin::bind_post, Team(MemberManage);
+    post "/teams/{team}/members/{user}/unbind" => admin::unbind_post, Team(MemberManage);
+    post "/teams/{team}/roles" => admin::create_role_post, Team(RoleManage);
 
     post "/teams/{team}/pipelines" => pipelines::create_post, Team(PipelineEdit);
     get  "/teams/{team}/pipelines/{pipeline}" => pipelines::view_pipeline_get, Team(PipelineView);

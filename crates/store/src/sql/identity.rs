@@ -2,7 +2,9 @@
 
 use super::{Conn, audit, now, stored};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, CustomRole, NewAuditEvent, NewUser, Team, User, UserCredentials};
+use crate::model::{
+    Actor, CustomRole, Member, NewAuditEvent, NewUser, Team, User, UserCredentials,
+};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::types::Json;
@@ -14,7 +16,7 @@ use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
-    id: Uuid,
+    pub(super) id: Uuid,
     username: String,
     password_hash: String,
     is_platform_admin: bool,
@@ -282,4 +284,100 @@ pub(super) async fn permissions(
         }
     }
     Ok(all)
+}
+
+pub(super) async fn users(conn: &mut Conn) -> StoreResult<Vec<User>> {
+    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        "select {USER_COLUMNS} from users order by username"
+    ))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok(r.into_credentials()?.user))
+        .collect()
+}
+
+pub(super) async fn members(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Member>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        role: String,
+        #[sqlx(flatten)]
+        user: UserRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select b.role, u.id, u.username, u.password_hash, u.is_platform_admin, u.disabled_at,
+                u.created_at
+         from role_bindings b join users u on u.id = b.user_id
+         where b.team_id = $1 order by u.username, b.role",
+    )
+    .bind(team.0)
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<Member> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(m) if m.user.id.0 == row.user.id => m.roles.push(row.role),
+            _ => out.push(Member {
+                user: row.user.into_credentials()?.user,
+                roles: vec![row.role],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn roles(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<CustomRole>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        name: String,
+        permissions: Json<PermissionSet>,
+    }
+    let rows: Vec<Row> =
+        sqlx::query_as("select id, name, permissions from roles where team_id = $1 order by name")
+            .bind(team.0)
+            .fetch_all(conn)
+            .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(CustomRole {
+                id: RoleId(r.id),
+                team_id: team,
+                name: stored(Name::parse("name", &r.name))?,
+                permissions: r.permissions.0,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn unbind_role(
+    conn: &mut Conn,
+    team: TeamId,
+    user: UserId,
+    role: &str,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let member = self::user(conn, user).await?;
+    let removed =
+        sqlx::query("delete from role_bindings where team_id = $1 and user_id = $2 and role = $3")
+            .bind(team.0)
+            .bind(user.0)
+            .bind(role)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    if removed == 0 {
+        return Err(StoreError::NotFound("role binding"));
+    }
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::MemberUnbound,
+            subject: Some(user.0),
+            details: json!({ "username": member.username, "role": role }),
+        },
+    )
+    .await
 }

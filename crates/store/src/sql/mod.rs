@@ -169,6 +169,24 @@ impl Store for Backend {
     ) -> StoreResult<()> {
         write_tx!(self, c => identity::bind_role(c, team, user, role, actor))
     }
+    async fn unbind_role(
+        &self,
+        team: TeamId,
+        user: UserId,
+        role: &str,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => identity::unbind_role(c, team, user, role, actor))
+    }
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        read!(self, c => identity::users(c))
+    }
+    async fn members(&self, team: TeamId) -> StoreResult<Vec<Member>> {
+        read!(self, c => identity::members(c, team))
+    }
+    async fn roles(&self, team: TeamId) -> StoreResult<Vec<CustomRole>> {
+        read!(self, c => identity::roles(c, team))
+    }
     async fn permissions(&self, team: TeamId, user: UserId) -> StoreResult<PermissionSet> {
         read!(self, c => identity::permissions(c, team, user))
     }

@@ -79,6 +79,31 @@ pub async fn teams_roles_and_bindings_give_permissions(h: &Harness) {
     assert!(all.contains(Permission::EnvvarReveal) && all.contains(Permission::InstanceView));
     assert!(!all.contains(Permission::StagePromote));
 
+    // Members and roles are listed; unbinding takes the role's permissions away.
+    let members = h.store.members(team).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].roles, ["secret keeper", "viewer"]);
+    let roles = h.store.roles(team).await.unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].name.as_str(), "secret keeper");
+    h.store
+        .unbind_role(team, user.id, "secret keeper", &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.permissions(team, user.id).await.unwrap(),
+        BuiltinRole::Viewer.permissions()
+    );
+    assert!(matches!(
+        h.store
+            .unbind_role(team, user.id, "secret keeper", &actor())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let events = h.store.audit_events(team, 10).await.unwrap();
+    assert_eq!(events[0].kind, "member.unbound");
+    assert_eq!(h.store.users().await.unwrap().len(), 1);
+
     // No such role; a built-in name cannot be redefined; another team sees nothing.
     let err = h
         .store

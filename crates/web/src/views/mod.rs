@@ -1,6 +1,7 @@
 //! Server-rendered pages: one askama struct per page and per partial, one
 //! module per area. Handlers are thin: take [`Ctx`], call the store, render.
 
+pub mod admin;
 pub mod audit;
 pub mod dashboard;
 pub mod history;

@@ -1,0 +1,227 @@
+//! Administration: the platform administrator's users and teams, and a
+//! team admin's members, role bindings and custom roles.
+
+use super::paths::parse_id;
+use super::{Chrome, Form, non_blank, render, see_other};
+use crate::AppState;
+use crate::auth::password;
+use crate::authz::Ctx;
+use crate::error::{AppError, AppResult};
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use stagehand_domain::{
+    BuiltinRole, Name, Permission, PermissionSet, SecretValue, UserId, Username, ValidationError,
+};
+use stagehand_store::{CustomRole, Member, NewUser, Team, User};
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    chrome: Chrome,
+    users: Vec<User>,
+    teams: Vec<Team>,
+    min_password: usize,
+}
+
+pub(crate) async fn view_admin_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+) -> AppResult<Response> {
+    render(AdminPage {
+        chrome: Chrome::new(&ctx),
+        users: state.store.users().await?,
+        teams: state.store.teams().await?,
+        min_password: password::MIN_PASSWORD_CHARS,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewUserForm {
+    username: String,
+    password: String,
+    /// A checkbox: present when ticked.
+    platform_admin: Option<String>,
+}
+
+pub(crate) async fn create_user_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(form): Form<NewUserForm>,
+) -> AppResult<Response> {
+    let mut errors = Vec::new();
+    let username = Username::parse(form.username.trim())
+        .map_err(|e| errors.push(e.0))
+        .ok();
+    let secret = SecretValue::new(form.password);
+    if let Err(e) = password::check_new_password(&secret) {
+        errors.push(e.0);
+    }
+    let Some(username) = username.filter(|_| errors.is_empty()) else {
+        return Err(AppError::Invalid(errors));
+    };
+    let password_hash = password::hash_password(secret)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    state
+        .store
+        .create_user(
+            NewUser {
+                username,
+                password_hash,
+                is_platform_admin: form.platform_admin.is_some(),
+            },
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(see_other("/admin"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewTeamForm {
+    name: String,
+}
+
+/// Creates a team and makes its creator the team's admin, so the new team
+/// is never an empty room nobody can enter.
+pub(crate) async fn create_team_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(form): Form<NewTeamForm>,
+) -> AppResult<Response> {
+    let name = Name::parse("name", &form.name)?;
+    let actor = ctx.actor();
+    let team = state.store.create_team(name, &actor).await?;
+    state
+        .store
+        .bind_role(
+            team.id,
+            ctx.session.user.id,
+            BuiltinRole::Admin.as_str(),
+            &actor,
+        )
+        .await?;
+    Ok(see_other(&format!("/teams/{}/members", team.id)))
+}
+
+struct PermissionChoice {
+    name: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    chrome: Chrome,
+    members: Vec<Member>,
+    builtin: Vec<&'static str>,
+    custom: Vec<CustomRole>,
+    all_permissions: Vec<PermissionChoice>,
+}
+
+pub(crate) async fn view_members_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+) -> AppResult<Response> {
+    let team = ctx.team_id()?;
+    render(MembersPage {
+        chrome: Chrome::new(&ctx),
+        members: state.store.members(team).await?,
+        builtin: BuiltinRole::ALL.iter().map(|r| r.as_str()).collect(),
+        custom: state.store.roles(team).await?,
+        all_permissions: Permission::ALL
+            .iter()
+            .map(|p| PermissionChoice { name: p.as_str() })
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BindForm {
+    username: String,
+    role: String,
+}
+
+pub(crate) async fn bind_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(form): Form<BindForm>,
+) -> AppResult<Response> {
+    let team = ctx.team_id()?;
+    let username = Username::parse(form.username.trim())?;
+    let user = state
+        .store
+        .user_credentials(&username)
+        .await?
+        .ok_or_else(|| ValidationError::new("username", "there is no user with this name"))?
+        .user;
+    state
+        .store
+        .bind_role(team, user.id, form.role.trim(), &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/members")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MemberPath {
+    user: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UnbindForm {
+    role: String,
+}
+
+pub(crate) async fn unbind_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<MemberPath>,
+    Form(form): Form<UnbindForm>,
+) -> AppResult<Response> {
+    let team = ctx.team_id()?;
+    let user: UserId = parse_id(&path.user, "user")?;
+    // Only members of this team can be unbound here: anyone else is not
+    // found, whatever their id.
+    if !state
+        .store
+        .members(team)
+        .await?
+        .iter()
+        .any(|m| m.user.id == user)
+    {
+        return Err(AppError::NotFound("member"));
+    }
+    state
+        .store
+        .unbind_role(team, user, form.role.trim(), &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/members")))
+}
+
+/// Creates a custom role from the ticked permissions.
+pub(crate) async fn create_role_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let team = ctx.team_id()?;
+    let name = fields
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone());
+    let name = Name::parse("name", non_blank(&name).unwrap_or(""))?;
+    let permissions: PermissionSet = fields
+        .iter()
+        .filter(|(k, _)| k == "permission")
+        .map(|(_, v)| {
+            v.parse::<Permission>()
+                .map_err(|e| ValidationError::new("permission", e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    state
+        .store
+        .create_role(team, name, permissions, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/members")))
+}

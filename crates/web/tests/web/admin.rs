@@ -1,0 +1,114 @@
+//! Administration over HTTP: a platform administrator creates a user and a
+//! team; a team admin creates a custom role, binds it, and takes it away.
+
+use crate::harness::*;
+use stagehand_domain::{Permission, Username};
+
+#[tokio::test]
+async fn an_admin_creates_a_custom_role_and_binds_it() {
+    let app = spawn_app().await;
+    app.user("root", true).await;
+    let root = Client::new(&app);
+    root.login("root", PASSWORD).await.assert_redirect_to("/");
+
+    // The platform admin creates a user and a team; they become its admin.
+    root.post(
+        "/admin/users",
+        &[("username", "rita"), ("password", "rita's long password")],
+    )
+    .await
+    .assert_redirect_to("/admin");
+    let short = root
+        .post(
+            "/admin/users",
+            &[("username", "sam"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, 422);
+    assert!(short.body.contains("at least 12 characters"));
+    let made = root.post("/admin/teams", &[("name", "payments")]).await;
+    made.assert_redirect_to("/teams/");
+    let members_url = made.location.clone().unwrap();
+    let team = app.store.teams().await.unwrap()[0].id;
+    let page = root.get(&members_url).await;
+    page.assert_ok();
+    assert!(page.body.contains("root") && page.body.contains(">admin<"));
+
+    // A custom role from ticked permissions, bound to rita.
+    root.post(
+        &format!("/teams/{team}/roles"),
+        &[
+            ("name", "release manager"),
+            ("permission", "pipeline.view"),
+            ("permission", "stage.promote"),
+        ],
+    )
+    .await
+    .assert_redirect_to(&members_url);
+    root.post(
+        &format!("/teams/{team}/members"),
+        &[("username", "rita"), ("role", "release manager")],
+    )
+    .await
+    .assert_redirect_to(&members_url);
+    let rita = app
+        .store
+        .user_credentials(&Username::parse("rita").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let perms = app.store.permissions(team, rita).await.unwrap();
+    assert!(perms.contains(Permission::StagePromote));
+    assert!(!perms.contains(Permission::InstanceEdit));
+
+    // Rita can log in and see the team's pipelines but not its members.
+    let c = Client::new(&app);
+    c.login("rita", "rita's long password")
+        .await
+        .assert_redirect_to("/");
+    c.get(&format!("/teams/{team}")).await.assert_ok();
+    assert_eq!(c.get(&members_url).await.status, 403);
+
+    // Unknown users and roles are named in the answer; nothing is bound.
+    let nobody = root
+        .post(
+            &format!("/teams/{team}/members"),
+            &[("username", "nobody"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(nobody.status, 422);
+    assert!(nobody.body.contains("no user with this name"));
+    let bad_role = root
+        .post(
+            &format!("/teams/{team}/members"),
+            &[("username", "rita"), ("role", "wizard")],
+        )
+        .await;
+    assert_eq!(bad_role.status, 422);
+    assert!(bad_role.body.contains("no role named"));
+
+    // Taking the role away takes the access away.
+    root.post(
+        &format!("/teams/{team}/members/{rita}/unbind"),
+        &[("role", "release manager")],
+    )
+    .await
+    .assert_redirect_to(&members_url);
+    assert!(app.store.permissions(team, rita).await.unwrap().is_empty());
+    assert_eq!(c.get(&format!("/teams/{team}")).await.status, 404);
+    let audit = root.get(&format!("/teams/{team}/audit")).await;
+    for kind in [
+        "role.created",
+        "member.bound",
+        "member.unbound",
+        "team.created",
+    ] {
+        assert!(
+            audit.body.contains(kind),
+            "{kind} missing from the audit log"
+        );
+    }
+    app.stop().await;
+}
