@@ -62,6 +62,10 @@ pub enum AuditEventKind {
     PromotionRequested,
     #[serde(rename = "promotion.rolled_back")]
     PromotionRolledBack,
+    #[serde(rename = "promotion.approved")]
+    PromotionApproved,
+    #[serde(rename = "promotion.rejected")]
+    PromotionRejected,
 }
 
 impl AuditEventKind {
@@ -96,6 +100,8 @@ impl AuditEventKind {
             PromotionApplied => "promotion.applied",
             PromotionRequested => "promotion.requested",
             PromotionRolledBack => "promotion.rolled_back",
+            PromotionApproved => "promotion.approved",
+            PromotionRejected => "promotion.rejected",
         }
     }
 }

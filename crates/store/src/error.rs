@@ -28,6 +28,12 @@ pub enum Conflict {
     /// The target stage requires every key to have a value.
     #[error("the target stage requires every env var to have a value; these would not: {}", keys_list(.0))]
     EnvValuesMissing(Vec<EnvKey>),
+    /// The requester of a promotion tried to approve or reject it.
+    #[error("you requested this promotion: someone else must approve or reject it")]
+    OwnPromotion,
+    /// The user already approved or rejected this promotion.
+    #[error("you already decided on this promotion")]
+    AlreadyDecided,
     /// The thing is still in use (e.g. an instance that is a stage).
     #[error("{0}")]
     InUse(&'static str),

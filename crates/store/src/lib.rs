@@ -237,6 +237,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         promotion: PromotionId,
         actor: &Actor,
     ) -> StoreResult<Promotion>;
+    /// A reviewer approves or rejects a pending promotion. The last
+    /// approval a protected stage needs applies the pinned source snapshot.
+    async fn decide(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        decision: Decision,
+        actor: &Actor,
+    ) -> StoreResult<Promotion>;
+    /// The decisions taken on a promotion, oldest first.
+    async fn approvals(&self, team: TeamId, promotion: PromotionId) -> StoreResult<Vec<Approval>>;
     async fn promotion(&self, team: TeamId, id: PromotionId) -> StoreResult<Promotion>;
     /// The newest promotions of the team, newest first.
     async fn promotions(&self, team: TeamId, limit: i64) -> StoreResult<Vec<Promotion>>;

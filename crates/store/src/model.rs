@@ -356,3 +356,29 @@ pub struct AuditFilter {
 
 /// Most rows one history query returns.
 pub const MAX_PAGE: i64 = 1000;
+
+/// One reviewer's decision on a pending promotion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    pub user_id: UserId,
+    pub username: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A reviewer's answer to a pending promotion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+        }
+    }
+}

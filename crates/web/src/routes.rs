@@ -78,6 +78,7 @@ routes! {
     get  "/teams/{team}/promotions/export" => history::export_get, Team(AuditExport);
     get  "/teams/{team}/promotions/{promotion}" => promotions::view_promotion_get, Team(PromotionView);
     post "/teams/{team}/promotions/{promotion}/rollback" => promotions::rollback_post, Team(PromotionRollback);
+    post "/teams/{team}/promotions/{promotion}/decision" => promotions::decide_post, Team(PromotionApprove);
 
     get  "/teams/{team}/instances" => instances::view_instances_get, Team(InstanceView);
     post "/teams/{team}/instances" => instances::create_post, Team(InstanceEdit);

@@ -5,6 +5,7 @@
 //! (`$N` parameters, `on conflict`, `returning`); whatever the dialects
 //! force apart lives in the backend files, not here.
 
+mod approvals;
 mod audit;
 mod identity;
 mod instances;
@@ -407,6 +408,18 @@ impl Store for Backend {
         actor: &Actor,
     ) -> StoreResult<Promotion> {
         write_tx!(self, c => promotions::rollback(c, team, promotion, actor))
+    }
+    async fn decide(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        decision: Decision,
+        actor: &Actor,
+    ) -> StoreResult<Promotion> {
+        write_tx!(self, c => approvals::decide(c, team, promotion, decision, actor))
+    }
+    async fn approvals(&self, team: TeamId, promotion: PromotionId) -> StoreResult<Vec<Approval>> {
+        read!(self, c => approvals::list(c, team, promotion))
     }
     async fn promotion(&self, team: TeamId, id: PromotionId) -> StoreResult<Promotion> {
         read!(self, c => promotions::get(c, team, id))

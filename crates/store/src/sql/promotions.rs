@@ -93,7 +93,11 @@ pub(super) async fn apply_flow_changes(
 }
 
 /// Adds the plan's new keys to the instance, without values.
-async fn add_keys(conn: &mut Conn, instance: InstanceId, keys: &[EnvKey]) -> StoreResult<()> {
+pub(super) async fn add_keys(
+    conn: &mut Conn,
+    instance: InstanceId,
+    keys: &[EnvKey],
+) -> StoreResult<()> {
     let at = now();
     for key in keys {
         sqlx::query(
@@ -109,7 +113,7 @@ async fn add_keys(conn: &mut Conn, instance: InstanceId, keys: &[EnvKey]) -> Sto
     Ok(())
 }
 
-async fn take_snapshot(
+pub(super) async fn take_snapshot(
     conn: &mut Conn,
     team: TeamId,
     instance: InstanceId,

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals;
 mod cases;
 mod concurrency;
 mod harness;
@@ -55,5 +56,7 @@ conformance!(
     cases::rollback_restores_the_flows_and_is_audited,
     cases::a_stage_requiring_all_values_refuses_promotions_that_leave_keys_empty,
     cases::a_protected_stage_gets_a_pending_promotion_pinned_to_the_source,
+    approvals::n_approvals_from_others_apply_the_pinned_snapshot,
+    approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,
 );

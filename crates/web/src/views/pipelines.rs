@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stagehand_domain::{
-    InstanceId, Name, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
+    InstanceId, Name, PromotionStatus, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
 };
 use stagehand_store::{Instance, Pipeline, PromotionFilter};
 
@@ -47,6 +47,8 @@ struct StageCard {
     required_approvals: u32,
     requires_all_env_values: bool,
     last: Option<PromotionRow>,
+    /// Promotions into this stage awaiting approval.
+    pending: Vec<PromotionRow>,
     is_first: bool,
     is_last: bool,
 }
@@ -94,7 +96,25 @@ pub(crate) async fn view_pipeline_get(
                 },
             )
             .await?;
+        let pending = state
+            .store
+            .promotion_history(
+                team,
+                &PromotionFilter {
+                    pipeline: Some(id),
+                    stage: Some(s.id),
+                    status: Some(PromotionStatus::PendingApproval),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await?
+            .iter()
+            .filter(|p| p.target_stage_id == s.id)
+            .map(|p| names.row(p))
+            .collect();
         stages.push(StageCard {
+            pending,
             id: s.id.to_string(),
             instance_id: s.instance_id.to_string(),
             instance: s.instance_name.to_string(),

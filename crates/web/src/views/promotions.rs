@@ -14,7 +14,7 @@ use serde::Deserialize;
 use stagehand_domain::{
     FlowName, InstanceId, Permission, PipelineId, PromotionPlan, PromotionStatus,
 };
-use stagehand_store::{Instance, Pipeline, Promotion, PromotionRequest};
+use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionRequest};
 use std::collections::HashMap;
 
 /// Names for the ids in promotion rows, looked up once per page.
@@ -245,6 +245,12 @@ pub(crate) async fn promote_post(
     )))
 }
 
+struct DecisionRow {
+    username: String,
+    decision: String,
+    at: String,
+}
+
 #[derive(Template)]
 #[template(path = "promotion.html")]
 struct PromotionPage {
@@ -254,6 +260,10 @@ struct PromotionPage {
     applied_at: String,
     rolled_back_at: String,
     can_roll_back: bool,
+    decisions: Vec<DecisionRow>,
+    /// Approvals the target stage requires now (0 if it is gone).
+    required_approvals: u32,
+    can_decide: bool,
 }
 
 pub(crate) async fn view_promotion_get(
@@ -263,11 +273,38 @@ pub(crate) async fn view_promotion_get(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     let promotion = state.store.promotion(team, id).await?;
-    let names = Names::new(
-        &state.store.pipelines(team).await?,
-        &state.store.instances(team).await?,
-    );
+    let pipelines = state.store.pipelines(team).await?;
+    let names = Names::new(&pipelines, &state.store.instances(team).await?);
+    let required_approvals = pipelines
+        .iter()
+        .flat_map(|p| &p.stages)
+        .find(|s| s.id == promotion.target_stage_id)
+        .map_or(0, |s| s.protection.required_approvals);
+    let decisions = state
+        .store
+        .approvals(team, id)
+        .await?
+        .into_iter()
+        .map(|a| DecisionRow {
+            username: a.username,
+            decision: a.decision,
+            at: when(&a.created_at),
+        })
+        .collect::<Vec<_>>();
+    let me = ctx.session.user.id;
+    let can_decide = promotion.status == PromotionStatus::PendingApproval
+        && ctx.can(Permission::PromotionApprove)
+        && promotion.requested_by_user_id != Some(me)
+        && !state
+            .store
+            .approvals(team, id)
+            .await?
+            .iter()
+            .any(|a| a.user_id == me);
     render(PromotionPage {
+        decisions,
+        required_approvals,
+        can_decide,
         chrome: Chrome::new(&ctx),
         row: names.row(&promotion),
         applied_at: promotion.applied_at.as_ref().map(when).unwrap_or_default(),
@@ -280,6 +317,34 @@ pub(crate) async fn view_promotion_get(
             && ctx.can(Permission::PromotionRollback),
         promotion,
     })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DecisionForm {
+    /// `approve` or `reject`.
+    decision: String,
+}
+
+pub(crate) async fn decide_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<PromotionPath>,
+    Form(form): Form<DecisionForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let decision = match form.decision.as_str() {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        _ => {
+            return Err(stagehand_domain::ValidationError::new(
+                "decision",
+                "must be approve or reject",
+            )
+            .into());
+        }
+    };
+    state.store.decide(team, id, decision, &ctx.actor()).await?;
+    Ok(see_other(&format!("/teams/{team}/promotions/{id}")))
 }
 
 pub(crate) async fn rollback_post(

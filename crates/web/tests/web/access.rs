@@ -121,6 +121,7 @@ async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> 
                         ("settings", "{}"),
                         ("username", "vera"),
                         ("role", "viewer"),
+                        ("decision", "approve"),
                         ("permission", "instance.view"),
                         ("password", "a long enough password"),
                     ],

@@ -207,3 +207,82 @@ async fn a_stale_preview_is_refused_with_a_clear_conflict() {
     assert!(app.store.promotions(team, 10).await.unwrap().is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_protected_stage_needs_approvals_from_others_and_ships_what_was_reviewed() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, prod]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let second = app.member(team, "sara", BuiltinRole::Admin).await;
+    let base = format!("/teams/{team}/pipelines/{pipeline}/stages");
+
+    // Only an admin may protect a stage.
+    let protect = format!("{base}/{}/protection", stages[1]);
+    assert_eq!(
+        lead.post(&protect, &[("required_approvals", "2")])
+            .await
+            .status,
+        403
+    );
+    admin
+        .post(&protect, &[("required_approvals", "2")])
+        .await
+        .assert_redirect_to(&format!("/teams/{team}/pipelines/{pipeline}"));
+
+    // A lead cannot request a promotion into a protected stage.
+    let preview = lead.get(&format!("{base}/{}/preview", stages[0])).await;
+    assert!(preview.body.contains("protected"));
+    assert!(!preview.body.contains("/promote"));
+    let promote = format!("{base}/{}/promote", stages[0]);
+    assert_eq!(lead.post(&promote, &[]).await.status, 403);
+
+    // The admin requests it; the request waits.
+    let preview = admin.get(&format!("{base}/{}/preview", stages[0])).await;
+    assert!(preview.body.contains("Request promotion"));
+    let requested = admin.post(&promote, &[]).await;
+    let promotion_url = requested.location.clone().unwrap();
+    assert!(app.store.flows(team, prod).await.unwrap().is_empty());
+    // The source changes after the request.
+    lead.post(
+        &format!("/teams/{team}/instances/{dev}/flows"),
+        &[("name", "orders"), ("content", r#"{"v":2}"#)],
+    )
+    .await
+    .assert_redirect_to("/teams/");
+
+    // The pipeline page shows the pending promotion on the target stage.
+    let page = lead
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
+    assert!(page.body.contains("awaiting approval"), "{}", page.body);
+
+    // The requester cannot approve; a lead and a second admin can.
+    let decide = format!("{promotion_url}/decision");
+    let own = admin.post(&decide, &[("decision", "approve")]).await;
+    assert_eq!(own.status, 409);
+    assert!(own.body.contains("someone else must approve"));
+    lead.post(&decide, &[("decision", "approve")])
+        .await
+        .assert_redirect_to(&promotion_url);
+    assert!(
+        app.store.flows(team, prod).await.unwrap().is_empty(),
+        "1 of 2"
+    );
+    second
+        .post(&decide, &[("decision", "approve")])
+        .await
+        .assert_redirect_to(&promotion_url);
+    let shipped = app
+        .store
+        .flow(team, prod, &FlowName::parse("orders").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(shipped.content.to_value(), serde_json::json!({"v": 1}));
+    let detail = lead.get(&promotion_url).await;
+    assert!(detail.body.contains("applied") && detail.body.contains("sara"));
+    app.stop().await;
+}

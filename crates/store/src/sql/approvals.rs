@@ -1,0 +1,232 @@
+//! Approvals of promotions into protected stages (DESIGN.md point 8).
+//!
+//! A decision is taken under the target's row lock, like a play. The
+//! requester cannot decide on their own promotion; each reviewer decides
+//! once. One rejection rejects. When the approvals reach the stage's
+//! required number, the promotion applies the source snapshot pinned at
+//! request time, not whatever the source holds by then: what was reviewed
+//! is what ships.
+
+use super::promotions::{add_keys, apply_flow_changes, get, snapshot, take_snapshot};
+use super::{Conn, audit, instances, now, pipelines};
+use crate::error::{Conflict, StoreError, StoreResult};
+use crate::model::{Actor, Approval, Decision, NewAuditEvent, Promotion, SnapshotReason};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::types::Json;
+use stagehand_domain::{
+    AuditEventKind, EnvKeyState, InstanceState, PromotionId, PromotionPlan, PromotionStatus,
+    TeamId, UserId,
+};
+use uuid::Uuid;
+
+pub(super) async fn list(
+    conn: &mut Conn,
+    team: TeamId,
+    promotion: PromotionId,
+) -> StoreResult<Vec<Approval>> {
+    get(conn, team, promotion).await?;
+    let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "select a.user_id, u.username, a.decision, a.created_at
+         from promotion_approvals a join users u on u.id = a.user_id
+         where a.promotion_id = $1 order by a.created_at",
+    )
+    .bind(promotion.0)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, username, decision, created_at)| Approval {
+            user_id: UserId(id),
+            username,
+            decision,
+            created_at,
+        })
+        .collect())
+}
+
+pub(super) async fn decide(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PromotionId,
+    decision: Decision,
+    actor: &Actor,
+) -> StoreResult<Promotion> {
+    let promotion = get(conn, team, id).await?;
+    instances::lock_for_edit(conn, team, promotion.target_instance_id, None).await?;
+    // Re-read under the lock: another reviewer may have just decided.
+    let mut promotion = get(conn, team, id).await?;
+    let next = match decision {
+        Decision::Approve => PromotionStatus::Applied,
+        Decision::Reject => PromotionStatus::Rejected,
+    };
+    if promotion.status != PromotionStatus::PendingApproval {
+        return Err(Conflict::Transition {
+            from: promotion.status,
+            to: next,
+        }
+        .into());
+    }
+    let reviewer =
+        actor
+            .user_id
+            .ok_or(StoreError::Invalid(stagehand_domain::ValidationError::new(
+                "actor",
+                "only a user can approve or reject",
+            )))?;
+    if promotion.requested_by_user_id == Some(reviewer) {
+        return Err(Conflict::OwnPromotion.into());
+    }
+    let inserted = sqlx::query(
+        "insert into promotion_approvals (promotion_id, user_id, decision, created_at)
+         values ($1, $2, $3, $4) on conflict (promotion_id, user_id) do nothing",
+    )
+    .bind(id.0)
+    .bind(reviewer.0)
+    .bind(decision.as_str())
+    .bind(now())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(Conflict::AlreadyDecided.into());
+    }
+    let kind = match decision {
+        Decision::Approve => AuditEventKind::PromotionApproved,
+        Decision::Reject => AuditEventKind::PromotionRejected,
+    };
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind,
+            subject: Some(id.0),
+            details: json!({ "requested_by": promotion.requested_by }),
+        },
+    )
+    .await?;
+    if decision == Decision::Reject {
+        set_status(conn, id, PromotionStatus::Rejected).await?;
+        promotion.status = PromotionStatus::Rejected;
+        return Ok(promotion);
+    }
+
+    let approvals: i64 = sqlx::query_scalar(
+        "select count(*) from promotion_approvals where promotion_id = $1 and decision = 'approve'",
+    )
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    let pipeline = pipelines::get(conn, team, promotion.pipeline_id)
+        .await
+        .map_err(|_| {
+            Conflict::InUse("the pipeline of this promotion no longer exists; reject it")
+        })?;
+    let target = pipeline
+        .stages
+        .iter()
+        .find(|s| s.id == promotion.target_stage_id)
+        .ok_or(Conflict::InUse(
+            "the target stage of this promotion was removed from its pipeline; reject it",
+        ))?;
+    if approvals < i64::from(target.protection.required_approvals) {
+        return Ok(promotion);
+    }
+    apply_pinned(
+        conn,
+        team,
+        &mut promotion,
+        target.protection.requires_all_env_values,
+        actor,
+    )
+    .await?;
+    Ok(promotion)
+}
+
+/// Applies the promotion's pinned source snapshot to its target.
+async fn apply_pinned(
+    conn: &mut Conn,
+    team: TeamId,
+    promotion: &mut Promotion,
+    requires_all_env_values: bool,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let pinned = snapshot(conn, team, promotion.source_snapshot_id).await?;
+    let source = InstanceState {
+        flows: pinned.flows,
+        // The snapshot has key names only; whether the source had values
+        // does not matter to the target, which never gets them.
+        env: pinned
+            .env_keys
+            .into_iter()
+            .map(|k| (k, EnvKeyState::AwaitingValue))
+            .collect(),
+    };
+    let target_id = promotion.target_instance_id;
+    let current = instances::state(conn, target_id).await?;
+    let plan = PromotionPlan::between(&source, &current);
+    if requires_all_env_values {
+        let missing = plan.keys_awaiting_value_after();
+        if !missing.is_empty() {
+            return Err(Conflict::EnvValuesMissing(missing).into());
+        }
+    }
+    let backup = take_snapshot(
+        conn,
+        team,
+        target_id,
+        &current,
+        SnapshotReason::PromotionBackup,
+    )
+    .await?;
+    apply_flow_changes(conn, target_id, &plan).await?;
+    add_keys(conn, target_id, &plan.keys_to_add).await?;
+    let updated = instances::bump_version(conn, team, target_id).await?;
+    let at = now();
+    sqlx::query(
+        "update promotions set status = $2, backup_snapshot_id = $3, target_version = $4,
+         applied_at = $5, plan = $6 where id = $1",
+    )
+    .bind(promotion.id.0)
+    .bind(PromotionStatus::Applied.as_str())
+    .bind(backup.0)
+    .bind(updated.version)
+    .bind(at)
+    .bind(Json(&plan))
+    .execute(&mut *conn)
+    .await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::PromotionApplied,
+            subject: Some(promotion.id.0),
+            details: json!({
+                "pipeline": promotion.pipeline_id,
+                "to": updated.name,
+                "target_version": updated.version,
+                "summary": plan.summary(),
+                "keys_added": plan.keys_to_add,
+                "approved": true,
+            }),
+        },
+    )
+    .await?;
+    promotion.status = PromotionStatus::Applied;
+    promotion.backup_snapshot_id = Some(backup);
+    promotion.target_version = Some(updated.version);
+    promotion.applied_at = Some(at);
+    promotion.plan = plan;
+    Ok(())
+}
+
+async fn set_status(conn: &mut Conn, id: PromotionId, status: PromotionStatus) -> StoreResult<()> {
+    sqlx::query("update promotions set status = $2 where id = $1")
+        .bind(id.0)
+        .bind(status.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

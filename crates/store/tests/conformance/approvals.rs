@@ -1,0 +1,165 @@
+//! Approvals of promotions into protected stages.
+
+use crate::harness::*;
+use stagehand_domain::{PromotionStatus, StageProtection, TeamId, Username};
+use stagehand_store::{Actor, Conflict, Decision, NewUser, StoreError};
+
+async fn person(h: &Harness, name: &str) -> Actor {
+    let user = h
+        .store
+        .create_user(
+            NewUser {
+                username: Username::parse(name).unwrap(),
+                password_hash: "$argon2id$fake".into(),
+                is_platform_admin: false,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    Actor::user(user.id, &user.username)
+}
+
+fn conflict(r: Result<impl std::fmt::Debug, StoreError>) -> Conflict {
+    match r {
+        Err(StoreError::Conflict(c)) => c,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+async fn protect(h: &Harness, team: TeamId, p: &stagehand_store::Pipeline, approvals: u32) {
+    h.store
+        .set_stage_protection(
+            team,
+            p.id,
+            p.stages[1].id,
+            StageProtection::new(approvals, false).unwrap(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
+    let team = h.team("t").await;
+    let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
+    protect(h, team, &p, 2).await;
+    let (rita, ann, bob) = (
+        person(h, "rita").await,
+        person(h, "ann").await,
+        person(h, "bob").await,
+    );
+    h.put(team, dev.id, "reviewed", r#"{"v":1}"#).await;
+    let mut req = request(team, p.id, p.stages[0].id);
+    req.actor = rita.clone();
+    let promo = h.store.promote(req).await.unwrap();
+    assert_eq!(promo.status, PromotionStatus::PendingApproval);
+    // The source moves on after the request; the reviewed state must ship.
+    h.put(team, dev.id, "reviewed", r#"{"v":2}"#).await;
+    h.put(team, dev.id, "unreviewed", "{}").await;
+
+    // The requester cannot approve their own promotion.
+    assert_eq!(
+        conflict(
+            h.store
+                .decide(team, promo.id, Decision::Approve, &rita)
+                .await
+        ),
+        Conflict::OwnPromotion
+    );
+    // One approval of two: still pending, nothing applied.
+    let after_one = h
+        .store
+        .decide(team, promo.id, Decision::Approve, &ann)
+        .await
+        .unwrap();
+    assert_eq!(after_one.status, PromotionStatus::PendingApproval);
+    assert!(h.flows_of(team, qa.id).await.is_empty());
+    // A reviewer decides once.
+    assert_eq!(
+        conflict(
+            h.store
+                .decide(team, promo.id, Decision::Approve, &ann)
+                .await
+        ),
+        Conflict::AlreadyDecided
+    );
+    // The second approval applies what was reviewed.
+    let applied = h
+        .store
+        .decide(team, promo.id, Decision::Approve, &bob)
+        .await
+        .unwrap();
+    assert_eq!(applied.status, PromotionStatus::Applied);
+    assert!(applied.backup_snapshot_id.is_some());
+    assert_eq!(
+        h.flows_of(team, qa.id).await,
+        [("reviewed".to_owned(), r#"{"v":1}"#.to_owned())]
+    );
+    assert_eq!(h.store.promotion(team, promo.id).await.unwrap(), applied);
+    let decisions = h.store.approvals(team, promo.id).await.unwrap();
+    let names: Vec<&str> = decisions.iter().map(|a| a.username.as_str()).collect();
+    assert_eq!(names, ["ann", "bob"]);
+    let kinds: Vec<String> = h
+        .store
+        .audit_events(team, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "promotion.applied",
+            "promotion.approved",
+            "promotion.approved"
+        ]
+    );
+    // Applied is final for reviewers; rollback still works.
+    assert!(matches!(
+        conflict(
+            h.store
+                .decide(team, promo.id, Decision::Reject, &rita)
+                .await
+        ),
+        Conflict::Transition { .. }
+    ));
+    h.store.rollback(team, promo.id, &ann).await.unwrap();
+    assert!(h.flows_of(team, qa.id).await.is_empty());
+}
+
+pub async fn one_rejection_rejects_and_writes_nothing_to_the_target(h: &Harness) {
+    let team = h.team("t").await;
+    let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
+    protect(h, team, &p, 1).await;
+    let (rita, ann) = (person(h, "rita").await, person(h, "ann").await);
+    h.put(team, dev.id, "f", "{}").await;
+    let mut req = request(team, p.id, p.stages[0].id);
+    req.actor = rita;
+    let promo = h.store.promote(req).await.unwrap();
+    let version = h.store.instance(team, qa.id).await.unwrap().version;
+    let rejected = h
+        .store
+        .decide(team, promo.id, Decision::Reject, &ann)
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, PromotionStatus::Rejected);
+    assert!(h.flows_of(team, qa.id).await.is_empty());
+    assert_eq!(
+        h.store.instance(team, qa.id).await.unwrap().version,
+        version
+    );
+    assert_eq!(
+        h.store.audit_events(team, 1).await.unwrap()[0].kind,
+        "promotion.rejected"
+    );
+    // Another team cannot even see it.
+    let other = h.team("other").await;
+    assert!(matches!(
+        h.store
+            .decide(other, promo.id, Decision::Approve, &ann)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
