@@ -228,7 +228,10 @@ async fn a_viewer_sees_keys_but_no_value_and_no_play_or_edit_controls() {
         .get(&format!("/teams/{team}/pipelines/{pipeline}"))
         .await;
     pipeline_page.assert_ok();
-    assert!(pipeline_page.body.contains("▶ Play"), "viewers may preview");
+    assert!(
+        !pipeline_page.body.contains("▶ Play"),
+        "no play button for a viewer"
+    );
     assert!(!pipeline_page.body.contains("Add stage"));
     let preview = viewer
         .get(&format!(

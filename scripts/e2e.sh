@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The browser tests: the real `stagehand` binary driven through real headless
+# Chromium by playwright-core (e2e/ui.test.mjs). Installs what is missing
+# (Debian's chromium, Node.js, the npm packages of e2e/) and is idempotent.
+# With DATABASE_URL (scripts/test.sh sets it) the server runs on a fresh
+# PostgreSQL database; without, on SQLite. Screenshots go to
+# target/e2e-artifacts/, outside git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/postgres.sh
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing $*: run 'sudo apt-get install -y $*'" >&2
+    return 1
+  fi
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+if [ ! -d e2e/node_modules/playwright-core ]; then
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+cargo build --locked --bin stagehand
+export STAGEHAND_BIN="$PWD/target/debug/stagehand"
+export E2E_ARTIFACTS="$PWD/target/e2e-artifacts"
+rm -rf "$E2E_ARTIFACTS"
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  db="e2e_$$_$RANDOM"
+  "$(pg_bin_dir)/psql" -q "$DATABASE_URL" -c "create database $db" >/dev/null
+  export STAGEHAND_E2E_DATABASE_URL="${DATABASE_URL%/*}/$db"
+fi
+
+cd e2e
+node --test --test-concurrency=1 ui.test.mjs
