@@ -10,6 +10,12 @@ pub enum AuditEventKind {
     TeamCreated,
     #[serde(rename = "user.created")]
     UserCreated,
+    #[serde(rename = "user.disabled")]
+    UserDisabled,
+    #[serde(rename = "user.enabled")]
+    UserEnabled,
+    #[serde(rename = "user.password_reset")]
+    UserPasswordReset,
     #[serde(rename = "user.logged_in")]
     UserLoggedIn,
     #[serde(rename = "user.logged_out")]
@@ -74,6 +80,9 @@ impl AuditEventKind {
         match self {
             TeamCreated => "team.created",
             UserCreated => "user.created",
+            UserDisabled => "user.disabled",
+            UserEnabled => "user.enabled",
+            UserPasswordReset => "user.password_reset",
             UserLoggedIn => "user.logged_in",
             UserLoggedOut => "user.logged_out",
             UserLoginFailed => "user.login_failed",

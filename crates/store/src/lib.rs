@@ -41,6 +41,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user(&self, id: UserId) -> StoreResult<User>;
     async fn user_credentials(&self, username: &Username) -> StoreResult<Option<UserCredentials>>;
     async fn count_users(&self) -> StoreResult<i64>;
+    /// Disables (ending every session of the user) or re-enables a user.
+    async fn set_user_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        actor: &Actor,
+    ) -> StoreResult<User>;
+    /// Replaces a user's password hash and ends every session of theirs.
+    async fn set_password(&self, id: UserId, password_hash: &str, actor: &Actor)
+    -> StoreResult<()>;
     async fn create_team(&self, name: Name, actor: &Actor) -> StoreResult<Team>;
     async fn team(&self, id: TeamId) -> StoreResult<Team>;
     async fn teams(&self) -> StoreResult<Vec<Team>>;

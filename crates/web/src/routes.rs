@@ -55,7 +55,11 @@ routes! {
 
     get  "/admin" => admin::view_admin_get, PlatformAdmin;
     post "/admin/users" => admin::create_user_post, PlatformAdmin;
+    post "/admin/users/{user}/disabled" => admin::set_disabled_post, PlatformAdmin;
+    post "/admin/users/{user}/password" => admin::reset_password_post, PlatformAdmin;
     post "/admin/teams" => admin::create_team_post, PlatformAdmin;
+    get  "/admin/audit" => audit::view_platform_audit_get, PlatformAdmin;
+    get  "/admin/audit/export" => audit::platform_export_get, PlatformAdmin;
 
     get  "/teams/{team}" => dashboard::view_team_get, Team(PipelineView);
     get  "/teams/{team}/members" => admin::view_members_get, Team(MemberManage);

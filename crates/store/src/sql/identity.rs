@@ -381,3 +381,72 @@ pub(super) async fn unbind_role(
     )
     .await
 }
+
+/// Disables or re-enables a user. Disabling ends every session of theirs.
+pub(super) async fn set_disabled(
+    conn: &mut Conn,
+    id: UserId,
+    disabled: bool,
+    actor: &Actor,
+) -> StoreResult<User> {
+    let target = self::user(conn, id).await?;
+    sqlx::query("update users set disabled_at = $2 where id = $1")
+        .bind(id.0)
+        .bind(disabled.then(now))
+        .execute(&mut *conn)
+        .await?;
+    if disabled {
+        end_sessions(conn, id).await?;
+    }
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: None,
+            actor,
+            kind: if disabled {
+                AuditEventKind::UserDisabled
+            } else {
+                AuditEventKind::UserEnabled
+            },
+            subject: Some(id.0),
+            details: json!({ "username": target.username }),
+        },
+    )
+    .await?;
+    self::user(conn, id).await
+}
+
+/// Replaces a user's password hash and ends every session of theirs.
+pub(super) async fn set_password(
+    conn: &mut Conn,
+    id: UserId,
+    password_hash: &str,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let target = self::user(conn, id).await?;
+    sqlx::query("update users set password_hash = $2 where id = $1")
+        .bind(id.0)
+        .bind(password_hash)
+        .execute(&mut *conn)
+        .await?;
+    end_sessions(conn, id).await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: None,
+            actor,
+            kind: AuditEventKind::UserPasswordReset,
+            subject: Some(id.0),
+            details: json!({ "username": target.username }),
+        },
+    )
+    .await
+}
+
+async fn end_sessions(conn: &mut Conn, user: UserId) -> StoreResult<()> {
+    sqlx::query("delete from sessions where user_id = $1")
+        .bind(user.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

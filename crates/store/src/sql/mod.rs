@@ -143,6 +143,22 @@ impl Store for Backend {
     async fn count_users(&self) -> StoreResult<i64> {
         read!(self, c => identity::count_users(c))
     }
+    async fn set_user_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        actor: &Actor,
+    ) -> StoreResult<User> {
+        write_tx!(self, c => identity::set_disabled(c, id, disabled, actor))
+    }
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => identity::set_password(c, id, password_hash, actor))
+    }
     async fn create_team(&self, name: Name, actor: &Actor) -> StoreResult<Team> {
         write_tx!(self, c => identity::create_team(c, name, actor))
     }

@@ -80,6 +80,65 @@ pub(crate) async fn create_user_post(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct UserPath {
+    user: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DisabledForm {
+    /// `true` to disable, `false` to enable again.
+    disabled: String,
+}
+
+pub(crate) async fn set_disabled_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<UserPath>,
+    Form(form): Form<DisabledForm>,
+) -> AppResult<Response> {
+    let user: UserId = parse_id(&path.user, "user")?;
+    let disabled = match form.disabled.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => return Err(ValidationError::new("disabled", "must be true or false").into()),
+    };
+    if disabled && user == ctx.session.user.id {
+        return Err(ValidationError::new(
+            "user",
+            "you cannot disable yourself; ask another platform administrator",
+        )
+        .into());
+    }
+    state
+        .store
+        .set_user_disabled(user, disabled, &ctx.actor())
+        .await?;
+    Ok(see_other("/admin"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    password: String,
+}
+
+/// Sets a new password for a user; their sessions end.
+pub(crate) async fn reset_password_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<UserPath>,
+    Form(form): Form<PasswordForm>,
+) -> AppResult<Response> {
+    let user: UserId = parse_id(&path.user, "user")?;
+    let secret = SecretValue::new(form.password);
+    password::check_new_password(&secret)?;
+    let hash = password::hash_password(secret)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    state.store.set_password(user, &hash, &ctx.actor()).await?;
+    Ok(see_other("/admin"))
+}
+
+#[derive(Deserialize)]
 pub(crate) struct NewTeamForm {
     name: String,
 }
@@ -164,11 +223,6 @@ pub(crate) async fn bind_post(
 }
 
 #[derive(Deserialize)]
-pub(crate) struct MemberPath {
-    user: String,
-}
-
-#[derive(Deserialize)]
 pub(crate) struct UnbindForm {
     role: String,
 }
@@ -176,7 +230,7 @@ pub(crate) struct UnbindForm {
 pub(crate) async fn unbind_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,
-    Path(path): Path<MemberPath>,
+    Path(path): Path<UserPath>,
     Form(form): Form<UnbindForm>,
 ) -> AppResult<Response> {
     let team = ctx.team_id()?;

@@ -12,7 +12,7 @@ use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use stagehand_domain::{AuditEventId, Permission};
+use stagehand_domain::{AuditEventId, Permission, TeamId};
 use stagehand_store::{AuditEvent, AuditFilter};
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,17 +49,15 @@ impl AuditQuery {
         ])
     }
 
-    /// One page of the team's filtered events, and the cursor of the next.
+    /// One page of the filtered events of `team` (or, with `None`, of the
+    /// platform: users and logins), and the cursor of the next.
     async fn page(
         &self,
         state: &AppState,
-        ctx: &Ctx,
+        team: Option<TeamId>,
         size: i64,
     ) -> AppResult<(Vec<AuditEvent>, Option<String>)> {
-        let mut found = state
-            .store
-            .audit_history(Some(ctx.team_id()?), &self.filter(size)?)
-            .await?;
+        let mut found = state.store.audit_history(team, &self.filter(size)?).await?;
         let next = paginate(&mut found, size, |e| (e.created_at, e.id.0));
         Ok((found, next))
     }
@@ -98,6 +96,39 @@ struct AuditPage {
     filters: String,
     next_cursor: Option<String>,
     can_export: bool,
+    /// `/teams/{team}/audit` or `/admin/audit`.
+    base: String,
+    title: String,
+}
+
+/// Whose events a page shows.
+struct Scope {
+    team: Option<TeamId>,
+    base: String,
+    title: String,
+    can_export: bool,
+}
+
+impl Scope {
+    fn team(ctx: &Ctx) -> AppResult<Self> {
+        let team = ctx.team()?;
+        Ok(Self {
+            team: Some(team.team.id),
+            base: format!("/teams/{}/audit", team.team.id),
+            title: format!("Audit log of {}", team.team.name),
+            can_export: ctx.can(Permission::AuditExport),
+        })
+    }
+
+    /// Events of no team: users, logins. Platform administrators only.
+    fn platform() -> Self {
+        Self {
+            team: None,
+            base: "/admin/audit".into(),
+            title: "Platform audit log".into(),
+            can_export: true,
+        }
+    }
 }
 
 pub(crate) async fn view_audit_get(
@@ -105,9 +136,23 @@ pub(crate) async fn view_audit_get(
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<AuditQuery>,
 ) -> AppResult<Response> {
-    let (events, next_cursor) = q.page(&state, &ctx, PAGE).await?;
+    show(&state, &ctx, &q, Scope::team(&ctx)?).await
+}
+
+pub(crate) async fn view_platform_audit_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<Response> {
+    show(&state, &ctx, &q, Scope::platform()).await
+}
+
+async fn show(state: &AppState, ctx: &Ctx, q: &AuditQuery, scope: Scope) -> AppResult<Response> {
+    let (events, next_cursor) = q.page(state, scope.team, PAGE).await?;
     render(AuditPage {
-        chrome: Chrome::new(&ctx),
+        base: scope.base,
+        title: scope.title,
+        chrome: Chrome::new(ctx),
         rows: events.iter().map(row).collect(),
         actor: q.actor.clone().unwrap_or_default(),
         kind: q.kind.clone().unwrap_or_default(),
@@ -115,7 +160,7 @@ pub(crate) async fn view_audit_get(
         until: q.until.clone().unwrap_or_default(),
         filters: q.filters_query(),
         next_cursor,
-        can_export: ctx.can(Permission::AuditExport),
+        can_export: scope.can_export,
     })
 }
 
@@ -124,7 +169,18 @@ pub(crate) async fn export_get(
     Extension(ctx): Extension<Ctx>,
     Query(q): Query<AuditQuery>,
 ) -> AppResult<Response> {
-    let (events, next_cursor) = q.page(&state, &ctx, MAX_EXPORT).await?;
+    export_events(&state, &q, Scope::team(&ctx)?).await
+}
+
+pub(crate) async fn platform_export_get(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<Response> {
+    export_events(&state, &q, Scope::platform()).await
+}
+
+async fn export_events(state: &AppState, q: &AuditQuery, scope: Scope) -> AppResult<Response> {
+    let (events, next_cursor) = q.page(state, scope.team, MAX_EXPORT).await?;
     let rows: Vec<EventRow> = events.iter().map(row).collect();
     let cells = rows
         .iter()

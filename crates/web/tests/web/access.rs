@@ -122,6 +122,7 @@ async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> 
                         ("username", "vera"),
                         ("role", "viewer"),
                         ("decision", "approve"),
+                        ("disabled", "false"),
                         ("permission", "instance.view"),
                         ("password", "a long enough password"),
                     ],

@@ -112,3 +112,90 @@ async fn an_admin_creates_a_custom_role_and_binds_it() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn disabling_a_user_or_resetting_their_password_ends_their_sessions() {
+    let app = spawn_app().await;
+    let root_id = app.user("root", true).await;
+    let root = Client::new(&app);
+    root.login("root", PASSWORD).await.assert_redirect_to("/");
+    let team = app.team("t").await;
+    let lena = app
+        .member(team, "lena", stagehand_domain::BuiltinRole::Lead)
+        .await;
+    let lena_id = app
+        .store
+        .user_credentials(&Username::parse("lena").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    lena.get("/").await.assert_ok();
+
+    root.post(
+        &format!("/admin/users/{lena_id}/disabled"),
+        &[("disabled", "true")],
+    )
+    .await
+    .assert_redirect_to("/admin");
+    lena.get("/").await.assert_redirect_to("/login");
+    let refused = Client::new(&app).login("lena", PASSWORD).await;
+    assert_eq!(refused.status, 401, "a disabled user cannot log in");
+    // Nobody locks themselves out.
+    let own = root
+        .post(
+            &format!("/admin/users/{root_id}/disabled"),
+            &[("disabled", "true")],
+        )
+        .await;
+    assert_eq!(own.status, 422);
+
+    root.post(
+        &format!("/admin/users/{lena_id}/disabled"),
+        &[("disabled", "false")],
+    )
+    .await
+    .assert_redirect_to("/admin");
+    let again = Client::new(&app);
+    again.login("lena", PASSWORD).await.assert_redirect_to("/");
+    let short = root
+        .post(
+            &format!("/admin/users/{lena_id}/password"),
+            &[("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, 422);
+    root.post(
+        &format!("/admin/users/{lena_id}/password"),
+        &[("password", "a brand new password")],
+    )
+    .await
+    .assert_redirect_to("/admin");
+    again.get("/").await.assert_redirect_to("/login");
+    assert_eq!(Client::new(&app).login("lena", PASSWORD).await.status, 401);
+    Client::new(&app)
+        .login("lena", "a brand new password")
+        .await
+        .assert_redirect_to("/");
+    let events = app
+        .store
+        .audit_history(
+            None,
+            &stagehand_store::AuditFilter {
+                limit: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    for kind in ["user.disabled", "user.enabled", "user.password_reset"] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    // The platform audit log shows them to the platform admin.
+    let page = root.get("/admin/audit").await;
+    page.assert_ok();
+    assert!(page.body.contains("user.password_reset") && page.body.contains("user.login_failed"));
+    app.stop().await;
+}
