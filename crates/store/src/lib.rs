@@ -196,6 +196,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Pipeline>;
     async fn pipeline(&self, team: TeamId, id: PipelineId) -> StoreResult<Pipeline>;
     async fn pipelines(&self, team: TeamId) -> StoreResult<Vec<Pipeline>>;
+    /// The pipeline and what each stage's card shows: flow count, keys
+    /// awaiting a value, last promotion, promotions awaiting approval.
+    async fn pipeline_overview(
+        &self,
+        team: TeamId,
+        id: PipelineId,
+    ) -> StoreResult<(Pipeline, Vec<StageOverview>)>;
     async fn delete_pipeline(&self, team: TeamId, id: PipelineId, actor: &Actor)
     -> StoreResult<()>;
     /// Inserts a stage at `position` (0-based; `None` appends).

@@ -382,3 +382,16 @@ impl Decision {
         }
     }
 }
+
+/// What a stage's card on the pipeline page shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageOverview {
+    pub stage: Stage,
+    pub flows: i64,
+    /// Keys of the stage's instance without a value.
+    pub keys_awaiting_value: i64,
+    /// The newest promotion out of or into the stage.
+    pub last_promotion: Option<Promotion>,
+    /// Promotions into the stage awaiting approval, newest first.
+    pub pending: Vec<Promotion>,
+}

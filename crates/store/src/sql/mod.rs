@@ -52,13 +52,13 @@ pub(crate) fn push_window_and_page(
         q.push(" and created_at < ").push_bind(t);
     }
     if let Some((at, id)) = before {
-        q.push(" and (created_at < ")
+        // A row comparison, which both databases answer from an index on
+        // (…, created_at desc, id desc) without scanning the skipped pages.
+        q.push(" and (created_at, id) < (")
             .push_bind(at)
-            .push(" or (created_at = ")
-            .push_bind(at)
-            .push(" and id < ")
+            .push(", ")
             .push_bind(id)
-            .push("))");
+            .push(")");
     }
     q.push(" order by created_at desc, id desc limit ")
         .push_bind(limit.clamp(1, crate::model::MAX_PAGE));
@@ -358,6 +358,13 @@ impl Store for Backend {
     }
     async fn pipelines(&self, team: TeamId) -> StoreResult<Vec<Pipeline>> {
         read!(self, c => pipelines::list(c, team))
+    }
+    async fn pipeline_overview(
+        &self,
+        team: TeamId,
+        id: PipelineId,
+    ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
+        read!(self, c => pipelines::overview(c, team, id))
     }
     async fn delete_pipeline(
         &self,

@@ -1,13 +1,13 @@
 //! Pipelines and their stages: add, remove, reorder, protect.
 
-use super::{Conn, audit, now, stored};
+use super::{Conn, audit, now, promotions, stored};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, NewAuditEvent, Pipeline, Stage};
+use crate::model::{Actor, NewAuditEvent, Pipeline, PromotionFilter, Stage, StageOverview};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{
-    AuditEventKind, InstanceId, Name, PipelineId, StageId, StageOrder, StageProtection, TeamId,
-    ValidationError,
+    AuditEventKind, InstanceId, Name, PipelineId, PromotionStatus, StageId, StageOrder,
+    StageProtection, TeamId, ValidationError,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -367,4 +367,70 @@ pub(super) async fn set_protection(
     )
     .await?;
     Ok(updated)
+}
+
+/// The pipeline with what each stage's card shows, in a fixed number of
+/// queries per stage (two index lookups for its last promotion) and a
+/// constant number for the rest.
+pub(super) async fn overview(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PipelineId,
+) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
+    let pipeline = get(conn, team, id).await?;
+    let counts = |sql: &'static str| sqlx::query_as::<_, (Uuid, i64)>(sql).bind(id.0);
+    let flows: BTreeMap<Uuid, i64> = counts(
+        "select f.instance_id, count(*) from flows f
+         join stages s on s.instance_id = f.instance_id
+         where s.pipeline_id = $1 group by f.instance_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let awaiting: BTreeMap<Uuid, i64> = counts(
+        "select e.instance_id, count(*) from env_vars e
+         join stages s on s.instance_id = e.instance_id
+         where s.pipeline_id = $1 and e.value_ciphertext is null group by e.instance_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let pending = promotions::history(
+        conn,
+        team,
+        &PromotionFilter {
+            pipeline: Some(id),
+            status: Some(PromotionStatus::PendingApproval),
+            limit: 50,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut out = Vec::with_capacity(pipeline.stages.len());
+    for stage in &pipeline.stages {
+        let last = promotions::history(
+            conn,
+            team,
+            &PromotionFilter {
+                stage: Some(stage.id),
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        out.push(StageOverview {
+            flows: flows.get(&stage.instance_id.0).copied().unwrap_or(0),
+            keys_awaiting_value: awaiting.get(&stage.instance_id.0).copied().unwrap_or(0),
+            last_promotion: last.into_iter().next(),
+            pending: pending
+                .iter()
+                .filter(|p| p.target_stage_id == stage.id)
+                .cloned()
+                .collect(),
+            stage: stage.clone(),
+        });
+    }
+    Ok((pipeline, out))
 }

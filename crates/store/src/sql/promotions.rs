@@ -479,19 +479,47 @@ pub(super) async fn history(
     team: TeamId,
     f: &PromotionFilter,
 ) -> StoreResult<Vec<Promotion>> {
-    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+    let mut q = sqlx::QueryBuilder::<Db>::new("");
+    match f.stage {
+        None => push_history_branch(&mut q, team, f, None),
+        // "Out of or into the stage" as two index-ordered branches, each
+        // already limited, rather than an `or` that would need a sort of
+        // every match.
+        Some(stage) => {
+            q.push(format!("select {PROMOTION_COLUMNS} from ("));
+            push_history_branch(&mut q, team, f, Some(("source_stage_id", stage)));
+            q.push(format!(
+                ") as out_of union all select {PROMOTION_COLUMNS} from ("
+            ));
+            push_history_branch(&mut q, team, f, Some(("target_stage_id", stage)));
+            q.push(") as into_it order by created_at desc, id desc limit ")
+                .push_bind(f.limit.clamp(1, crate::model::MAX_PAGE));
+        }
+    }
+    q.build_query_as::<PromotionRow>()
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(PromotionRow::into_promotion)
+        .collect()
+}
+
+/// One `select` of the history: the filters, the window, the page.
+fn push_history_branch(
+    q: &mut sqlx::QueryBuilder<'_, Db>,
+    team: TeamId,
+    f: &PromotionFilter,
+    stage: Option<(&'static str, StageId)>,
+) {
+    q.push(format!(
         "select {PROMOTION_COLUMNS} from promotions where team_id = "
     ));
     q.push_bind(team.0);
+    if let Some((column, id)) = stage {
+        q.push(format!(" and {column} = ")).push_bind(id.0);
+    }
     if let Some(p) = f.pipeline {
         q.push(" and pipeline_id = ").push_bind(p.0);
-    }
-    if let Some(s) = f.stage {
-        q.push(" and (source_stage_id = ")
-            .push_bind(s.0)
-            .push(" or target_stage_id = ")
-            .push_bind(s.0)
-            .push(")");
     }
     if let Some(a) = &f.actor {
         q.push(" and requested_by = ").push_bind(a.clone());
@@ -500,18 +528,12 @@ pub(super) async fn history(
         q.push(" and status = ").push_bind(s.as_str());
     }
     push_window_and_page(
-        &mut q,
+        q,
         f.since,
         f.until,
         f.before.map(|(at, id)| (at, id.0)),
         f.limit,
     );
-    q.build_query_as::<PromotionRow>()
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(PromotionRow::into_promotion)
-        .collect()
 }
 
 pub(super) async fn snapshot(

@@ -15,9 +15,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stagehand_domain::{
-    InstanceId, Name, PromotionStatus, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
+    InstanceId, Name, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
 };
-use stagehand_store::{Instance, Pipeline, PromotionFilter};
+use stagehand_store::{Instance, Pipeline};
 
 #[derive(Deserialize)]
 pub(crate) struct NameForm {
@@ -42,8 +42,8 @@ struct StageCard {
     id: String,
     instance_id: String,
     instance: String,
-    flows: usize,
-    awaiting: usize,
+    flows: i64,
+    awaiting: i64,
     required_approvals: u32,
     requires_all_env_values: bool,
     last: Option<PromotionRow>,
@@ -70,63 +70,27 @@ pub(crate) async fn view_pipeline_get(
     Path(path): Path<PipelinePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
-    let pipeline = state.store.pipeline(team, id).await?;
+    let (pipeline, overview) = state.store.pipeline_overview(team, id).await?;
     let instances = state.store.instances(team).await?;
     let names = Names::new(std::slice::from_ref(&pipeline), &instances);
-    let n = pipeline.stages.len();
-    let mut stages = Vec::with_capacity(n);
-    for (i, s) in pipeline.stages.iter().enumerate() {
-        let flows = state.store.flows(team, s.instance_id).await?.len();
-        let awaiting = state
-            .store
-            .env_vars(team, s.instance_id)
-            .await?
-            .iter()
-            .filter(|v| !v.has_value)
-            .count();
-        let last = state
-            .store
-            .promotion_history(
-                team,
-                &PromotionFilter {
-                    pipeline: Some(id),
-                    stage: Some(s.id),
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let pending = state
-            .store
-            .promotion_history(
-                team,
-                &PromotionFilter {
-                    pipeline: Some(id),
-                    stage: Some(s.id),
-                    status: Some(PromotionStatus::PendingApproval),
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await?
-            .iter()
-            .filter(|p| p.target_stage_id == s.id)
-            .map(|p| names.row(p))
-            .collect();
-        stages.push(StageCard {
-            pending,
-            id: s.id.to_string(),
-            instance_id: s.instance_id.to_string(),
-            instance: s.instance_name.to_string(),
-            flows,
-            awaiting,
-            required_approvals: s.protection.required_approvals,
-            requires_all_env_values: s.protection.requires_all_env_values,
-            last: last.first().map(|p| names.row(p)),
+    let n = overview.len();
+    let stages = overview
+        .iter()
+        .enumerate()
+        .map(|(i, o)| StageCard {
+            id: o.stage.id.to_string(),
+            instance_id: o.stage.instance_id.to_string(),
+            instance: o.stage.instance_name.to_string(),
+            flows: o.flows,
+            awaiting: o.keys_awaiting_value,
+            required_approvals: o.stage.protection.required_approvals,
+            requires_all_env_values: o.stage.protection.requires_all_env_values,
+            last: o.last_promotion.as_ref().map(|p| names.row(p)),
+            pending: o.pending.iter().map(|p| names.row(p)).collect(),
             is_first: i == 0,
             is_last: i + 1 == n,
-        });
-    }
+        })
+        .collect();
     let free_instances = instances
         .into_iter()
         .filter(|i| !pipeline.stages.iter().any(|s| s.instance_id == i.id))

@@ -1,0 +1,452 @@
+//! Load benchmark of the web UI against the real release binary and a
+//! durable PostgreSQL (run `scripts/load.sh`, which provides both and wrk).
+//!
+//! - the pipeline page of a 3-stage pipeline of typical instances (50 flows,
+//!   40 env keys each), 32 connections;
+//! - the promotion history with 1,000,000 promotions seeded, for each filter
+//!   and for a page deep in the history;
+//! - the server's resident memory when idle.
+//!
+//! Each wrk run is repeated and the median reported.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use stagehand_domain::{BuiltinRole, EnvKey, FlowContent, FlowName, Name, SecretValue, Username};
+use stagehand_store::crypto::SecretKey;
+use stagehand_store::{Actor, Database, NewUser, PromotionRequest, Store};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PASSWORD: &str = "load test password";
+const PROMOTIONS: i64 = 1_000_000;
+const RUNS: usize = 3;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is required: run scripts/load.sh"))
+}
+
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn parse_ms(s: &str) -> f64 {
+    let s = s.trim();
+    if let Some(v) = s.strip_suffix("us") {
+        v.parse::<f64>().unwrap() / 1000.0
+    } else if let Some(v) = s.strip_suffix("ms") {
+        v.parse().unwrap()
+    } else if let Some(v) = s.strip_suffix('s') {
+        v.parse::<f64>().unwrap() * 1000.0
+    } else {
+        panic!("unknown wrk time {s}")
+    }
+}
+
+fn wrk(url: &str, cookie: &str, connections: u32, seconds: u32) -> Wrk {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Cookie: stagehand_session={cookie}"),
+            "-H",
+            "Accept: text/html",
+            url,
+        ])
+        .output()
+        .expect("wrk (scripts/load.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in wrk output:\n{text}"))
+            .to_owned()
+    };
+    let rps = line("Requests/sec:")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let p50 = parse_ms(line("50%").split_whitespace().nth(1).unwrap());
+    let p99 = parse_ms(line("99%").split_whitespace().nth(1).unwrap());
+    let non_2xx = text
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses:"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    Wrk {
+        rps,
+        p50_ms: p50,
+        p99_ms: p99,
+        non_2xx,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs wrk `RUNS` times; prints and returns the median throughput and p99.
+fn measure(label: &str, url: &str, cookie: &str, connections: u32, seconds: u32) -> (f64, f64) {
+    let runs: Vec<Wrk> = (0..RUNS)
+        .map(|_| wrk(url, cookie, connections, seconds))
+        .collect();
+    for r in &runs {
+        assert_eq!(r.non_2xx, 0, "{label}: non-2xx answers under load");
+    }
+    let rps = median(runs.iter().map(|r| r.rps).collect());
+    let p50 = median(runs.iter().map(|r| r.p50_ms).collect());
+    let p99 = median(runs.iter().map(|r| r.p99_ms).collect());
+    println!(
+        "{label:<44} {connections:>3} conns  {rps:>8.0} req/s  p50 {p50:>7.2} ms  p99 {p99:>7.2} ms   (runs p99: {})",
+        runs.iter()
+            .map(|r| format!("{:.2}", r.p99_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    (rps, p99)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn flow(i: usize, variant: usize) -> FlowContent {
+    let nodes: Vec<_> = (0..12)
+        .map(|n| serde_json::json!({"id": format!("{i}-{n}"), "type": "function", "name": format!("step {n} v{variant}"), "func": "return msg;", "wires": [[format!("{i}-{}", n + 1)]]}))
+        .collect();
+    FlowContent::from_value(&serde_json::json!({"id": format!("tab-{i}"), "nodes": nodes})).unwrap()
+}
+
+struct Seeded {
+    team: String,
+    pipeline: String,
+    stage: String,
+    deep_cursor: String,
+}
+
+async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
+    let system = Actor::system();
+    let hash = stagehand_web::auth::password::hash_password(SecretValue::new(PASSWORD.into()))
+        .await
+        .unwrap();
+    let lead = store
+        .create_user(
+            NewUser {
+                username: Username::parse("lena").unwrap(),
+                password_hash: hash,
+                is_platform_admin: false,
+            },
+            &system,
+        )
+        .await
+        .unwrap();
+    let team = store
+        .create_team(Name::parse("name", "payments").unwrap(), &system)
+        .await
+        .unwrap()
+        .id;
+    store
+        .bind_role(team, lead.id, BuiltinRole::Lead.as_str(), &system)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (n, name) in ["dev", "qa", "prod"].iter().enumerate() {
+        let i = store
+            .create_instance(
+                team,
+                Name::parse("name", name).unwrap(),
+                serde_json::json!({}),
+                &system,
+            )
+            .await
+            .unwrap()
+            .id;
+        let flows = (0..50)
+            .map(|f| {
+                (
+                    FlowName::parse(&format!("flow-{f:02}")).unwrap(),
+                    flow(f, usize::from(f < 5 * n)),
+                )
+            })
+            .collect();
+        store
+            .replace_flows(team, i, flows, None, &system)
+            .await
+            .unwrap();
+        for k in 0..40 {
+            let value = (k % 3 != 0).then(|| SecretValue::new(format!("value-{k}")));
+            store
+                .set_env_var(
+                    team,
+                    i,
+                    EnvKey::parse(&format!("KEY_{k:02}")).unwrap(),
+                    value,
+                    &system,
+                )
+                .await
+                .unwrap();
+        }
+        ids.push(i);
+    }
+    let mut pipeline = store
+        .create_pipeline(team, Name::parse("name", "checkout").unwrap(), &system)
+        .await
+        .unwrap();
+    for i in &ids {
+        pipeline = store
+            .add_stage(team, pipeline.id, *i, None, &system)
+            .await
+            .unwrap();
+    }
+    let stages: Vec<_> = pipeline.stages.iter().map(|s| s.id).collect();
+    let first = store
+        .promote(PromotionRequest {
+            team,
+            pipeline: pipeline.id,
+            stage: stages[0],
+            actor: Actor::user(lead.id, &lead.username),
+            idempotency_key: None,
+            expected_target_version: None,
+        })
+        .await
+        .unwrap();
+
+    // A million promotions behind the store's back, spread over the stages,
+    // actors and statuses, one a second into the past.
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let started = std::time::Instant::now();
+    let batch = 100_000;
+    for from in (0..PROMOTIONS).step_by(batch) {
+        sqlx::query(
+            "insert into promotions (id, team_id, pipeline_id, source_stage_id, target_stage_id,
+                source_instance_id, target_instance_id, status, source_snapshot_id, backup_snapshot_id,
+                target_version, plan, requested_by_user_id, requested_by, created_at, applied_at)
+             select gen_random_uuid(), $1, $2,
+                case when g % 2 = 0 then $3 else $4 end, case when g % 2 = 0 then $4 else $5 end,
+                case when g % 2 = 0 then $6 else $7 end, case when g % 2 = 0 then $7 else $8 end,
+                (array['applied','applied','applied','rolled_back','rejected','pending_approval'])[1 + g % 6],
+                $9, $9, g, $10, $11,
+                (array['lena','omar','vera','ci-token'])[1 + g % 4],
+                now() - make_interval(secs => g + 60), now() - make_interval(secs => g + 60)
+             from generate_series($12::bigint, $13::bigint) g",
+        )
+        .bind(team.0)
+        .bind(pipeline.id.0)
+        .bind(stages[0].0)
+        .bind(stages[1].0)
+        .bind(stages[2].0)
+        .bind(ids[0].0)
+        .bind(ids[1].0)
+        .bind(ids[2].0)
+        .bind(first.source_snapshot_id.0)
+        .bind(sqlx::types::Json(&first.plan))
+        .bind(lead.id.0)
+        .bind(from + 1)
+        .bind(from + batch as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("analyze").execute(&pool).await.unwrap();
+    println!(
+        "seeded {PROMOTIONS} promotions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The cursor of a page half-way down the history.
+    let (at, id): (chrono::DateTime<chrono::Utc>, uuid::Uuid) = sqlx::query_as(
+        "select created_at, id from promotions where team_id = $1
+         order by created_at desc, id desc offset 500000 limit 1",
+    )
+    .bind(team.0)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    Seeded {
+        team: team.to_string(),
+        pipeline: pipeline.id.to_string(),
+        stage: stages[1].to_string(),
+        deep_cursor: format!("{}_{}", at.timestamp_micros(), id),
+    }
+}
+
+async fn login(base: &str) -> String {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let at = form.find(marker).unwrap() + marker.len();
+    let token = &form[at..at + form[at..].find('"').unwrap()];
+    let res = client
+        .post(format!("{base}/login"))
+        .header("origin", base)
+        .form(&[
+            ("csrf_token", token),
+            ("username", "lena"),
+            ("password", PASSWORD),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "login failed");
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find_map(|v| v.strip_prefix("stagehand_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let admin_url = env("DATABASE_URL");
+    let bin = env("STAGEHAND_BIN");
+    let name = format!("load_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("create database {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let key = SecretKey::generate();
+    let store = stagehand_store::open(&Database::Postgres { url: url.clone() }, &key)
+        .await
+        .unwrap();
+    let seeded = seed(&store, &url).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Server(
+        Command::new(&bin)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &url)
+            .env("STAGEHAND_SECRET_KEY", key.to_base64().as_str())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the server"),
+    );
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(server.0.id());
+    let cookie = login(&base).await;
+    let t = &seeded.team;
+
+    println!(
+        "\nmachine: {} cores; wrk -t2, median of {RUNS} runs each",
+        std::thread::available_parallelism().unwrap()
+    );
+    println!("idle RSS after start: {:.1} MB", idle as f64 / 1024.0);
+    let pipeline_url = format!("{base}/teams/{t}/pipelines/{}", seeded.pipeline);
+    let (rps, p99) = measure("pipeline page (3 stages)", &pipeline_url, &cookie, 32, 10);
+    println!(
+        "  target: >= 2000 req/s and p99 <= 50 ms: {}",
+        if rps >= 2000.0 && p99 <= 50.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+
+    let history = format!("{base}/teams/{t}/promotions");
+    let cases = [
+        ("history, first page", String::new()),
+        (
+            "history, page 10,001 (cursor at row 500,000)",
+            format!("cursor={}", seeded.deep_cursor),
+        ),
+        (
+            "history by pipeline",
+            format!("pipeline={}", seeded.pipeline),
+        ),
+        ("history by stage", format!("stage={}", seeded.stage)),
+        ("history by actor", "actor=vera".into()),
+        ("history by status (rejected)", "status=rejected".into()),
+        ("history by status (failed: none)", "status=failed".into()),
+        (
+            "history by date range",
+            "since=2020-01-01&until=2099-12-31".into(),
+        ),
+        (
+            "history by actor + status, deep",
+            format!("actor=omar&status=applied&cursor={}", seeded.deep_cursor),
+        ),
+        (
+            "history by stage + actor",
+            format!("stage={}&actor=lena", seeded.stage),
+        ),
+    ];
+    let mut worst: f64 = 0.0;
+    for (label, query) in &cases {
+        let (_, p99) = measure(label, &format!("{history}?{query}"), &cookie, 8, 5);
+        worst = worst.max(p99);
+    }
+    println!(
+        "  target: p99 <= 50 ms for every filter and page: worst {worst:.2} ms, {}",
+        if worst <= 50.0 { "met" } else { "NOT met" }
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "RSS after the load: {:.1} MB",
+        rss_kib(server.0.id()) as f64 / 1024.0
+    );
+    drop(server);
+    store_cleanup(&admin, &name).await;
+}
+
+async fn store_cleanup(admin: &sqlx::PgPool, name: &str) {
+    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(admin)
+        .await;
+}
