@@ -136,6 +136,23 @@ impl FlowContent {
         Self::from_value(&value)
     }
 
+    /// Parses YAML text supplied by a user (accepted on import, stored as
+    /// JSON). YAML that has no JSON equivalent (non-string keys, tags) is
+    /// refused rather than silently changed.
+    pub fn parse_yaml(text: &str) -> Result<Self, ValidationError> {
+        if text.len() > MAX_FLOW_BYTES {
+            return Err(too_large(text.len()));
+        }
+        let value: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+            let place = e
+                .location()
+                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+                .unwrap_or_default();
+            ValidationError::new("content", format!("is not valid YAML{place}: {e}"))
+        })?;
+        Self::from_value(&value)
+    }
+
     /// Builds content from an already-parsed JSON value.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ValidationError> {
         // serde_json's map is ordered by key (no `preserve_order`), so this
@@ -190,6 +207,22 @@ fn too_large(len: usize) -> ValidationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_and_json_of_the_same_document_hash_the_same() {
+        let json =
+            FlowContent::parse_json(r#"{"id": "t1", "nodes": [{"type": "inject", "x": 1}]}"#)
+                .unwrap();
+        let yaml = FlowContent::parse_yaml("id: t1\nnodes:\n  - type: inject\n    x: 1\n").unwrap();
+        assert_eq!(json.hash(), yaml.hash());
+    }
+
+    #[test]
+    fn bad_yaml_names_the_line() {
+        let err = FlowContent::parse_yaml("a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(err.field(), "content");
+        assert!(err.message().contains("line"), "{err}");
+    }
 
     #[test]
     fn the_same_document_hashes_the_same_whatever_its_formatting() {

@@ -144,10 +144,15 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
 
     let info = match res.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
+        // A rejection from axum itself (a path, query or body it could not
+        // read): a page too, unless the handler already rendered one.
         None if res.status().is_client_error() || res.status().is_server_error() => {
-            let is_bare = res.headers().get(header::CONTENT_TYPE).is_none()
-                || res.status() == StatusCode::PAYLOAD_TOO_LARGE;
-            if !is_bare {
+            let is_html = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/html"));
+            if is_html {
                 return res;
             }
             fallback_info(res.status())

@@ -90,6 +90,7 @@ routes! {
     post "/teams/{team}/instances/{instance}/delete" => instances::delete_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/settings" => instances::settings_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/flows" => instances::save_flow_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/flows/upload" => instances::upload_flow_post, Team(InstanceEdit);
     get  "/teams/{team}/instances/{instance}/flows/{flow}" => instances::view_flow_get, Team(InstanceView);
     get  "/teams/{team}/instances/{instance}/flows/{flow}/download" => instances::download_flow_get, Team(InstanceView);
     post "/teams/{team}/instances/{instance}/flows/{flow}/delete" => instances::delete_flow_post, Team(InstanceEdit);

@@ -86,19 +86,24 @@ pub async fn check(state: &AppState, expected: &str, req: Request) -> AppResult<
             Err(missing())
         };
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or("")
+        .to_owned();
+    let boundary = multer::parse_boundary(&content_type).ok();
+    if !content_type.starts_with("application/x-www-form-urlencoded") && boundary.is_none() {
         return Err(missing());
     }
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| AppError::PayloadTooLarge("The form is over the size limit.".into()))?;
-    let token = form_field(&bytes, FIELD);
+    let token = match boundary {
+        None => form_field(&bytes, FIELD),
+        Some(boundary) => multipart_field(bytes.clone(), boundary, FIELD).await,
+    };
     match token {
         Some(t) if tokens_equal(&t, expected) => Ok(Request::from_parts(parts, Body::from(bytes))),
         _ => Err(missing()),
@@ -111,6 +116,18 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .into_iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
+}
+
+/// A text field of a `multipart/form-data` body (file uploads).
+async fn multipart_field(body: axum::body::Bytes, boundary: String, name: &str) -> Option<String> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some(name) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 fn missing() -> AppError {
@@ -138,6 +155,13 @@ mod tests {
             "https://h.example:8443"
         );
         assert_eq!(referer_origin("http://h"), "http://h");
+    }
+
+    #[tokio::test]
+    async fn the_token_is_found_in_a_multipart_upload() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.json\"\r\n\r\n{}\r\n--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nt0k3n\r\n--XyZ--\r\n";
+        let found = multipart_field(body.into(), "XyZ".into(), FIELD).await;
+        assert_eq!(found.as_deref(), Some("t0k3n"));
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! page, which needs `envvar.reveal` and is audited.
 
 use super::paths::{FlowPath, InstancePath, KeyPath};
-use super::{Chrome, Form, render, see_other, when};
+use super::{Chrome, Form, non_blank, render, see_other, when};
 use crate::AppState;
 use crate::authz::Ctx;
 use crate::error::{AppError, AppResult};
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -155,6 +156,59 @@ pub(crate) async fn save_flow_post(
             form.expected_version,
             &ctx.actor(),
         )
+        .await?;
+    Ok(see_other(&format!(
+        "/teams/{team}/instances/{id}/flows/{}",
+        super::url_encode(name.as_str())
+    )))
+}
+
+/// A flow from an uploaded file: JSON, or YAML (stored as JSON). The flow
+/// is named by the file's stem unless a name is given.
+pub(crate) async fn upload_flow_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    form: Result<Multipart, MultipartRejection>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let bad = |m: String| AppError::from(ValidationError::new("file", m));
+    let mut form =
+        form.map_err(|_| bad("send the file with the page's upload form (multipart)".into()))?;
+    let (mut file, mut name) = (None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("could not be read: {e}")))?
+    {
+        match field.name() {
+            Some("file") => {
+                let file_name = field.file_name().unwrap_or_default().to_owned();
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| bad(format!("could not be read as text: {e}")))?;
+                file = Some((file_name, text));
+            }
+            Some("name") => {
+                name = Some(field.text().await.unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    let (file_name, text) = file.ok_or_else(|| bad("choose a file to upload".into()))?;
+    let (stem, extension) = file_name
+        .rsplit_once('.')
+        .unwrap_or((file_name.as_str(), ""));
+    let content = match extension.to_ascii_lowercase().as_str() {
+        "json" => FlowContent::parse_json(&text)?,
+        "yaml" | "yml" => FlowContent::parse_yaml(&text)?,
+        _ => return Err(bad("must be a .json, .yaml or .yml file".into())),
+    };
+    let name = FlowName::parse(non_blank(&name).unwrap_or(stem))?;
+    state
+        .store
+        .put_flow(team, id, name.clone(), content, None, &ctx.actor())
         .await?;
     Ok(see_other(&format!(
         "/teams/{team}/instances/{id}/flows/{}",

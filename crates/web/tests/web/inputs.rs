@@ -204,3 +204,77 @@ async fn a_body_over_the_limit_is_refused_with_413() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_flow_file_uploads_as_json_or_yaml_and_a_bad_one_names_the_line() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let url = app.url(&format!("/teams/{team}/instances/{dev}/flows/upload"));
+    let upload = |file: &'static str, body: &'static str, with_token: bool| {
+        let token = lead.csrf.lock().unwrap().clone();
+        let mut form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::text(body).file_name(file));
+        if with_token {
+            form = form.text("csrf_token", token);
+        }
+        lead.http
+            .post(&url)
+            .header("accept", "text/html")
+            .header("origin", app.url("").trim_end_matches('/').to_owned())
+            .multipart(form)
+            .send()
+    };
+    let res = upload("orders.yaml", "id: t1\nnodes:\n  - type: inject\n", true)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("/flows/orders")
+    );
+    let stored = app
+        .store
+        .flow(
+            team,
+            dev,
+            &stagehand_domain::FlowName::parse("orders").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.content.to_value(),
+        serde_json::json!({"id": "t1", "nodes": [{"type": "inject"}]})
+    );
+    let res = upload("billing.json", r#"{"id": "t2"}"#, true)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+
+    let res = upload("broken.yaml", "a: [1, 2\nb: 3\n", true)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("not valid YAML") && body.contains("line"),
+        "{body}"
+    );
+    let res = upload("notes.txt", "hello", true).await.unwrap();
+    assert_eq!(res.status(), 422);
+    let res = upload("sneaky.json", "{}", false).await.unwrap();
+    assert_eq!(res.status(), 403, "the upload needs its CSRF token too");
+    let names: Vec<String> = app
+        .store
+        .flows(team, dev)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    assert_eq!(names, ["billing", "orders"]);
+    app.stop().await;
+}
