@@ -94,6 +94,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_session(&self, session: NewSession, actor: &Actor) -> StoreResult<()>;
     /// The session with this token hash, expired or not.
     async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>>;
+    /// The session and, for `team`, the user's membership there: what every
+    /// request's authorisation needs, in one round trip.
+    async fn session_in_team(
+        &self,
+        token_hash: &str,
+        team: Option<TeamId>,
+    ) -> StoreResult<Option<SessionInTeam>>;
     /// Records activity on a session (for its idle expiry).
     async fn touch_session(&self, token_hash: &str) -> StoreResult<()>;
     /// Ends a session; with an actor, the logout is audited.

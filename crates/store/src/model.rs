@@ -320,6 +320,15 @@ pub struct Member {
     pub roles: Vec<String>,
 }
 
+/// A session, and the team a request is about when its user is a member.
+#[derive(Debug, Clone)]
+pub struct SessionInTeam {
+    pub session: Session,
+    /// The team and the user's permissions in it; `None` if the user holds
+    /// no role there (or no team was asked about).
+    pub membership: Option<(Team, PermissionSet)>,
+}
+
 /// A team the user belongs to, and the roles they hold in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Membership {

@@ -100,9 +100,23 @@ async fn check(
     if access == Access::Public {
         return Ok(req);
     }
-    let session = session::load(state, req.headers())
+    // A team route names its team in the path; a malformed id is a team
+    // that does not exist.
+    let team_id = match access {
+        Access::Team(_) => Some(
+            params
+                .iter()
+                .find(|(k, _)| *k == "team")
+                .and_then(|(_, v)| uuid::Uuid::parse_str(v).ok())
+                .map(TeamId)
+                .ok_or(AppError::NotFound("team"))?,
+        ),
+        _ => None,
+    };
+    let found = session::load_in_team(state, req.headers(), team_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
+    let session = found.session;
     if !csrf::is_safe(req.method()) {
         req = csrf::check(state, &session.csrf_token, req).await?;
     }
@@ -115,21 +129,14 @@ async fn check(
             None
         }
         Access::Team(permission) => {
-            let id = params
-                .iter()
-                .find(|(k, _)| *k == "team")
-                .and_then(|(_, v)| uuid::Uuid::parse_str(v).ok())
-                .map(TeamId)
-                .ok_or(AppError::NotFound("team"))?;
-            let permissions = state.store.permissions(id, session.user.id).await?;
             // Not a member: the team does not exist as far as they know.
+            let (team, permissions) = found.membership.ok_or(AppError::NotFound("team"))?;
             if permissions.is_empty() {
                 return Err(AppError::NotFound("team"));
             }
             if !permissions.contains(permission) {
                 return Err(AppError::Forbidden);
             }
-            let team = state.store.team(id).await?;
             Some(TeamCtx { team, permissions })
         }
     };

@@ -103,8 +103,8 @@ pub(super) async fn count_users(conn: &mut Conn) -> StoreResult<i64> {
 #[derive(sqlx::FromRow)]
 pub(super) struct TeamRow {
     pub(super) id: Uuid,
-    name: String,
-    created_at: DateTime<Utc>,
+    pub(super) name: String,
+    pub(super) created_at: DateTime<Utc>,
 }
 
 impl TeamRow {
@@ -203,7 +203,7 @@ pub(super) async fn create_role(
 
 /// The permissions of a role name in a team: a built-in role, or a custom
 /// role of that team; `None` if there is no such role.
-async fn role_permissions(
+pub(super) async fn role_permissions(
     conn: &mut Conn,
     team: TeamId,
     role: &str,

@@ -218,6 +218,13 @@ impl Store for Backend {
     async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>> {
         read!(self, c => sessions::get(c, token_hash))
     }
+    async fn session_in_team(
+        &self,
+        token_hash: &str,
+        team: Option<TeamId>,
+    ) -> StoreResult<Option<SessionInTeam>> {
+        read!(self, c => sessions::get_in_team(c, token_hash, team))
+    }
     async fn touch_session(&self, token_hash: &str) -> StoreResult<()> {
         read!(self, c => sessions::touch(c, token_hash))
     }

@@ -2,7 +2,7 @@
 
 use super::{Conn, audit, now, promotions, stored};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, NewAuditEvent, Pipeline, PromotionFilter, Stage, StageOverview};
+use crate::model::{Actor, NewAuditEvent, Pipeline, Promotion, Stage, StageOverview};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{
@@ -369,68 +369,78 @@ pub(super) async fn set_protection(
     Ok(updated)
 }
 
-/// The pipeline with what each stage's card shows, in a fixed number of
-/// queries per stage (two index lookups for its last promotion) and a
-/// constant number for the rest.
+/// The pipeline with what each stage's card shows, in three queries
+/// whatever the number of stages: the pipeline, its stages with their
+/// counts and the ids of their last promotions (index lookups), and those
+/// promotions together with the pending ones.
 pub(super) async fn overview(
     conn: &mut Conn,
     team: TeamId,
     id: PipelineId,
 ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
-    let pipeline = get(conn, team, id).await?;
-    let counts = |sql: &'static str| sqlx::query_as::<_, (Uuid, i64)>(sql).bind(id.0);
-    let flows: BTreeMap<Uuid, i64> = counts(
-        "select f.instance_id, count(*) from flows f
-         join stages s on s.instance_id = f.instance_id
-         where s.pipeline_id = $1 group by f.instance_id",
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        stage: StageRow,
+        flow_count: i64,
+        awaiting: i64,
+        last_out: Option<Uuid>,
+        last_in: Option<Uuid>,
+    }
+    let row: PipelineRow = sqlx::query_as(
+        "select id, team_id, name, created_at from pipelines where id = $1 and team_id = $2",
     )
-    .fetch_all(&mut *conn)
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_optional(&mut *conn)
     .await?
-    .into_iter()
-    .collect();
-    let awaiting: BTreeMap<Uuid, i64> = counts(
-        "select e.instance_id, count(*) from env_vars e
-         join stages s on s.instance_id = e.instance_id
-         where s.pipeline_id = $1 and e.value_ciphertext is null group by e.instance_id",
+    .ok_or(StoreError::NotFound("pipeline"))?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "select s.id, s.pipeline_id, s.instance_id, i.name as instance_name, s.position,
+            s.required_approvals, s.requires_all_env_values,
+            (select count(*) from flows f where f.instance_id = s.instance_id) as flow_count,
+            (select count(*) from env_vars e
+              where e.instance_id = s.instance_id and e.value_ciphertext is null) as awaiting,
+            (select p.id from promotions p where p.source_stage_id = s.id
+              order by p.created_at desc, p.id desc limit 1) as last_out,
+            (select p.id from promotions p where p.target_stage_id = s.id
+              order by p.created_at desc, p.id desc limit 1) as last_in
+         from stages s join instances i on i.id = s.instance_id
+         where s.pipeline_id = $1 order by s.position",
     )
+    .bind(id.0)
     .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
-    let pending = promotions::history(
-        conn,
-        team,
-        &PromotionFilter {
-            pipeline: Some(id),
-            status: Some(PromotionStatus::PendingApproval),
-            limit: 50,
-            ..Default::default()
-        },
-    )
     .await?;
-    let mut out = Vec::with_capacity(pipeline.stages.len());
-    for stage in &pipeline.stages {
-        let last = promotions::history(
-            conn,
-            team,
-            &PromotionFilter {
-                stage: Some(stage.id),
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await?;
-        out.push(StageOverview {
-            flows: flows.get(&stage.instance_id.0).copied().unwrap_or(0),
-            keys_awaiting_value: awaiting.get(&stage.instance_id.0).copied().unwrap_or(0),
-            last_promotion: last.into_iter().next(),
-            pending: pending
+    let last_ids: Vec<Uuid> = rows
+        .iter()
+        .flat_map(|r| [r.last_out, r.last_in])
+        .flatten()
+        .collect();
+    let promotions = promotions::of_pipeline_page(conn, team, id, &last_ids).await?;
+    let by_id: BTreeMap<Uuid, &Promotion> = promotions.iter().map(|p| (p.id.0, p)).collect();
+    let mut stages = Vec::with_capacity(rows.len());
+    let mut cards = Vec::with_capacity(rows.len());
+    for r in rows {
+        let stage = r.stage.into_stage()?;
+        let last = [r.last_out, r.last_in]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| by_id.get(&i).copied())
+            .max_by_key(|p| (p.created_at, p.id));
+        cards.push(StageOverview {
+            flows: r.flow_count,
+            keys_awaiting_value: r.awaiting,
+            last_promotion: last.cloned(),
+            pending: promotions
                 .iter()
-                .filter(|p| p.target_stage_id == stage.id)
+                .filter(|p| {
+                    p.target_stage_id == stage.id && p.status == PromotionStatus::PendingApproval
+                })
                 .cloned()
                 .collect(),
             stage: stage.clone(),
         });
+        stages.push(stage);
     }
-    Ok((pipeline, out))
+    Ok((assemble(row, stages)?, cards))
 }

@@ -504,6 +504,47 @@ pub(super) async fn history(
         .collect()
 }
 
+/// The promotions a pipeline page shows: those with the given ids (the
+/// stages' last ones) and every one of the pipeline awaiting approval,
+/// newest first, each once.
+pub(super) async fn of_pipeline_page(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline: PipelineId,
+    ids: &[Uuid],
+) -> StoreResult<Vec<Promotion>> {
+    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+        "select {PROMOTION_COLUMNS} from promotions where team_id = "
+    ));
+    q.push_bind(team.0)
+        .push(" and pipeline_id = ")
+        .push_bind(pipeline.0)
+        .push(" and status = ")
+        .push_bind(PromotionStatus::PendingApproval.as_str());
+    if !ids.is_empty() {
+        q.push(format!(
+            " union all select {PROMOTION_COLUMNS} from promotions where team_id = "
+        ))
+        .push_bind(team.0)
+        .push(" and id in (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+    }
+    let mut found: Vec<Promotion> = q
+        .build_query_as::<PromotionRow>()
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(PromotionRow::into_promotion)
+        .collect::<StoreResult<_>>()?;
+    found.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
+    found.dedup_by_key(|p| p.id);
+    Ok(found)
+}
+
 /// One `select` of the history: the filters, the window, the page.
 fn push_history_branch(
     q: &mut sqlx::QueryBuilder<'_, Db>,

@@ -1,12 +1,12 @@
 //! Web sessions, team memberships and login throttling counters.
 
-use super::identity::{TeamRow, UserRow};
+use super::identity::{self, TeamRow, UserRow};
 use super::{Conn, audit, now};
 use crate::error::StoreResult;
-use crate::model::{Actor, Membership, NewAuditEvent, NewSession, Session};
+use crate::model::{Actor, Membership, NewAuditEvent, NewSession, Session, SessionInTeam};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use stagehand_domain::{AuditEventKind, UserId};
+use stagehand_domain::{AuditEventKind, PermissionSet, TeamId, UserId};
 use uuid::Uuid;
 
 /// How long failure rows are kept; longer than any throttle window.
@@ -54,28 +54,99 @@ struct SessionRow {
     user: UserRow,
 }
 
+impl SessionRow {
+    fn into_session(self) -> StoreResult<Session> {
+        Ok(Session {
+            token_hash: self.token_hash,
+            csrf_token: self.csrf_token,
+            created_at: self.session_created_at,
+            last_seen_at: self.last_seen_at,
+            expires_at: self.expires_at,
+            user: self.user.into_credentials()?.user,
+        })
+    }
+}
+
+const SESSION_SELECT: &str =
+    "select s.token_hash, s.csrf_token, s.created_at as session_created_at, s.last_seen_at,
+            s.expires_at, u.id, u.username, u.password_hash, u.is_platform_admin,
+            u.disabled_at, u.created_at";
+
 pub(super) async fn get(conn: &mut Conn, token_hash: &str) -> StoreResult<Option<Session>> {
-    let row: Option<SessionRow> = sqlx::query_as(
-        "select s.token_hash, s.csrf_token, s.created_at as session_created_at, s.last_seen_at,
-                s.expires_at, u.id, u.username, u.password_hash, u.is_platform_admin,
-                u.disabled_at, u.created_at
-         from sessions s join users u on u.id = s.user_id
-         where s.token_hash = $1",
-    )
+    let row: Option<SessionRow> = sqlx::query_as(&format!(
+        "{SESSION_SELECT} from sessions s join users u on u.id = s.user_id
+         where s.token_hash = $1"
+    ))
     .bind(token_hash)
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Session {
-            token_hash: r.token_hash,
-            csrf_token: r.csrf_token,
-            created_at: r.session_created_at,
-            last_seen_at: r.last_seen_at,
-            expires_at: r.expires_at,
-            user: r.user.into_credentials()?.user,
-        })
-    })
-    .transpose()
+    row.map(SessionRow::into_session).transpose()
+}
+
+/// The session and, when `team` is given and the user holds a role there,
+/// the team and the user's permissions in it: one query for built-in roles
+/// (every request of the UI asks this), one more per custom role.
+pub(super) async fn get_in_team(
+    conn: &mut Conn,
+    token_hash: &str,
+    team: Option<TeamId>,
+) -> StoreResult<Option<SessionInTeam>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        session: SessionRow,
+        role: Option<String>,
+        team_name: Option<String>,
+        team_created_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{SESSION_SELECT}, b.role, t.name as team_name, t.created_at as team_created_at
+         from sessions s join users u on u.id = s.user_id
+         left join role_bindings b on b.user_id = u.id and b.team_id = $2
+         left join teams t on t.id = b.team_id
+         where s.token_hash = $1"
+    ))
+    .bind(token_hash)
+    .bind(team.map(|t| t.0))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut roles = Vec::new();
+    let mut team_row = None;
+    let mut session = None;
+    for r in rows {
+        if let (Some(role), Some(name), Some(created_at), Some(id)) =
+            (r.role, r.team_name, r.team_created_at, team)
+        {
+            roles.push(role);
+            team_row.get_or_insert(TeamRow {
+                id: id.0,
+                name,
+                created_at,
+            });
+        }
+        session.get_or_insert(r.session);
+    }
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let membership = match team_row {
+        None => None,
+        Some(t) => {
+            let team = t.into_team()?;
+            let mut permissions = PermissionSet::empty();
+            for role in &roles {
+                // A binding to a custom role since deleted grants nothing.
+                if let Some(p) = identity::role_permissions(conn, team.id, role).await? {
+                    permissions.union(&p);
+                }
+            }
+            Some((team, permissions))
+        }
+    };
+    Ok(Some(SessionInTeam {
+        session: session.into_session()?,
+        membership,
+    }))
 }
 
 pub(super) async fn touch(conn: &mut Conn, token_hash: &str) -> StoreResult<()> {

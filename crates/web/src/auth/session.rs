@@ -12,7 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use stagehand_store::Session;
+use stagehand_domain::TeamId;
+use stagehand_store::{Session, SessionInTeam};
 
 pub const COOKIE: &str = "stagehand_session";
 
@@ -46,13 +47,23 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// The live session of the request, if any. An expired session (idle or
 /// absolute) is deleted and treated as none.
 pub async fn load(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Session>> {
+    Ok(load_in_team(state, headers, None).await?.map(|s| s.session))
+}
+
+/// [`load`], with the user's membership of `team` read in the same query.
+pub async fn load_in_team(
+    state: &AppState,
+    headers: &HeaderMap,
+    team: Option<TeamId>,
+) -> AppResult<Option<SessionInTeam>> {
     let Some(token) = cookie_value(headers, COOKIE) else {
         return Ok(None);
     };
     let hash = hash_token(&token);
-    let Some(session) = state.store.session(&hash).await? else {
+    let Some(found) = state.store.session_in_team(&hash, team).await? else {
         return Ok(None);
     };
+    let session = &found.session;
     let now = Utc::now();
     let idle = chrono::TimeDelta::from_std(state.config.session_idle).unwrap_or(TOUCH_EVERY);
     if session.expires_at <= now || session.last_seen_at + idle <= now || session.user.disabled {
@@ -62,7 +73,7 @@ pub async fn load(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Ses
     if session.last_seen_at + TOUCH_EVERY.min(idle / 2) <= now {
         state.store.touch_session(&hash).await?;
     }
-    Ok(Some(session))
+    Ok(Some(found))
 }
 
 /// The session cookie for `token`.

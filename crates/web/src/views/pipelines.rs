@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stagehand_domain::{
-    InstanceId, Name, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
+    InstanceId, Name, Permission, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
 };
 use stagehand_store::{Instance, Pipeline};
 
@@ -71,8 +71,14 @@ pub(crate) async fn view_pipeline_get(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     let (pipeline, overview) = state.store.pipeline_overview(team, id).await?;
-    let instances = state.store.instances(team).await?;
-    let names = Names::new(std::slice::from_ref(&pipeline), &instances);
+    // Promotions on this page are between its stages, whose names it has;
+    // the team's other instances matter only to those who may add a stage.
+    let names = Names::of_pipelines(std::slice::from_ref(&pipeline));
+    let instances = if ctx.can(Permission::PipelineEdit) {
+        state.store.instances(team).await?
+    } else {
+        Vec::new()
+    };
     let n = overview.len();
     let stages = overview
         .iter()

@@ -25,14 +25,24 @@ pub(crate) struct Names {
 
 impl Names {
     pub fn new(pipelines: &[Pipeline], instances: &[Instance]) -> Self {
+        let mut names = Self::of_pipelines(pipelines);
+        names
+            .instances
+            .extend(instances.iter().map(|i| (i.id, i.name.to_string())));
+        names
+    }
+
+    /// Names known from the pipelines alone: their stages' instances.
+    pub fn of_pipelines(pipelines: &[Pipeline]) -> Self {
         Self {
             pipelines: pipelines
                 .iter()
                 .map(|p| (p.id, p.name.to_string()))
                 .collect(),
-            instances: instances
+            instances: pipelines
                 .iter()
-                .map(|i| (i.id, i.name.to_string()))
+                .flat_map(|p| &p.stages)
+                .map(|s| (s.instance_id, s.instance_name.to_string()))
                 .collect(),
         }
     }
