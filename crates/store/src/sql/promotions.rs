@@ -504,9 +504,13 @@ pub(super) async fn history(
         .collect()
 }
 
+/// Most pending promotions a pipeline page lists; the history page, filtered
+/// by status, has the rest.
+pub(crate) const MAX_PENDING_SHOWN: i64 = 20;
+
 /// The promotions a pipeline page shows: those with the given ids (the
-/// stages' last ones) and every one of the pipeline awaiting approval,
-/// newest first, each once.
+/// stages' last ones) and the newest of the pipeline's promotions awaiting
+/// approval, newest first, each once.
 pub(super) async fn of_pipeline_page(
     conn: &mut Conn,
     team: TeamId,
@@ -514,13 +518,16 @@ pub(super) async fn of_pipeline_page(
     ids: &[Uuid],
 ) -> StoreResult<Vec<Promotion>> {
     let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-        "select {PROMOTION_COLUMNS} from promotions where team_id = "
+        "select {PROMOTION_COLUMNS} from (select {PROMOTION_COLUMNS} from promotions where team_id = "
     ));
     q.push_bind(team.0)
         .push(" and pipeline_id = ")
         .push_bind(pipeline.0)
         .push(" and status = ")
-        .push_bind(PromotionStatus::PendingApproval.as_str());
+        .push_bind(PromotionStatus::PendingApproval.as_str())
+        .push(" order by created_at desc, id desc limit ")
+        .push_bind(MAX_PENDING_SHOWN)
+        .push(") as pending");
     if !ids.is_empty() {
         q.push(format!(
             " union all select {PROMOTION_COLUMNS} from promotions where team_id = "
