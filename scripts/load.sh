@@ -2,6 +2,8 @@
 # Load benchmark of the web UI (crates/web/benches/load.rs): the release
 # binary against a throwaway PostgreSQL with durable settings, loaded by wrk
 # (installed from Debian's packages if missing) over loopback.
+#   scripts/load.sh            # everything
+#   scripts/load.sh pipeline   # or: history
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
@@ -12,4 +14,4 @@ fi
 start_throwaway_postgres --durable
 cargo build --release --locked --bin stagehand
 export STAGEHAND_BIN="$PWD/target/release/stagehand"
-cargo bench -p stagehand-web --bench load --locked
+cargo bench -p stagehand-web --bench load --locked -- "$@"

@@ -223,6 +223,39 @@ pub struct Promotion {
     pub rolled_back_at: Option<DateTime<Utc>>,
 }
 
+/// A promotion without its plan: what lists and cards show, cheap to read
+/// many of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromotionHead {
+    pub id: PromotionId,
+    pub pipeline_id: PipelineId,
+    pub source_stage_id: StageId,
+    pub target_stage_id: StageId,
+    pub source_instance_id: InstanceId,
+    pub target_instance_id: InstanceId,
+    pub status: PromotionStatus,
+    pub requested_by_user_id: Option<UserId>,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Promotion> for PromotionHead {
+    fn from(p: &Promotion) -> Self {
+        Self {
+            id: p.id,
+            pipeline_id: p.pipeline_id,
+            source_stage_id: p.source_stage_id,
+            target_stage_id: p.target_stage_id,
+            source_instance_id: p.source_instance_id,
+            target_instance_id: p.target_instance_id,
+            status: p.status,
+            requested_by_user_id: p.requested_by_user_id,
+            requested_by: p.requested_by.clone(),
+            created_at: p.created_at,
+        }
+    }
+}
+
 /// One press of play.
 #[derive(Debug, Clone)]
 pub struct PromotionRequest {
@@ -400,7 +433,7 @@ pub struct StageOverview {
     /// Keys of the stage's instance without a value.
     pub keys_awaiting_value: i64,
     /// The newest promotion out of or into the stage.
-    pub last_promotion: Option<Promotion>,
+    pub last_promotion: Option<PromotionHead>,
     /// Promotions into the stage awaiting approval, newest first.
-    pub pending: Vec<Promotion>,
+    pub pending: Vec<PromotionHead>,
 }

@@ -2,7 +2,7 @@
 
 use super::{Conn, audit, now, promotions, stored};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, NewAuditEvent, Pipeline, Promotion, Stage, StageOverview};
+use crate::model::{Actor, NewAuditEvent, Pipeline, PromotionHead, Stage, StageOverview};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{
@@ -369,55 +369,93 @@ pub(super) async fn set_protection(
     Ok(updated)
 }
 
-/// The pipeline with what each stage's card shows, in three queries
-/// whatever the number of stages: the pipeline, its stages with their
-/// counts and the ids of their last promotions (index lookups), and those
+/// The pipeline with what each stage's card shows, in two queries whatever
+/// the number of stages: the pipeline with its stages, their counts and the
+/// ids of their last promotions (correlated index lookups), then those
 /// promotions together with the pending ones.
 pub(super) async fn overview(
     conn: &mut Conn,
     team: TeamId,
     id: PipelineId,
 ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
+    /// A pipeline row joined to one of its stages, or to none.
     #[derive(sqlx::FromRow)]
     struct Row {
-        #[sqlx(flatten)]
+        pipeline_name: String,
+        pipeline_created_at: DateTime<Utc>,
+        id: Option<Uuid>,
+        instance_id: Option<Uuid>,
+        instance_name: Option<String>,
+        position: Option<i32>,
+        required_approvals: Option<i32>,
+        requires_all_env_values: Option<bool>,
+        flow_count: i64,
+        awaiting: i64,
+        last_out: Option<Uuid>,
+        last_in: Option<Uuid>,
+    }
+    let joined: Vec<Row> = sqlx::query_as(
+        "select p.name as pipeline_name, p.created_at as pipeline_created_at,
+            s.id, s.instance_id, i.name as instance_name, s.position,
+            s.required_approvals, s.requires_all_env_values,
+            (select count(*) from flows f where f.instance_id = s.instance_id) as flow_count,
+            (select count(*) from env_vars e
+              where e.instance_id = s.instance_id and e.value_ciphertext is null) as awaiting,
+            (select x.id from promotions x where x.source_stage_id = s.id
+              order by x.created_at desc, x.id desc limit 1) as last_out,
+            (select x.id from promotions x where x.target_stage_id = s.id
+              order by x.created_at desc, x.id desc limit 1) as last_in
+         from pipelines p
+         left join stages s on s.pipeline_id = p.id
+         left join instances i on i.id = s.instance_id
+         where p.id = $1 and p.team_id = $2
+         order by s.position",
+    )
+    .bind(id.0)
+    .bind(team.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    let first = joined.first().ok_or(StoreError::NotFound("pipeline"))?;
+    let row = PipelineRow {
+        id: id.0,
+        team_id: team.0,
+        name: first.pipeline_name.clone(),
+        created_at: first.pipeline_created_at,
+    };
+    struct StageLine {
         stage: StageRow,
         flow_count: i64,
         awaiting: i64,
         last_out: Option<Uuid>,
         last_in: Option<Uuid>,
     }
-    let row: PipelineRow = sqlx::query_as(
-        "select id, team_id, name, created_at from pipelines where id = $1 and team_id = $2",
-    )
-    .bind(id.0)
-    .bind(team.0)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StoreError::NotFound("pipeline"))?;
-    let rows: Vec<Row> = sqlx::query_as(
-        "select s.id, s.pipeline_id, s.instance_id, i.name as instance_name, s.position,
-            s.required_approvals, s.requires_all_env_values,
-            (select count(*) from flows f where f.instance_id = s.instance_id) as flow_count,
-            (select count(*) from env_vars e
-              where e.instance_id = s.instance_id and e.value_ciphertext is null) as awaiting,
-            (select p.id from promotions p where p.source_stage_id = s.id
-              order by p.created_at desc, p.id desc limit 1) as last_out,
-            (select p.id from promotions p where p.target_stage_id = s.id
-              order by p.created_at desc, p.id desc limit 1) as last_in
-         from stages s join instances i on i.id = s.instance_id
-         where s.pipeline_id = $1 order by s.position",
-    )
-    .bind(id.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<StageLine> = joined
+        .into_iter()
+        .filter_map(|r| {
+            Some(StageLine {
+                stage: StageRow {
+                    id: r.id?,
+                    pipeline_id: id.0,
+                    instance_id: r.instance_id?,
+                    instance_name: r.instance_name?,
+                    position: r.position?,
+                    required_approvals: r.required_approvals?,
+                    requires_all_env_values: r.requires_all_env_values?,
+                },
+                flow_count: r.flow_count,
+                awaiting: r.awaiting,
+                last_out: r.last_out,
+                last_in: r.last_in,
+            })
+        })
+        .collect();
     let last_ids: Vec<Uuid> = rows
         .iter()
         .flat_map(|r| [r.last_out, r.last_in])
         .flatten()
         .collect();
     let promotions = promotions::of_pipeline_page(conn, team, id, &last_ids).await?;
-    let by_id: BTreeMap<Uuid, &Promotion> = promotions.iter().map(|p| (p.id.0, p)).collect();
+    let by_id: BTreeMap<Uuid, &PromotionHead> = promotions.iter().map(|p| (p.id.0, p)).collect();
     let mut stages = Vec::with_capacity(rows.len());
     let mut cards = Vec::with_capacity(rows.len());
     for r in rows {

@@ -10,8 +10,8 @@ use super::{
 };
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
-    Actor, NewAuditEvent, Preview, Promotion, PromotionFilter, PromotionRequest, Snapshot,
-    SnapshotReason, Stage,
+    Actor, NewAuditEvent, Preview, Promotion, PromotionFilter, PromotionHead, PromotionRequest,
+    Snapshot, SnapshotReason, Stage,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -372,6 +372,42 @@ const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, targ
     target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, plan, requested_by_user_id,
     requested_by, idempotency_key, created_at, applied_at, rolled_back_at";
 
+const HEAD_COLUMNS: &str = "id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
+    target_instance_id, status, requested_by_user_id, requested_by, created_at";
+
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    id: Uuid,
+    pipeline_id: Uuid,
+    source_stage_id: Uuid,
+    target_stage_id: Uuid,
+    source_instance_id: Uuid,
+    target_instance_id: Uuid,
+    status: String,
+    requested_by_user_id: Option<Uuid>,
+    requested_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl HeadRow {
+    fn into_head(self) -> StoreResult<PromotionHead> {
+        Ok(PromotionHead {
+            id: PromotionId(self.id),
+            pipeline_id: PipelineId(self.pipeline_id),
+            source_stage_id: StageId(self.source_stage_id),
+            target_stage_id: StageId(self.target_stage_id),
+            source_instance_id: InstanceId(self.source_instance_id),
+            target_instance_id: InstanceId(self.target_instance_id),
+            status: self.status.parse().map_err(
+                |e: stagehand_domain::promotion::UnknownStatus| StoreError::Corrupt(e.to_string()),
+            )?,
+            requested_by_user_id: self.requested_by_user_id.map(UserId),
+            requested_by: self.requested_by,
+            created_at: self.created_at,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct PromotionRow {
     id: Uuid,
@@ -516,9 +552,9 @@ pub(super) async fn of_pipeline_page(
     team: TeamId,
     pipeline: PipelineId,
     ids: &[Uuid],
-) -> StoreResult<Vec<Promotion>> {
+) -> StoreResult<Vec<PromotionHead>> {
     let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-        "select {PROMOTION_COLUMNS} from (select {PROMOTION_COLUMNS} from promotions where team_id = "
+        "select {HEAD_COLUMNS} from (select {HEAD_COLUMNS} from promotions where team_id = "
     ));
     q.push_bind(team.0)
         .push(" and pipeline_id = ")
@@ -530,7 +566,7 @@ pub(super) async fn of_pipeline_page(
         .push(") as pending");
     if !ids.is_empty() {
         q.push(format!(
-            " union all select {PROMOTION_COLUMNS} from promotions where team_id = "
+            " union all select {HEAD_COLUMNS} from promotions where team_id = "
         ))
         .push_bind(team.0)
         .push(" and id in (");
@@ -540,12 +576,12 @@ pub(super) async fn of_pipeline_page(
         }
         q.push(")");
     }
-    let mut found: Vec<Promotion> = q
-        .build_query_as::<PromotionRow>()
+    let mut found: Vec<PromotionHead> = q
+        .build_query_as::<HeadRow>()
         .fetch_all(conn)
         .await?
         .into_iter()
-        .map(PromotionRow::into_promotion)
+        .map(HeadRow::into_head)
         .collect::<StoreResult<_>>()?;
     found.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
     found.dedup_by_key(|p| p.id);

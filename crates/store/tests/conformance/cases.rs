@@ -1206,4 +1206,19 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
     assert_eq!(cards[2].last_promotion.as_ref().unwrap().id, pending.id);
     assert!(cards[0].pending.is_empty() && cards[1].pending.is_empty());
     assert_eq!(cards[2].pending.len(), 1);
+
+    // An empty pipeline has a page too; another team's has none.
+    let empty = h
+        .store
+        .create_pipeline(team, name_of("empty"), &actor())
+        .await
+        .unwrap();
+    let (found, cards) = h.store.pipeline_overview(team, empty.id).await.unwrap();
+    assert_eq!(found.name.as_str(), "empty");
+    assert!(found.stages.is_empty() && cards.is_empty());
+    let other = h.team("other").await;
+    assert!(matches!(
+        h.store.pipeline_overview(other, p.id).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -91,8 +91,15 @@ pub(crate) async fn view_pipeline_get(
             awaiting: o.keys_awaiting_value,
             required_approvals: o.stage.protection.required_approvals,
             requires_all_env_values: o.stage.protection.requires_all_env_values,
-            last: o.last_promotion.as_ref().map(|p| names.row(p)),
-            pending: o.pending.iter().map(|p| names.row(p)).collect(),
+            last: o
+                .last_promotion
+                .as_ref()
+                .map(|p| names.head_row(p, String::new())),
+            pending: o
+                .pending
+                .iter()
+                .map(|p| names.head_row(p, String::new()))
+                .collect(),
             is_first: i == 0,
             is_last: i + 1 == n,
         })

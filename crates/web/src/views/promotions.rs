@@ -14,7 +14,7 @@ use serde::Deserialize;
 use stagehand_domain::{
     FlowName, InstanceId, Permission, PipelineId, PromotionPlan, PromotionStatus,
 };
-use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionRequest};
+use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionHead, PromotionRequest};
 use std::collections::HashMap;
 
 /// Names for the ids in promotion rows, looked up once per page.
@@ -56,6 +56,17 @@ impl Names {
 
     pub fn row(&self, p: &Promotion) -> PromotionRow {
         let s = p.plan.summary();
+        self.head_row(
+            &PromotionHead::from(p),
+            format!(
+                "+{} ~{} -{} flows, {} new keys",
+                s.flows_added, s.flows_changed, s.flows_removed, s.keys_added
+            ),
+        )
+    }
+
+    /// A line for a promotion read without its plan.
+    pub fn head_row(&self, p: &PromotionHead, summary: String) -> PromotionRow {
         PromotionRow {
             id: p.id.to_string(),
             pipeline_id: p.pipeline_id.to_string(),
@@ -69,10 +80,7 @@ impl Names {
             status: p.status.as_str(),
             requested_by: p.requested_by.clone(),
             created_at: when(&p.created_at),
-            summary: format!(
-                "+{} ~{} -{} flows, {} new keys",
-                s.flows_added, s.flows_changed, s.flows_removed, s.keys_added
-            ),
+            summary,
         }
     }
 }
