@@ -282,6 +282,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         filter: &PromotionFilter,
     ) -> StoreResult<Vec<Promotion>>;
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot>;
+    /// The newest snapshots of an instance, newest first.
+    async fn snapshots(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        limit: i64,
+    ) -> StoreResult<Vec<SnapshotMeta>>;
 
     // Audit.
     /// The newest audit events of the team, newest first.

@@ -437,3 +437,12 @@ pub struct StageOverview {
     /// Promotions into the stage awaiting approval, newest first.
     pub pending: Vec<PromotionHead>,
 }
+
+/// A snapshot as a line of a list: without its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotMeta {
+    pub id: SnapshotId,
+    pub reason: SnapshotReason,
+    pub content_hash: ContentHash,
+    pub created_at: DateTime<Utc>,
+}

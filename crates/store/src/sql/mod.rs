@@ -464,6 +464,14 @@ impl Store for Backend {
     ) -> StoreResult<Vec<Promotion>> {
         read!(self, c => promotions::history(c, team, filter))
     }
+    async fn snapshots(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        limit: i64,
+    ) -> StoreResult<Vec<SnapshotMeta>> {
+        read!(self, c => promotions::snapshots_of(c, team, instance, limit))
+    }
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot> {
         read!(self, c => promotions::snapshot(c, team, id))
     }

@@ -11,7 +11,7 @@ use super::{
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
     Actor, NewAuditEvent, Preview, Promotion, PromotionFilter, PromotionHead, PromotionRequest,
-    Snapshot, SnapshotReason, Stage,
+    Snapshot, SnapshotMeta, SnapshotReason, Stage,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -656,4 +656,34 @@ pub(super) async fn snapshot(
         env_keys: r.env_keys.0,
         created_at: r.created_at,
     })
+}
+
+/// The newest snapshots of an instance of the team, newest first.
+pub(super) async fn snapshots_of(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    limit: i64,
+) -> StoreResult<Vec<SnapshotMeta>> {
+    instances::get(conn, team, instance).await?;
+    let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "select id, reason, content_hash, created_at from snapshots
+         where instance_id = $1 and team_id = $2 order by created_at desc, id desc limit $3",
+    )
+    .bind(instance.0)
+    .bind(team.0)
+    .bind(limit.clamp(1, crate::model::MAX_PAGE))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, reason, hash, created_at)| {
+            Ok(SnapshotMeta {
+                id: SnapshotId(id),
+                reason: SnapshotReason::parse(&reason)
+                    .ok_or_else(|| StoreError::Corrupt(format!("snapshot reason {reason:?}")))?,
+                content_hash: stored(ContentHash::from_stored(hash))?,
+                created_at,
+            })
+        })
+        .collect()
 }

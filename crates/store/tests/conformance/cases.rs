@@ -988,6 +988,21 @@ pub async fn rollback_restores_the_flows_and_is_audited(h: &Harness) {
             .count(),
         1
     );
+    // The target's snapshots list both backups, newest first.
+    let reasons: Vec<&str> = h
+        .store
+        .snapshots(team, qa.id, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.reason.as_str())
+        .collect();
+    assert_eq!(reasons, ["rollback_backup", "promotion_backup"]);
+    let other = h.team("other").await;
+    assert!(matches!(
+        h.store.snapshots(other, qa.id, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn a_stage_requiring_all_values_refuses_promotions_that_leave_keys_empty(h: &Harness) {

@@ -66,7 +66,17 @@ struct InstancePage {
     env: Vec<EnvVarMeta>,
     settings: String,
     max_flow_mib: usize,
+    snapshots: Vec<SnapshotLine>,
 }
+
+struct SnapshotLine {
+    reason: String,
+    hash: String,
+    at: String,
+}
+
+/// Snapshots listed on an instance's page.
+const SNAPSHOTS_SHOWN: i64 = 20;
 
 pub(crate) async fn view_instance_get(
     State(state): State<AppState>,
@@ -77,7 +87,19 @@ pub(crate) async fn view_instance_get(
     let instance = state.store.instance(team, id).await?;
     let flows = state.store.flows(team, id).await?;
     let env = state.store.env_vars(team, id).await?;
+    let snapshots = state
+        .store
+        .snapshots(team, id, SNAPSHOTS_SHOWN)
+        .await?
+        .into_iter()
+        .map(|s| SnapshotLine {
+            reason: s.reason.as_str().replace('_', " "),
+            hash: s.content_hash.short().to_owned(),
+            at: when(&s.created_at),
+        })
+        .collect();
     render(InstancePage {
+        snapshots,
         chrome: Chrome::new(&ctx),
         settings: serde_json::to_string_pretty(&instance.settings).unwrap_or_default(),
         instance,

@@ -286,3 +286,101 @@ async fn an_admin_reveals_one_value_and_the_reveal_is_audited() {
     assert!(!audit.body.contains("hunter2-but-longer"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn behind_https_the_session_cookie_is_secure() {
+    let config = WebConfig::default().with_public_url(Some("https://stagehand.example".into()));
+    let app = spawn_app_with(default_backend(), config).await;
+    app.user("lena", false).await;
+    let c = Client::new(&app);
+    let form = c.get("/login").await;
+    // The public origin is https, so the request must claim it.
+    let res = c
+        .http
+        .post(app.url("/login"))
+        .header("origin", "https://stagehand.example")
+        .form(&[
+            ("csrf_token", csrf_of(&form.body).unwrap().as_str()),
+            ("username", "lena"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("stagehand_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // A form from the plain-http origin is another site now.
+    let wrong = c
+        .post_raw(
+            "/login",
+            &[
+                ("csrf_token", "x"),
+                ("username", "lena"),
+                ("password", PASSWORD),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(wrong.status, 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_expiry_however_active() {
+    let config = WebConfig {
+        session_absolute: Duration::from_secs(2),
+        ..WebConfig::default()
+    };
+    let app = spawn_app_with(default_backend(), config).await;
+    app.user("lena", false).await;
+    let c = Client::new(&app);
+    c.login("lena", PASSWORD).await.assert_redirect_to("/");
+    for _ in 0..3 {
+        c.get("/").await.assert_ok();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.get("/").await.assert_redirect_to("/login");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_internal_error_shows_a_request_id_and_nothing_internal() {
+    let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    // Corrupt the stored name behind the server's back.
+    let stagehand_store::Database::Sqlite { path } = app.database() else {
+        unreachable!()
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("update instances set name = ''")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let page = lead.get(&format!("/teams/{team}/instances/{dev}")).await;
+    assert_eq!(page.status, 500);
+    assert!(page.body.contains("Something went wrong") && page.body.contains("Request id"));
+    let id = page.headers.get("x-request-id").unwrap().to_str().unwrap();
+    assert!(page.body.contains(id), "the page shows the request's id");
+    for internal in ["corrupt", "sqlite", "name", "stored"] {
+        assert!(
+            !page.body.to_lowercase().contains(&format!("{internal}:")),
+            "{internal} leaked"
+        );
+    }
+    app.stop().await;
+}

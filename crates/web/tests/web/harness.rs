@@ -77,6 +77,11 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Where the data lives, for tests that look behind the server's back.
+    pub fn database(&self) -> &stagehand_store::Database {
+        &self.db.as_ref().expect("running").database
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

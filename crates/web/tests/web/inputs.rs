@@ -278,3 +278,76 @@ async fn a_flow_file_uploads_as_json_or_yaml_and_a_bad_one_names_the_line() {
     assert_eq!(names, ["billing", "orders"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bad_stage_and_decision_forms_are_answered_and_change_nothing() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("a", "1")]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, prod]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let base = format!("/teams/{team}/pipelines/{pipeline}/stages/{}", stages[1]);
+    for (path, fields, field) in [
+        (
+            format!("{base}/protection"),
+            vec![("required_approvals", "many")],
+            "required_approvals",
+        ),
+        (
+            format!("{base}/protection"),
+            vec![("required_approvals", "99")],
+            "required_approvals",
+        ),
+        (
+            format!("{base}/protection"),
+            vec![("required_approvals", "-1")],
+            "required_approvals",
+        ),
+        (
+            format!("{base}/move"),
+            vec![("direction", "up")],
+            "direction",
+        ),
+    ] {
+        let page = admin.post(&path, &fields).await;
+        assert_eq!(page.status, 422, "{path} {fields:?}");
+        assert!(page.body.contains(field), "{path}: {}", page.body);
+    }
+    let after = app.store.pipeline(team, pipeline).await.unwrap();
+    assert_eq!(
+        after.stages.iter().map(|s| s.id).collect::<Vec<_>>(),
+        stages
+    );
+    assert!(!after.stages[1].protection.is_protected());
+
+    // A decision on a promotion that is not pending, and a made-up one.
+    let promoted = admin
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
+            &[],
+        )
+        .await;
+    let url = promoted.location.unwrap();
+    let not_pending = admin
+        .post(&format!("{url}/decision"), &[("decision", "approve")])
+        .await;
+    assert_eq!(not_pending.status, 409);
+    assert!(
+        not_pending.body.contains("applied cannot become"),
+        "{}",
+        not_pending.body
+    );
+    let made_up = admin
+        .post(&format!("{url}/decision"), &[("decision", "maybe")])
+        .await;
+    assert_eq!(made_up.status, 422);
+    // The last stage has nothing to promote into.
+    let last = admin.post(&format!("{base}/promote"), &[]).await;
+    assert_eq!(last.status, 409);
+    assert!(last.body.contains("last stage"));
+    app.stop().await;
+}

@@ -132,6 +132,11 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     assert_eq!(orders.content.to_value(), serde_json::json!({"v": 0}));
     let detail = lead.get(first.location.as_deref().unwrap()).await;
     assert!(detail.body.contains("rolled_back"));
+    // Prod's page lists the backups the promotion and the rollback took.
+    let prod_page = lead.get(&format!("/teams/{team}/instances/{prod}")).await;
+    assert!(
+        prod_page.body.contains("promotion backup") && prod_page.body.contains("rollback backup")
+    );
     assert!(!detail.body.contains(">Roll back<"));
 
     // Nothing anywhere a lead can load shows the value.
