@@ -1,12 +1,11 @@
 //! The `stagehand` binary: a thin shell over the library crates.
 
-use anyhow::{Context, Result, bail};
+mod admin;
+
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use stagehand_domain::{SecretValue, Username};
+use stagehand_store::Database;
 use stagehand_store::crypto::SecretKey;
-use stagehand_store::{Actor, Database, NewUser, StoreError};
-use stagehand_web::auth::password;
-use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 /// Stagehand: a self-hosted control plane for dev → prod pipelines.
@@ -20,7 +19,7 @@ struct Cli {
 }
 
 #[derive(Debug, Args)]
-struct StorageArgs {
+pub(crate) struct StorageArgs {
     /// PostgreSQL URL; without it, data lives in SQLite under --data-dir.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
@@ -55,7 +54,7 @@ impl StorageArgs {
         )?)
     }
 
-    async fn open(&self) -> Result<std::sync::Arc<dyn stagehand_store::Store>> {
+    pub(crate) async fn open(&self) -> Result<std::sync::Arc<dyn stagehand_store::Store>> {
         let database = self.database();
         let key = self.key()?;
         stagehand_store::open(&database, &key)
@@ -83,6 +82,21 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage teams.
+    Team {
+        #[command(subcommand)]
+        command: admin::TeamCommand,
+    },
+    /// Give users roles in teams.
+    Member {
+        #[command(subcommand)]
+        command: admin::MemberCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: admin::TokenCommand,
     },
 }
 
@@ -134,7 +148,10 @@ async fn run(cli: Cli) -> Result<()> {
                     admin,
                     password_stdin,
                 },
-        } => create_user(&cli.storage, &username, admin, password_stdin).await,
+        } => admin::create_user(&cli.storage, &username, admin, password_stdin).await,
+        Command::Team { command } => admin::team(&cli.storage, command).await,
+        Command::Member { command } => admin::member(&cli.storage, command).await,
+        Command::Token { command } => admin::token(&cli.storage, command).await,
     }
 }
 
@@ -161,49 +178,4 @@ async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) ->
     .await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn create_user(
-    storage: &StorageArgs,
-    username: &str,
-    admin: bool,
-    from_stdin: bool,
-) -> Result<()> {
-    let username = Username::parse(username)?;
-    let password = read_password(from_stdin)?;
-    password::check_new_password(&password)?;
-    let store = storage.open().await?;
-    let hash = password::hash_password(password).await?;
-    let new = NewUser {
-        username: username.clone(),
-        password_hash: hash,
-        is_platform_admin: admin,
-    };
-    match store.create_user(new, &Actor::system()).await {
-        Ok(user) => {
-            println!("created user {} ({})", user.username, user.id);
-            Ok(())
-        }
-        Err(StoreError::Conflict(c)) => bail!("{c}"),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn read_password(from_stdin: bool) -> Result<SecretValue> {
-    if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        return Ok(SecretValue::new(
-            line.trim_end_matches(['\r', '\n']).to_owned(),
-        ));
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to prompt for a password: pass --password-stdin and pipe it in");
-    }
-    let first = rpassword::prompt_password("password: ")?;
-    let second = rpassword::prompt_password("again: ")?;
-    if first != second {
-        bail!("the passwords do not match");
-    }
-    Ok(SecretValue::new(first))
 }

@@ -245,3 +245,93 @@ fn a_wrong_secret_key_stops_the_server_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("STAGEHAND_SECRET_KEY must be 32 bytes"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn an_admin_bootstraps_a_team_and_a_token_that_the_api_accepts() {
+    let dir = temp_dir();
+    let run = |args: &[&str]| {
+        let out = stagehand(&dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut user = stagehand(&dir)
+        .args(["user", "create", "ci-owner", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(user.stdin.take().unwrap(), "a long enough password").unwrap();
+    assert!(user.wait().unwrap().success());
+    assert!(run(&["team", "create", "payments"]).0);
+    let (ok, _, err) = run(&["team", "create", "payments"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert!(
+        run(&[
+            "member", "add", "--team", "payments", "--user", "ci-owner", "--role", "lead"
+        ])
+        .0
+    );
+    let (ok, _, err) = run(&[
+        "member", "add", "--team", "nope", "--user", "ci-owner", "--role", "lead",
+    ]);
+    assert!(!ok && err.contains("no team named"), "{err}");
+    let (ok, _, err) = run(&[
+        "token",
+        "create",
+        "--team",
+        "payments",
+        "--role",
+        "lead",
+        "--expires",
+        "soon",
+    ]);
+    assert!(!ok && err.contains("--expires"), "{err}");
+
+    let (ok, stdout, stderr) = run(&[
+        "token",
+        "create",
+        "--team",
+        "payments",
+        "--role",
+        "viewer",
+        "--user",
+        "ci-owner",
+        "--name",
+        "deploy-bot",
+        "--expires",
+        "30d",
+    ]);
+    assert!(ok, "{stderr}");
+    // The secret, alone on stdout; the explanation on stderr.
+    let secret = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(secret.starts_with("sh_"), "{stdout}");
+    assert!(stderr.contains("deploy-bot") && stderr.contains("shown once"));
+    assert!(!stderr.contains(secret));
+
+    let (child, url) = spawn_serve(stagehand(&dir));
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{url}/api/v1/promotions"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client
+        .get(format!("{url}/api/v1/promotions"))
+        .bearer_auth("sh_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(terminate(child).success());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -24,6 +24,10 @@ pub enum AuditEventKind {
     UserLoginFailed,
     #[serde(rename = "role.created")]
     RoleCreated,
+    #[serde(rename = "token.created")]
+    TokenCreated,
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
     #[serde(rename = "member.bound")]
     MemberBound,
     #[serde(rename = "member.unbound")]
@@ -87,6 +91,8 @@ impl AuditEventKind {
             UserLoggedOut => "user.logged_out",
             UserLoginFailed => "user.login_failed",
             RoleCreated => "role.created",
+            TokenCreated => "token.created",
+            TokenRevoked => "token.revoked",
             MemberBound => "member.bound",
             MemberUnbound => "member.unbound",
             InstanceCreated => "instance.created",

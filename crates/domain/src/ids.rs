@@ -65,4 +65,6 @@ id_type!(
     PromotionId,
     /// One audit event.
     AuditEventId,
+    /// An API token.
+    TokenId,
 );

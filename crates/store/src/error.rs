@@ -114,6 +114,12 @@ const UNIQUE: &[(&str, &str, &str, &str)] = &[
         "this instance is already a stage of this pipeline",
     ),
     (
+        "api_tokens_team_name_key",
+        "api_tokens.team_id, api_tokens.name",
+        "name",
+        "this team already has a token with this name",
+    ),
+    (
         "role_bindings_pkey",
         "role_bindings.team_id, role_bindings.user_id, role_bindings.role",
         "role",

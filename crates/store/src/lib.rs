@@ -15,7 +15,7 @@ pub use model::*;
 use async_trait::async_trait;
 use stagehand_domain::{
     EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet, PipelineId, PromotionId,
-    SecretValue, SnapshotId, StageId, StageProtection, TeamId, UserId, Username,
+    SecretValue, SnapshotId, StageId, StageProtection, TeamId, TokenId, UserId, Username,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,6 +119,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &Actor,
     ) -> StoreResult<()>;
     async fn clear_login_failures(&self, scope: &str) -> StoreResult<()>;
+
+    // API tokens.
+    /// Creates a token with a role in one team; the caller keeps the secret.
+    async fn create_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken>;
+    /// The live token with this secret hash, its team and its permissions
+    /// there; records its use.
+    async fn authenticate_token(
+        &self,
+        secret_hash: &str,
+    ) -> StoreResult<Option<(ApiToken, Team, PermissionSet)>>;
+    async fn tokens(&self, team: TeamId) -> StoreResult<Vec<ApiToken>>;
+    async fn revoke_token(&self, team: TeamId, id: TokenId, actor: &Actor)
+    -> StoreResult<ApiToken>;
 
     // Instances, flows, env vars, settings.
     async fn create_instance(

@@ -446,3 +446,56 @@ pub struct SnapshotMeta {
     pub content_hash: ContentHash,
     pub created_at: DateTime<Utc>,
 }
+
+/// An API token, without its secret (only a hash of it is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiToken {
+    pub id: stagehand_domain::TokenId,
+    pub team_id: TeamId,
+    pub name: Name,
+    /// The user it acts for; `None` for a team service account.
+    pub user_id: Option<UserId>,
+    pub role: String,
+    pub created_by: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ApiToken {
+    /// Whether the token may be used at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+
+    /// The actor its requests are audited as: the token's name.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            name: format!("token:{}", self.name),
+            source_ip: None,
+        }
+    }
+}
+
+/// A token about to be created; the caller made the secret and hashed it.
+#[derive(Clone)]
+pub struct NewApiToken {
+    pub team: TeamId,
+    pub name: Name,
+    pub secret_hash: String,
+    pub user_id: Option<UserId>,
+    pub role: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for NewApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiToken")
+            .field("team", &self.team)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}

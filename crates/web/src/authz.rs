@@ -10,7 +10,7 @@ use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use stagehand_domain::{Permission, PermissionSet, TeamId};
-use stagehand_store::{Actor, Session, Team};
+use stagehand_store::{Actor, ApiToken, Session, Team};
 use std::net::SocketAddr;
 
 /// What a route requires of the requester.
@@ -25,6 +25,34 @@ pub enum Access {
     /// A member of the `{team}` in the path holding this permission there.
     /// A non-member gets 404, as if the team did not exist.
     Team(Permission),
+    /// The JSON API: an API token (`Authorization: Bearer …`) whose role in
+    /// its team grants this permission. Ids of another team are not found;
+    /// a `{team}` in the path must be the token's.
+    Api(Permission),
+}
+
+/// The caller of an API route, as established by [`authorize`].
+#[derive(Debug, Clone)]
+pub struct ApiCtx {
+    pub token: ApiToken,
+    pub team: Team,
+    pub permissions: PermissionSet,
+    pub source_ip: Option<String>,
+}
+
+impl ApiCtx {
+    /// The actor written into audit events: the token's name.
+    pub fn actor(&self) -> Actor {
+        let actor = self.token.actor();
+        match &self.source_ip {
+            Some(ip) => actor.from_ip(ip.clone()),
+            None => actor,
+        }
+    }
+
+    pub fn team_id(&self) -> TeamId {
+        self.team.id
+    }
 }
 
 /// The requester, as established by [`authorize`].
@@ -100,6 +128,9 @@ async fn check(
     if access == Access::Public {
         return Ok(req);
     }
+    if let Access::Api(permission) = access {
+        return check_token(state, permission, params, req).await;
+    }
     // A team route names its team in the path; a malformed id is a team
     // that does not exist.
     let team_id = match access {
@@ -121,7 +152,7 @@ async fn check(
         req = csrf::check(state, &session.csrf_token, req).await?;
     }
     let team = match access {
-        Access::Public | Access::Authenticated => None,
+        Access::Public | Access::Authenticated | Access::Api(_) => None,
         Access::PlatformAdmin => {
             if !session.user.is_platform_admin {
                 return Err(AppError::Forbidden);
@@ -145,6 +176,45 @@ async fn check(
         session,
         source_ip,
         team,
+    });
+    Ok(req)
+}
+
+/// The bearer token of an API request: its secret is looked up by hash;
+/// cookies play no part (so API requests need no CSRF token).
+async fn check_token(
+    state: &AppState,
+    permission: Permission,
+    params: &RawPathParams,
+    mut req: Request,
+) -> AppResult<Request> {
+    let secret = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(AppError::Unauthenticated)?;
+    let (token, team, permissions) = state
+        .store
+        .authenticate_token(&crate::auth::tokens::hash_secret(secret))
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    if let Some((_, path_team)) = params.iter().find(|(k, _)| *k == "team")
+        && path_team != team.id.to_string()
+    {
+        return Err(AppError::NotFound("team"));
+    }
+    if !permissions.contains(permission) {
+        return Err(AppError::Forbidden);
+    }
+    let source_ip = source_ip(&req);
+    req.extensions_mut().insert(ApiCtx {
+        token,
+        team,
+        permissions,
+        source_ip,
     });
     Ok(req)
 }

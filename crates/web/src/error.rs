@@ -60,6 +60,8 @@ impl From<StoreError> for AppError {
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
     pub status: StatusCode,
+    /// A stable, machine-readable code for the JSON API.
+    pub code: &'static str,
     pub title: &'static str,
     /// Safe to show: never an internal cause.
     pub message: String,
@@ -82,7 +84,10 @@ impl AppError {
 
     fn info(&self) -> ErrorInfo {
         let (title, message) = match self {
-            Self::Unauthenticated => ("Log in first", "Your session has ended; log in again.".into()),
+            Self::Unauthenticated => (
+                "Log in first",
+                "Log in first, or send a valid API token as `Authorization: Bearer …`.".into(),
+            ),
             Self::Forbidden => (
                 "Not allowed",
                 "Your role in this team does not allow this. Ask a team admin if you need it.".into(),
@@ -95,8 +100,20 @@ impl AppError {
             Self::PayloadTooLarge(m) => ("Too large", m.clone()),
             Self::Internal(_) => ("Something went wrong", "Something went wrong on our side. If it keeps happening, give your administrator the request id below.".into()),
         };
+        let code = match self {
+            Self::Unauthenticated => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Invalid(_) => "invalid",
+            Self::Conflict(_) => "conflict",
+            Self::Csrf(_) => "csrf",
+            Self::TooManyRequests(_) => "too_many_requests",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Internal(_) => "internal",
+        };
         ErrorInfo {
             status: self.status(),
+            code,
             title,
             message,
             fields: match self {
@@ -159,6 +176,9 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         }
         None => return res,
     };
+    if path.starts_with("/api/") {
+        return api_error(info, &request_id);
+    }
     if info.status == StatusCode::UNAUTHORIZED {
         let next = match query {
             Some(q) => format!("{path}?{q}"),
@@ -188,10 +208,55 @@ fn fallback_info(status: StatusCode) -> ErrorInfo {
         s if s.is_server_error() => ("Something went wrong", "Something went wrong on our side."),
         _ => ("Bad request", "The request could not be understood."),
     };
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
     ErrorInfo {
         status,
+        code,
         title,
         message: message.into(),
         fields: Vec::new(),
     }
+}
+
+/// The JSON API's error body: `{"error": {"code", "message", "fields",
+/// "request_id"}}`, with `WWW-Authenticate` on a 401.
+fn api_error(info: ErrorInfo, request_id: &str) -> Response {
+    let fields: serde_json::Map<String, serde_json::Value> = info
+        .fields
+        .iter()
+        .map(|f| {
+            (
+                f.field.to_owned(),
+                serde_json::Value::String(f.message.clone()),
+            )
+        })
+        .collect();
+    let message = if info.fields.is_empty() {
+        info.message
+    } else {
+        "Some fields need another value.".to_owned()
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": info.code,
+            "message": message,
+            "fields": fields,
+            "request_id": request_id,
+        }
+    });
+    let mut res = (info.status, axum::Json(body)).into_response();
+    if info.status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"stagehand\""),
+        );
+    }
+    res
 }

@@ -3,11 +3,12 @@
 //! table the route × role test walks: a route cannot be added without
 //! declaring its access.
 
+use crate::api;
 use crate::authz::{Access, authorize};
 use crate::views::{admin, audit, dashboard, history, instances, pipelines, promotions};
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use stagehand_domain::Permission::*;
 
 /// One row of the route table.
@@ -42,7 +43,7 @@ macro_rules! routes {
     };
 }
 
-use Access::{Authenticated, PlatformAdmin, Public, Team};
+use Access::{Api, Authenticated, PlatformAdmin, Public, Team};
 
 routes! {
     get  "/healthz" => health::healthz, Public;
@@ -101,4 +102,28 @@ routes! {
 
     get  "/teams/{team}/audit" => audit::view_audit_get, Team(AuditView);
     get  "/teams/{team}/audit/export" => audit::export_get, Team(AuditExport);
+
+    // The JSON API, for API tokens.
+    get    "/api/v1/teams/{team}/instances" => api::instances::list_get, Api(InstanceView);
+    post   "/api/v1/teams/{team}/instances" => api::instances::create_post, Api(InstanceEdit);
+    get    "/api/v1/instances/{instance}" => api::instances::get, Api(InstanceView);
+    get    "/api/v1/instances/{instance}/flows" => api::instances::flows_get, Api(InstanceView);
+    put    "/api/v1/instances/{instance}/flows" => api::instances::flows_put, Api(InstanceEdit);
+    get    "/api/v1/instances/{instance}/flows/{flow}" => api::instances::flow_get, Api(InstanceView);
+    put    "/api/v1/instances/{instance}/flows/{flow}" => api::instances::flow_put, Api(InstanceEdit);
+    delete "/api/v1/instances/{instance}/flows/{flow}" => api::instances::flow_delete, Api(InstanceEdit);
+    get    "/api/v1/instances/{instance}/env" => api::instances::env_get, Api(InstanceView);
+    put    "/api/v1/instances/{instance}/env/{key}" => api::instances::env_put, Api(EnvvarSet);
+    delete "/api/v1/instances/{instance}/env/{key}" => api::instances::env_delete, Api(InstanceEdit);
+    get    "/api/v1/instances/{instance}/env/{key}/value" => api::instances::env_value_get, Api(EnvvarReveal);
+    get    "/api/v1/teams/{team}/pipelines" => api::pipelines::list_get, Api(PipelineView);
+    get    "/api/v1/pipelines/{pipeline}" => api::pipelines::get, Api(PipelineView);
+    get    "/api/v1/pipelines/{pipeline}/stages/{stage}/preview" => api::pipelines::preview_get, Api(PipelineView);
+    post   "/api/v1/pipelines/{pipeline}/stages/{stage}/promote" => api::pipelines::promote_post, Api(StagePromote);
+    get    "/api/v1/promotions" => api::promotions::list_get, Api(PromotionView);
+    get    "/api/v1/promotions/{promotion}" => api::promotions::get, Api(PromotionView);
+    post   "/api/v1/promotions/{promotion}/approve" => api::promotions::approve_post, Api(PromotionApprove);
+    post   "/api/v1/promotions/{promotion}/reject" => api::promotions::reject_post, Api(PromotionApprove);
+    post   "/api/v1/promotions/{promotion}/rollback" => api::promotions::rollback_post, Api(PromotionRollback);
+    get    "/api/v1/audit" => api::promotions::audit_get, Api(AuditView);
 }

@@ -12,6 +12,7 @@ mod instances;
 mod pipelines;
 mod promotions;
 mod sessions;
+mod tokens;
 
 use super::{Backend, Conn, Db, lock_instance};
 use crate::error::{StoreError, StoreResult};
@@ -21,7 +22,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use stagehand_domain::{
     EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet, PipelineId, PromotionId,
-    SecretValue, SnapshotId, StageId, StageProtection, TeamId, UserId, Username, ValidationError,
+    SecretValue, SnapshotId, StageId, StageProtection, TeamId, TokenId, UserId, Username,
+    ValidationError,
 };
 
 /// The time, to the microsecond both databases keep.
@@ -248,6 +250,27 @@ impl Store for Backend {
     }
     async fn clear_login_failures(&self, scope: &str) -> StoreResult<()> {
         read!(self, c => sessions::clear_failures(c, scope))
+    }
+
+    async fn create_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken> {
+        write_tx!(self, c => tokens::create(c, token, actor))
+    }
+    async fn authenticate_token(
+        &self,
+        secret_hash: &str,
+    ) -> StoreResult<Option<(ApiToken, Team, PermissionSet)>> {
+        read!(self, c => tokens::authenticate(c, secret_hash))
+    }
+    async fn tokens(&self, team: TeamId) -> StoreResult<Vec<ApiToken>> {
+        read!(self, c => tokens::list(c, team))
+    }
+    async fn revoke_token(
+        &self,
+        team: TeamId,
+        id: TokenId,
+        actor: &Actor,
+    ) -> StoreResult<ApiToken> {
+        write_tx!(self, c => tokens::revoke(c, team, id, actor))
     }
 
     async fn create_instance(

@@ -5,3 +5,4 @@ pub mod csrf;
 pub mod login;
 pub mod password;
 pub mod session;
+pub mod tokens;

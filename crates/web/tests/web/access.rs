@@ -13,12 +13,12 @@ use stagehand_web::routes::{ROUTES, RouteSpec};
 
 /// A fresh set of objects in the team, so a destructive request by one
 /// role does not spoil the next role's turn.
-struct World {
-    params: Vec<(&'static str, String)>,
-    free_instance: String,
+pub(crate) struct World {
+    pub params: Vec<(&'static str, String)>,
+    pub free_instance: String,
 }
 
-async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
+pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
     let dev = app
         .instance(team, &format!("dev-{n}"), &[("orders", r#"{"v":1}"#)])
         .await;
@@ -80,7 +80,7 @@ async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
 
 /// The route's path with every `{param}` filled; an unknown parameter
 /// fails the test, so a new kind of route must be taught to the matrix.
-fn fill(route: &RouteSpec, world: &World) -> String {
+pub(crate) fn fill(route: &RouteSpec, world: &World) -> String {
     let mut path = route.path.to_owned();
     while let Some(start) = path.find('{') {
         let end = path[start..].find('}').unwrap() + start;
@@ -129,6 +129,16 @@ async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> 
                 )
                 .await
         }
+        // API routes; without a token every one of them is a 401.
+        "put" | "delete" => {
+            let url = format!("{}{path}", client.base());
+            let req = if route.method == "put" {
+                client.http.put(url).json(&serde_json::json!({}))
+            } else {
+                client.http.delete(url)
+            };
+            client.page(req.send().await.unwrap()).await
+        }
         other => panic!("the matrix does not send {other} requests"),
     }
 }
@@ -157,6 +167,15 @@ fn expect(route: &RouteSpec, who: Who, page: &Page, path: &str) {
         // Public routes never ask for a login; what they answer is their own
         // business (POST /login without the login form's token is a 403).
         (Access::Public, _) => assert!(!to_login && page.status.as_u16() < 500, "{ctx}"),
+        // A browser session is no API credential.
+        (Access::Api(_), _) => {
+            assert_eq!(page.status, 401, "{ctx}");
+            assert!(
+                page.body.contains("\"unauthorized\""),
+                "{ctx}: {}",
+                page.body
+            );
+        }
         (_, Who::Anonymous) => assert!(to_login, "{ctx}"),
         (Access::Team(_), Who::OtherTeamAdmin | Who::PlatformAdmin) => {
             assert_eq!(page.status, 404, "{ctx}")

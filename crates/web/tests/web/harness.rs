@@ -163,6 +163,26 @@ impl TestApp {
         i.id
     }
 
+    /// An API token with `role` in `team` (a service account); its secret.
+    pub async fn token(&self, team: TeamId, name: &str, role: &str) -> String {
+        let secret = stagehand_web::auth::tokens::new_secret();
+        self.store
+            .create_token(
+                stagehand_store::NewApiToken {
+                    team,
+                    name: Name::parse("name", name).unwrap(),
+                    secret_hash: stagehand_web::auth::tokens::hash_secret(&secret),
+                    user_id: None,
+                    role: role.into(),
+                    expires_at: None,
+                },
+                &Actor::system(),
+            )
+            .await
+            .unwrap();
+        secret
+    }
+
     /// A pipeline over `instances`, in order; returns it and its stage ids.
     pub async fn pipeline(
         &self,
@@ -237,7 +257,11 @@ impl Client {
         }
     }
 
-    async fn page(&self, res: reqwest::Response) -> Page {
+    pub fn base(&self) -> &str {
+        self.base.trim_end_matches('/')
+    }
+
+    pub async fn page(&self, res: reqwest::Response) -> Page {
         let status = res.status();
         let headers = res.headers().clone();
         let location = headers

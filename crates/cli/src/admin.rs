@@ -1,0 +1,216 @@
+//! Local administration, straight on the configured database (the same
+//! `DATABASE_URL` / `STAGEHAND_DATA_DIR` as `serve`): users, teams, role
+//! bindings and API tokens, for bootstrapping and scripts. Every change is
+//! audited with the actor `system`.
+
+use crate::StorageArgs;
+use anyhow::{Context, Result, bail};
+use chrono::{TimeDelta, Utc};
+use clap::Subcommand;
+use stagehand_domain::{Name, SecretValue, TeamId, UserId, Username};
+use stagehand_store::{Actor, NewApiToken, NewUser, Store, StoreError};
+use stagehand_web::auth::{password, tokens};
+use std::io::{BufRead, IsTerminal};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TeamCommand {
+    /// Create a team.
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MemberCommand {
+    /// Give a user a role (built-in or custom) in a team.
+    Add {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create an API token and print its secret, once, on its own line.
+    Create {
+        #[arg(long)]
+        team: String,
+        /// The role the token acts with in the team.
+        #[arg(long)]
+        role: String,
+        /// The user the token acts for; without it, a team service account.
+        #[arg(long)]
+        user: Option<String>,
+        /// The token's name (shown as the actor in the audit log).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime, e.g. 30d, 12h or 90m; without it, until revoked.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+}
+
+/// Turns a store error into a message without the internal chain.
+fn plain(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Conflict(c) => anyhow::anyhow!("{c}"),
+        StoreError::Invalid(v) => anyhow::anyhow!("{v}"),
+        other => other.into(),
+    }
+}
+
+async fn team_named(store: &dyn Store, name: &str) -> Result<TeamId> {
+    store
+        .teams()
+        .await?
+        .into_iter()
+        .find(|t| t.name.as_str() == name)
+        .map(|t| t.id)
+        .with_context(|| format!("there is no team named {name:?}"))
+}
+
+async fn user_named(store: &dyn Store, name: &str) -> Result<UserId> {
+    let username = Username::parse(name)?;
+    Ok(store
+        .user_credentials(&username)
+        .await?
+        .with_context(|| format!("there is no user named {name:?}"))?
+        .user
+        .id)
+}
+
+pub(crate) async fn team(storage: &StorageArgs, command: TeamCommand) -> Result<()> {
+    let TeamCommand::Create { name } = command;
+    let store = storage.open().await?;
+    let team = store
+        .create_team(Name::parse("name", &name)?, &Actor::system())
+        .await
+        .map_err(plain)?;
+    println!("created team {} ({})", team.name, team.id);
+    Ok(())
+}
+
+pub(crate) async fn member(storage: &StorageArgs, command: MemberCommand) -> Result<()> {
+    let MemberCommand::Add { team, user, role } = command;
+    let store = storage.open().await?;
+    let team_id = team_named(store.as_ref(), &team).await?;
+    let user_id = user_named(store.as_ref(), &user).await?;
+    store
+        .bind_role(team_id, user_id, &role, &Actor::system())
+        .await
+        .map_err(plain)?;
+    println!("{user} is now {role} in {team}");
+    Ok(())
+}
+
+/// `30d`, `12h`, `90m`.
+fn parse_lifetime(raw: &str) -> Result<TimeDelta> {
+    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("--expires {raw:?}: use a number and d, h or m, e.g. 30d"))?;
+    match unit {
+        "d" => Ok(TimeDelta::days(n)),
+        "h" => Ok(TimeDelta::hours(n)),
+        "m" => Ok(TimeDelta::minutes(n)),
+        _ => bail!("--expires {raw:?}: use a number and d, h or m, e.g. 30d"),
+    }
+}
+
+pub(crate) async fn token(storage: &StorageArgs, command: TokenCommand) -> Result<()> {
+    let TokenCommand::Create {
+        team,
+        role,
+        user,
+        name,
+        expires,
+    } = command;
+    let expires_at = expires
+        .as_deref()
+        .map(parse_lifetime)
+        .transpose()?
+        .map(|d| Utc::now() + d);
+    let store = storage.open().await?;
+    let team_id = team_named(store.as_ref(), &team).await?;
+    let user_id = match &user {
+        Some(u) => Some(user_named(store.as_ref(), u).await?),
+        None => None,
+    };
+    let name = name.unwrap_or_else(|| {
+        let owner = user.as_deref().unwrap_or("service");
+        format!("{owner}-{}", &tokens::new_secret()[3..9].to_lowercase())
+    });
+    let secret = tokens::new_secret();
+    let token = store
+        .create_token(
+            NewApiToken {
+                team: team_id,
+                name: Name::parse("name", &name)?,
+                secret_hash: tokens::hash_secret(&secret),
+                user_id,
+                role,
+                expires_at,
+            },
+            &Actor::system(),
+        )
+        .await
+        .map_err(plain)?;
+    eprintln!(
+        "created token {} for team {team} with role {}{}; the secret is shown once:",
+        token.name,
+        token.role,
+        token
+            .expires_at
+            .map(|e| format!(", expiring {}", e.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default()
+    );
+    println!("{secret}");
+    Ok(())
+}
+
+pub(crate) async fn create_user(
+    storage: &StorageArgs,
+    username: &str,
+    admin: bool,
+    from_stdin: bool,
+) -> Result<()> {
+    let username = Username::parse(username)?;
+    let password = read_password(from_stdin)?;
+    password::check_new_password(&password)?;
+    let store = storage.open().await?;
+    let hash = password::hash_password(password).await?;
+    let new = NewUser {
+        username: username.clone(),
+        password_hash: hash,
+        is_platform_admin: admin,
+    };
+    let user = store
+        .create_user(new, &Actor::system())
+        .await
+        .map_err(plain)?;
+    println!("created user {} ({})", user.username, user.id);
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> Result<SecretValue> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(SecretValue::new(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        ));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to prompt for a password: pass --password-stdin and pipe it in");
+    }
+    let first = rpassword::prompt_password("password: ")?;
+    let second = rpassword::prompt_password("again: ")?;
+    if first != second {
+        bail!("the passwords do not match");
+    }
+    Ok(SecretValue::new(first))
+}

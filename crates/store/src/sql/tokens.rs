@@ -1,0 +1,194 @@
+//! API tokens: created with a role in one team, found by the hash of their
+//! secret, revocable, with their last use recorded.
+
+use super::{Conn, audit, identity, now, stored};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Actor, ApiToken, NewApiToken, NewAuditEvent, Team};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use stagehand_domain::{
+    AuditEventKind, Name, PermissionSet, TeamId, TokenId, UserId, ValidationError,
+};
+use uuid::Uuid;
+
+/// Last use is written back at most this often.
+const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
+
+const COLUMNS: &str = "id, team_id, name, user_id, role, created_by, expires_at, last_used_at,
+    revoked_at, created_at";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    team_id: Uuid,
+    name: String,
+    user_id: Option<Uuid>,
+    role: String,
+    created_by: String,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl Row {
+    fn into_token(self) -> StoreResult<ApiToken> {
+        Ok(ApiToken {
+            id: TokenId(self.id),
+            team_id: TeamId(self.team_id),
+            name: stored(Name::parse("name", &self.name))?,
+            user_id: self.user_id.map(UserId),
+            role: self.role,
+            created_by: self.created_by,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
+pub(super) async fn create(
+    conn: &mut Conn,
+    new: NewApiToken,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    identity::team(conn, new.team).await?;
+    if identity::role_permissions(conn, new.team, &new.role)
+        .await?
+        .is_none()
+    {
+        return Err(ValidationError::new(
+            "role",
+            format!("this team has no role named {:?}", new.role),
+        )
+        .into());
+    }
+    if let Some(user) = new.user_id {
+        // A user's token acts for a member of the team, never more.
+        let roles: i64 = sqlx::query_scalar(
+            "select count(*) from role_bindings where team_id = $1 and user_id = $2",
+        )
+        .bind(new.team.0)
+        .bind(user.0)
+        .fetch_one(&mut *conn)
+        .await?;
+        if roles == 0 {
+            return Err(
+                ValidationError::new("user", "the user is not a member of this team").into(),
+            );
+        }
+    }
+    let at = now();
+    if new.expires_at.is_some_and(|e| e <= at) {
+        return Err(ValidationError::new("expires_at", "must be in the future").into());
+    }
+    let token: Row = sqlx::query_as(&format!(
+        "insert into api_tokens (id, team_id, name, secret_hash, user_id, role, created_by,
+            expires_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(new.team.0)
+    .bind(new.name.as_str())
+    .bind(&new.secret_hash)
+    .bind(new.user_id.map(|u| u.0))
+    .bind(&new.role)
+    .bind(&actor.name)
+    .bind(new.expires_at)
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await?;
+    let token = token.into_token()?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(new.team),
+            actor,
+            kind: AuditEventKind::TokenCreated,
+            subject: Some(token.id.0),
+            details: json!({ "name": token.name, "role": token.role, "expires_at": token.expires_at }),
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// The live token with this secret hash, its team, and what its role
+/// grants there; `None` if unknown, revoked or expired.
+pub(super) async fn authenticate(
+    conn: &mut Conn,
+    secret_hash: &str,
+) -> StoreResult<Option<(ApiToken, Team, PermissionSet)>> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from api_tokens where secret_hash = $1"
+    ))
+    .bind(secret_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(token) = row.map(Row::into_token).transpose()? else {
+        return Ok(None);
+    };
+    let at = now();
+    if !token.is_live(at) {
+        return Ok(None);
+    }
+    if let Some(user) = token.user_id {
+        // A disabled user's tokens stop working with them.
+        if identity::user(conn, user).await?.disabled {
+            return Ok(None);
+        }
+    }
+    let team = identity::team(conn, token.team_id).await?;
+    let permissions = identity::role_permissions(conn, token.team_id, &token.role)
+        .await?
+        .unwrap_or_default();
+    if token.last_used_at.is_none_or(|t| t + TOUCH_EVERY <= at) {
+        sqlx::query("update api_tokens set last_used_at = $2 where id = $1")
+            .bind(token.id.0)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Some((token, team, permissions)))
+}
+
+pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<ApiToken>> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from api_tokens where team_id = $1 order by name"
+    ))
+    .bind(team.0)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Row::into_token).collect()
+}
+
+pub(super) async fn revoke(
+    conn: &mut Conn,
+    team: TeamId,
+    id: TokenId,
+    actor: &Actor,
+) -> StoreResult<ApiToken> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "update api_tokens set revoked_at = coalesce(revoked_at, $3)
+         where id = $1 and team_id = $2 returning {COLUMNS}"
+    ))
+    .bind(id.0)
+    .bind(team.0)
+    .bind(now())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let token = row.ok_or(StoreError::NotFound("token"))?.into_token()?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::TokenRevoked,
+            subject: Some(id.0),
+            details: json!({ "name": token.name }),
+        },
+    )
+    .await?;
+    Ok(token)
+}

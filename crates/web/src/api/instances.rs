@@ -1,0 +1,244 @@
+//! Instances, flows and env vars over the API. Env values are never in a
+//! response, except from the reveal endpoint (`envvar.reveal`, audited).
+
+use super::{Json, invalid};
+use crate::AppState;
+use crate::authz::ApiCtx;
+use crate::error::{AppError, AppResult};
+use crate::views::paths::parse_id;
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stagehand_domain::{EnvKey, FlowContent, FlowName, InstanceId, Name, SecretValue};
+use std::collections::BTreeMap;
+
+fn instance_id(raw: &str) -> AppResult<InstanceId> {
+    parse_id(raw, "instance")
+}
+
+fn flow_name(raw: &str) -> AppResult<FlowName> {
+    FlowName::parse(raw).map_err(|_| AppError::NotFound("flow"))
+}
+
+pub(crate) async fn list_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+) -> AppResult<Response> {
+    let instances = state.store.instances(ctx.team_id()).await?;
+    Ok(axum::Json(json!({ "instances": instances })).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewInstance {
+    name: String,
+    #[serde(default)]
+    settings: Option<Value>,
+}
+
+pub(crate) async fn create_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Json(body): Json<NewInstance>,
+) -> AppResult<Response> {
+    let name = Name::parse("name", &body.name)?;
+    let settings = body.settings.unwrap_or_else(|| json!({}));
+    if !settings.is_object() {
+        return Err(invalid("settings", "must be a JSON object"));
+    }
+    let created = state
+        .store
+        .create_instance(ctx.team_id(), name, settings, &ctx.actor())
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let instance = state
+        .store
+        .instance(ctx.team_id(), instance_id(&id)?)
+        .await?;
+    Ok(axum::Json(instance).into_response())
+}
+
+pub(crate) async fn flows_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let flows = state.store.flows(ctx.team_id(), instance_id(&id)?).await?;
+    Ok(axum::Json(json!({ "flows": flows })).into_response())
+}
+
+/// Replaces the whole flow set in one transaction: `{"flows": {name: doc}}`.
+#[derive(Deserialize)]
+pub(crate) struct FlowSet {
+    flows: BTreeMap<String, Value>,
+    expected_version: Option<i64>,
+}
+
+pub(crate) async fn flows_put(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    Json(body): Json<FlowSet>,
+) -> AppResult<Response> {
+    let mut flows = Vec::with_capacity(body.flows.len());
+    let mut errors = Vec::new();
+    for (name, doc) in &body.flows {
+        match (FlowName::parse(name), FlowContent::from_value(doc)) {
+            (Ok(n), Ok(c)) => flows.push((n, c)),
+            (n, c) => {
+                for e in [n.err(), c.err()].into_iter().flatten() {
+                    errors.push(stagehand_domain::FieldError {
+                        field: "flows",
+                        message: format!("{name}: {} {}", e.field(), e.message()),
+                    });
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    let updated = state
+        .store
+        .replace_flows(
+            ctx.team_id(),
+            instance_id(&id)?,
+            flows,
+            body.expected_version,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(axum::Json(updated).into_response())
+}
+
+pub(crate) async fn flow_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((id, name)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let flow = state
+        .store
+        .flow(ctx.team_id(), instance_id(&id)?, &flow_name(&name)?)
+        .await?;
+    Ok((
+        [("etag", format!("\"{}\"", flow.meta.hash))],
+        axum::Json(flow.content.to_value()),
+    )
+        .into_response())
+}
+
+/// Creates or replaces one flow; the body is the flow document.
+pub(crate) async fn flow_put(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((id, name)): Path<(String, String)>,
+    Json(doc): Json<Value>,
+) -> AppResult<Response> {
+    let name = FlowName::parse(&name)?;
+    let content = FlowContent::from_value(&doc)?;
+    let updated = state
+        .store
+        .put_flow(
+            ctx.team_id(),
+            instance_id(&id)?,
+            name,
+            content,
+            None,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(axum::Json(updated).into_response())
+}
+
+pub(crate) async fn flow_delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((id, name)): Path<(String, String)>,
+) -> AppResult<Response> {
+    state
+        .store
+        .delete_flow(
+            ctx.team_id(),
+            instance_id(&id)?,
+            &flow_name(&name)?,
+            None,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Keys and whether each has a value; never a value.
+pub(crate) async fn env_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let env = state
+        .store
+        .env_vars(ctx.team_id(), instance_id(&id)?)
+        .await?;
+    Ok(axum::Json(json!({ "env": env })).into_response())
+}
+
+/// `{"value": "…"}` sets the value (adding the key if missing);
+/// `{"value": null}` leaves the key awaiting a value.
+#[derive(Deserialize)]
+pub(crate) struct EnvValue {
+    value: Option<String>,
+}
+
+pub(crate) async fn env_put(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((id, key)): Path<(String, String)>,
+    Json(body): Json<EnvValue>,
+) -> AppResult<Response> {
+    let key = EnvKey::parse(&key)?;
+    let value = body.value.map(SecretValue::parse_env_value).transpose()?;
+    state
+        .store
+        .set_env_var(ctx.team_id(), instance_id(&id)?, key, value, &ctx.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn env_delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((id, key)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let key = EnvKey::parse(&key).map_err(|_| AppError::NotFound("env var"))?;
+    state
+        .store
+        .remove_env_var(ctx.team_id(), instance_id(&id)?, &key, &ctx.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// One value, revealed: `envvar.reveal` only, audited, never cached.
+pub(crate) async fn env_value_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((id, key)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let key = EnvKey::parse(&key).map_err(|_| AppError::NotFound("env var"))?;
+    let value = state
+        .store
+        .reveal_env_value(ctx.team_id(), instance_id(&id)?, &key, &ctx.actor())
+        .await?;
+    Ok((
+        [("cache-control", "no-store")],
+        axum::Json(json!({ "key": key, "value": value.as_ref().map(SecretValue::expose) })),
+    )
+        .into_response())
+}

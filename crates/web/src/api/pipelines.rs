@@ -1,0 +1,128 @@
+//! Pipelines and play over the API: list, read, preview, promote.
+
+use super::invalid;
+use crate::AppState;
+use crate::authz::ApiCtx;
+use crate::error::{AppError, AppResult};
+use crate::views::paths::parse_id;
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use stagehand_domain::{Permission, PipelineId, StageId};
+use stagehand_store::PromotionRequest;
+
+fn ids(pipeline: &str, stage: &str) -> AppResult<(PipelineId, StageId)> {
+    Ok((parse_id(pipeline, "pipeline")?, parse_id(stage, "stage")?))
+}
+
+pub(crate) async fn list_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+) -> AppResult<Response> {
+    let pipelines = state.store.pipelines(ctx.team_id()).await?;
+    Ok(axum::Json(json!({ "pipelines": pipelines })).into_response())
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let pipeline = state
+        .store
+        .pipeline(ctx.team_id(), parse_id(&id, "pipeline")?)
+        .await?;
+    Ok(axum::Json(pipeline).into_response())
+}
+
+/// The plan of a play on the stage, changing nothing.
+pub(crate) async fn preview_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((pipeline, stage)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let (pipeline, stage) = ids(&pipeline, &stage)?;
+    let preview = state.store.preview(ctx.team_id(), pipeline, stage).await?;
+    Ok(axum::Json(preview).into_response())
+}
+
+/// Longest `Idempotency-Key` accepted (the store checks it too).
+const MAX_KEY: usize = 200;
+
+/// Play. `Idempotency-Key` makes a retry return the first promotion;
+/// `If-Match: "<target version>"` refuses a target that changed since the
+/// caller's preview. Answers 201 with the promotion, `applied` or
+/// `pending_approval`; 200 for a retry.
+pub(crate) async fn promote_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((pipeline, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let (pipeline, stage) = ids(&pipeline, &stage)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
+                .ok_or_else(|| {
+                    invalid(
+                        "Idempotency-Key",
+                        "must be 1 to 200 visible ASCII characters",
+                    )
+                })?;
+            Some(k.to_owned())
+        }
+    };
+    let expected_target_version = match headers.get("if-match") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(|s| s.trim().trim_matches('"'))
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| invalid("If-Match", "must be the target version, e.g. \"7\""))?,
+        ),
+    };
+    let team = ctx.team_id();
+    let current = state.store.pipeline(team, pipeline).await?;
+    match current.stage_and_next(stage) {
+        Some((_, Some(next)))
+            if next.protection.is_protected()
+                && !ctx.permissions.contains(Permission::StagePromoteProtected) =>
+        {
+            return Err(AppError::Forbidden);
+        }
+        Some((_, Some(_))) => {}
+        Some((_, None)) => {
+            return Err(AppError::Conflict(
+                "this is the last stage: there is nothing to promote it into".into(),
+            ));
+        }
+        None => return Err(AppError::NotFound("stage")),
+    }
+    // A retry gets back a promotion created before this request began.
+    let started = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+    let promotion = state
+        .store
+        .promote(PromotionRequest {
+            team,
+            pipeline,
+            stage,
+            actor: ctx.actor(),
+            idempotency_key: key,
+            expected_target_version,
+        })
+        .await?;
+    let status = if promotion.created_at < started {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, axum::Json(promotion)).into_response())
+}

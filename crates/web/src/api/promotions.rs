@@ -1,0 +1,195 @@
+//! Promotions over the API: the filtered history with cursor pagination,
+//! one promotion, approve / reject, rollback; and the audit log.
+
+use super::invalid;
+use crate::AppState;
+use crate::authz::ApiCtx;
+use crate::error::AppResult;
+use crate::views::listing::{decode_cursor, paginate};
+use crate::views::paths::parse_id;
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use stagehand_domain::{AuditEventId, PromotionId, PromotionStatus};
+use stagehand_store::{AuditFilter, Decision, PromotionFilter};
+
+/// Rows per page unless `limit` says otherwise (at most 500).
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 500;
+
+fn limit(raw: Option<i64>) -> AppResult<i64> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(invalid("limit", "must be between 1 and 500")),
+    }
+}
+
+fn parse_opt_id(raw: &Option<String>, field: &'static str) -> AppResult<Option<uuid::Uuid>> {
+    raw.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| invalid(field, "is not an id")))
+        .transpose()
+}
+
+/// Times in RFC 3339, e.g. `2026-11-23T12:00:00Z`.
+fn parse_time(raw: &Option<String>, field: &'static str) -> AppResult<Option<DateTime<Utc>>> {
+    raw.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.to_utc())
+                .map_err(|_| invalid(field, "must be an RFC 3339 time, e.g. 2026-11-23T12:00:00Z"))
+        })
+        .transpose()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct HistoryQuery {
+    pipeline: Option<String>,
+    stage: Option<String>,
+    actor: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Query(q): Query<HistoryQuery>,
+) -> AppResult<Response> {
+    let size = limit(q.limit)?;
+    let filter = PromotionFilter {
+        pipeline: parse_opt_id(&q.pipeline, "pipeline")?.map(stagehand_domain::PipelineId),
+        stage: parse_opt_id(&q.stage, "stage")?.map(stagehand_domain::StageId),
+        actor: q.actor.clone().filter(|a| !a.is_empty()),
+        status: q
+            .status
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<PromotionStatus>()
+                    .map_err(|_| invalid("status", "is not a promotion status"))
+            })
+            .transpose()?,
+        since: parse_time(&q.since, "since")?,
+        until: parse_time(&q.until, "until")?,
+        before: q
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?
+            .map(|(at, id)| (at, PromotionId(id))),
+        limit: size + 1,
+    };
+    let mut found = state
+        .store
+        .promotion_history(ctx.team_id(), &filter)
+        .await?;
+    let next = paginate(&mut found, size, |p| (p.created_at, p.id.0));
+    Ok(axum::Json(json!({ "promotions": found, "next_cursor": next })).into_response())
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: PromotionId = parse_id(&id, "promotion")?;
+    let promotion = state.store.promotion(ctx.team_id(), id).await?;
+    let approvals = state.store.approvals(ctx.team_id(), id).await?;
+    let mut body = serde_json::to_value(&promotion).unwrap_or_default();
+    body["approvals"] = json!(approvals);
+    Ok(axum::Json(body).into_response())
+}
+
+async fn decide(
+    state: &AppState,
+    ctx: &ApiCtx,
+    id: &str,
+    decision: Decision,
+) -> AppResult<Response> {
+    let promotion = state
+        .store
+        .decide(
+            ctx.team_id(),
+            parse_id(id, "promotion")?,
+            decision,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(axum::Json(promotion).into_response())
+}
+
+pub(crate) async fn approve_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    decide(&state, &ctx, &id, Decision::Approve).await
+}
+
+pub(crate) async fn reject_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    decide(&state, &ctx, &id, Decision::Reject).await
+}
+
+pub(crate) async fn rollback_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let promotion = state
+        .store
+        .rollback(ctx.team_id(), parse_id(&id, "promotion")?, &ctx.actor())
+        .await?;
+    Ok(axum::Json(promotion).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    actor: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn audit_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<Response> {
+    let size = limit(q.limit)?;
+    let filter = AuditFilter {
+        actor: q.actor.clone().filter(|a| !a.is_empty()),
+        kind: q.kind.clone().filter(|k| !k.is_empty()),
+        since: parse_time(&q.since, "since")?,
+        until: parse_time(&q.until, "until")?,
+        before: q
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?
+            .map(|(at, id)| (at, AuditEventId(id))),
+        limit: size + 1,
+    };
+    let mut found = state
+        .store
+        .audit_history(Some(ctx.team_id()), &filter)
+        .await?;
+    let next = paginate(&mut found, size, |e| (e.created_at, e.id.0));
+    Ok(axum::Json(json!({ "events": found, "next_cursor": next })).into_response())
+}

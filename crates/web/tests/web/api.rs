@@ -1,0 +1,406 @@
+//! The JSON API over HTTP, as a CI job uses it: with API tokens.
+
+use crate::access::{fill, world};
+use crate::harness::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stagehand_domain::{BuiltinRole, EnvKey, SecretValue};
+use stagehand_store::Actor;
+use stagehand_web::authz::Access;
+use stagehand_web::routes::ROUTES;
+
+/// An API client holding one token.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Api {
+    fn new(app: &TestApp, token: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: app.url(""),
+            token,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "get" => self.http.get(url),
+            "post" => self.http.post(url),
+            "put" => self.http.put(url),
+            "delete" => self.http.delete(url),
+            other => panic!("no {other}"),
+        };
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"))
+        };
+        Answer { status, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send("get", path, None, &[]).await
+    }
+}
+
+fn body_for(path: &str, method: &str) -> Option<Value> {
+    match method {
+        "put" if path.ends_with("/flows") => Some(json!({ "flows": { "from-ci": {"v": 1} } })),
+        "put" if path.contains("/env/") => Some(json!({ "value": "v" })),
+        "put" => Some(json!({ "steps": [] })),
+        "post" if path.ends_with("/instances") => {
+            Some(json!({ "name": format!("api-{}", uuid::Uuid::new_v4().simple()) }))
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn every_api_route_answers_every_token_as_declared() {
+    let app = spawn_app().await;
+    let team = app.team("alpha").await;
+    let other = app.team("beta").await;
+    let tokens = [
+        (
+            "viewer",
+            Some(app.token(team, "ci-viewer", "viewer").await),
+            Some(BuiltinRole::Viewer),
+        ),
+        (
+            "lead",
+            Some(app.token(team, "ci-lead", "lead").await),
+            Some(BuiltinRole::Lead),
+        ),
+        (
+            "admin",
+            Some(app.token(team, "ci-admin", "admin").await),
+            Some(BuiltinRole::Admin),
+        ),
+        (
+            "other team",
+            Some(app.token(other, "their-ci", "admin").await),
+            None,
+        ),
+        ("no token", None, None),
+    ];
+    let mut n = 0;
+    for route in ROUTES.iter().filter(|r| matches!(r.access, Access::Api(_))) {
+        let Access::Api(permission) = route.access else {
+            unreachable!()
+        };
+        for (who, token, role) in &tokens {
+            n += 1;
+            let w = world(&app, team, 10_000 + n).await;
+            let path = fill(route, &w);
+            let answer = Api::new(&app, token.clone())
+                .send(route.method, &path, body_for(&path, route.method), &[])
+                .await;
+            let ctx = format!(
+                "{} {path} with {who}: {} {}",
+                route.method, answer.status, answer.body
+            );
+            let code = answer.body["error"]["code"].as_str().unwrap_or("");
+            match (token, role) {
+                (None, _) => {
+                    assert_eq!(answer.status, 401, "{ctx}");
+                    assert_eq!(code, "unauthorized", "{ctx}");
+                }
+                // Another team's token: the team's ids do not exist for it;
+                // a route without ids answers with its own team's (empty) data.
+                (Some(_), None) if route.path.contains('{') => {
+                    assert_eq!(answer.status, 404, "{ctx}")
+                }
+                (Some(_), None) => {
+                    assert_eq!(answer.status, 200, "{ctx}");
+                    for (_, value) in &w.params {
+                        assert!(
+                            !answer.body.to_string().contains(value.as_str()) || value.len() < 30,
+                            "{ctx} leaks {value}"
+                        );
+                    }
+                }
+                (Some(_), Some(r)) if !r.permissions().contains(permission) => {
+                    assert_eq!(answer.status, 403, "{ctx}");
+                    assert_eq!(code, "forbidden", "{ctx}");
+                }
+                (Some(_), Some(_)) => assert!(
+                    ![401, 403, 404].contains(&answer.status.as_u16())
+                        && answer.status.as_u16() < 500,
+                    "{ctx}"
+                ),
+            }
+        }
+    }
+    assert!(n >= 5 * 20, "walked only {n} requests");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_ci_job_pushes_flows_previews_and_promotes_with_a_token() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("old", "{}")]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    let secret_value = "ci-must-never-see-this";
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("API_KEY").unwrap(),
+            Some(SecretValue::new(secret_value.into())),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let ci = Api::new(&app, Some(app.token(team, "github-actions", "lead").await));
+
+    // Replace dev's flows in one call.
+    let pushed = ci
+        .send(
+            "put",
+            &format!("/api/v1/instances/{dev}/flows"),
+            Some(json!({"flows": {"orders": {"v": 2}, "billing": [1]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    let flows = ci.get(&format!("/api/v1/instances/{dev}/flows")).await;
+    let names: Vec<&str> = flows.body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["billing", "orders"]);
+    let one = ci
+        .get(&format!("/api/v1/instances/{dev}/flows/orders"))
+        .await;
+    assert_eq!(one.body, json!({"v": 2}));
+
+    // Env keys, never values.
+    let env = ci.get(&format!("/api/v1/instances/{dev}/env")).await;
+    assert_eq!(env.body["env"][0]["key"], "API_KEY");
+    assert_eq!(env.body["env"][0]["has_value"], true);
+    assert!(!env.body.to_string().contains(secret_value));
+    // A lead's token cannot reveal it.
+    let reveal = ci
+        .get(&format!("/api/v1/instances/{dev}/env/API_KEY/value"))
+        .await;
+    assert_eq!(reveal.status, 403);
+
+    // Preview, then play twice with one idempotency key: one promotion.
+    let base = format!("/api/v1/pipelines/{pipeline}/stages/{}", stages[0]);
+    let preview = ci.get(&format!("{base}/preview")).await;
+    assert_eq!(preview.status, 200);
+    assert_eq!(preview.body["plan"]["keys_to_add"], json!(["API_KEY"]));
+    let version = preview.body["target_version"].to_string();
+    let if_match = format!("\"{version}\"");
+    let headers = [
+        ("idempotency-key", "run-42"),
+        ("if-match", if_match.as_str()),
+    ];
+    let first = ci
+        .send("post", &format!("{base}/promote"), None, &headers)
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["status"], "applied");
+    let retry = ci
+        .send("post", &format!("{base}/promote"), None, &headers)
+        .await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.body["id"], first.body["id"]);
+    assert!(!first.body.to_string().contains(secret_value));
+    // A stale If-Match is a conflict.
+    let stale = ci
+        .send(
+            "post",
+            &format!("{base}/promote"),
+            None,
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 409);
+    assert_eq!(stale.body["error"]["code"], "conflict");
+
+    // Prod got the flows and the key without its value.
+    let prod_env = ci.get(&format!("/api/v1/instances/{prod}/env")).await;
+    assert_eq!(prod_env.body["env"][0]["has_value"], false);
+
+    // The history pages by cursor, and the audit names the token.
+    let page = ci.get("/api/v1/promotions?limit=1").await;
+    assert_eq!(page.body["promotions"].as_array().unwrap().len(), 1);
+    let audit = ci.get("/api/v1/audit?kind=promotion.applied").await;
+    assert_eq!(audit.body["events"][0]["actor"], "token:github-actions");
+    let id = first.body["id"].as_str().unwrap();
+    let detail = ci.get(&format!("/api/v1/promotions/{id}")).await;
+    assert_eq!(detail.body["requested_by"], "token:github-actions");
+
+    // Roll back through the API.
+    let rolled = ci
+        .send(
+            "post",
+            &format!("/api/v1/promotions/{id}/rollback"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(rolled.body["status"], "rolled_back");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_api_requests_get_json_errors_naming_the_field() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let other = app.team("other").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let theirs = app.instance(other, "theirs", &[]).await;
+    let admin = Api::new(&app, Some(app.token(team, "ci", "admin").await));
+    let raw = reqwest::Client::new();
+    let url = |p: &str| app.url(p);
+    let token = admin.token.clone().unwrap();
+
+    // Malformed JSON, wrong content type, wrong shape.
+    for (body, ctype) in [
+        ("{not json", "application/json"),
+        ("{}", "text/plain"),
+        ("{\"flows\": 3}", "application/json"),
+    ] {
+        let res = raw
+            .put(url(&format!("/api/v1/instances/{dev}/flows")))
+            .bearer_auth(&token)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "{body} as {ctype}");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "invalid");
+        assert!(err["error"]["fields"]["body"].is_string(), "{err}");
+    }
+    // Field errors name the field.
+    let bad_name = admin
+        .send(
+            "post",
+            &format!("/api/v1/teams/{team}/instances"),
+            Some(json!({"name": ""})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad_name.status, 422);
+    assert!(
+        bad_name.body["error"]["fields"]["name"].is_string(),
+        "{}",
+        bad_name.body
+    );
+    let bad_key = admin
+        .send(
+            "put",
+            &format!("/api/v1/instances/{dev}/env/9-bad"),
+            Some(json!({"value": "x"})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad_key.status, 422);
+    assert!(bad_key.body["error"]["fields"]["key"].is_string());
+    let taken = admin
+        .send(
+            "post",
+            &format!("/api/v1/teams/{team}/instances"),
+            Some(json!({"name": "dev"})),
+            &[],
+        )
+        .await;
+    assert_eq!(taken.status, 409);
+
+    // Unknown and foreign ids are 404, never naming anything.
+    for path in [
+        format!("/api/v1/instances/{theirs}"),
+        format!("/api/v1/instances/{}", uuid::Uuid::new_v4()),
+        "/api/v1/instances/not-a-uuid".to_owned(),
+        format!("/api/v1/teams/{other}/instances"),
+    ] {
+        let answer = admin.get(&path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert_eq!(answer.body["error"]["code"], "not_found");
+        assert!(!answer.body.to_string().contains("theirs"));
+    }
+    let bad_cursor = admin.get("/api/v1/promotions?cursor=garbage").await;
+    assert_eq!(bad_cursor.status, 422);
+    let bad_limit = admin.get("/api/v1/promotions?limit=100000").await;
+    assert_eq!(bad_limit.status, 422);
+
+    // A body over the limit.
+    let huge = format!(
+        "{{\"flows\": {{\"x\": \"{}\"}}}}",
+        "y".repeat(27 * 1024 * 1024)
+    );
+    let res = raw
+        .put(url(&format!("/api/v1/instances/{dev}/flows")))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+
+    // Tokens: unknown, revoked, expired.
+    let unknown = Api::new(&app, Some("sh_not-a-real-token".into()))
+        .get(&format!("/api/v1/teams/{team}/instances"))
+        .await;
+    assert_eq!(unknown.status, 401);
+    let revoked_secret = app.token(team, "old-ci", "viewer").await;
+    let id = app
+        .store
+        .tokens(team)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name.as_str() == "old-ci")
+        .unwrap()
+        .id;
+    app.store
+        .revoke_token(team, id, &Actor::system())
+        .await
+        .unwrap();
+    let revoked = Api::new(&app, Some(revoked_secret))
+        .get(&format!("/api/v1/teams/{team}/instances"))
+        .await;
+    assert_eq!(revoked.status, 401);
+    assert!(
+        app.store.instances(team).await.unwrap().len() == 1,
+        "nothing was written"
+    );
+    app.stop().await;
+}
