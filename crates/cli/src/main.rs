@@ -1,6 +1,7 @@
 //! The `stagehand` binary: a thin shell over the library crates.
 
 mod admin;
+mod remote;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -98,6 +99,34 @@ enum Command {
         #[command(subcommand)]
         command: admin::TokenCommand,
     },
+    /// Push or pull an instance's flows (remote: STAGEHAND_URL, STAGEHAND_TOKEN).
+    Flows {
+        #[command(flatten)]
+        server: remote::Server,
+        #[command(subcommand)]
+        command: remote::FlowsCommand,
+    },
+    /// An instance's env keys (remote).
+    Env {
+        #[command(flatten)]
+        server: remote::Server,
+        #[command(subcommand)]
+        command: remote::EnvCommand,
+    },
+    /// Promote a stage into the next one, printing the plan (remote).
+    Promote {
+        #[command(flatten)]
+        server: remote::Server,
+        #[command(flatten)]
+        args: remote::PromoteArgs,
+    },
+    /// The promotion history (remote).
+    Promotions {
+        #[command(flatten)]
+        server: remote::Server,
+        #[command(subcommand)]
+        command: remote::PromotionsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +156,10 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<remote::Failure>() {
+                Some(f) => std::process::ExitCode::from(f.exit as u8),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -152,6 +184,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Team { command } => admin::team(&cli.storage, command).await,
         Command::Member { command } => admin::member(&cli.storage, command).await,
         Command::Token { command } => admin::token(&cli.storage, command).await,
+        Command::Flows { server, command } => Ok(remote::flows(&server, command).await?),
+        Command::Env { server, command } => Ok(remote::env(&server, command).await?),
+        Command::Promote { server, args } => Ok(remote::promote(&server, args).await?),
+        Command::Promotions { server, command } => Ok(remote::promotions(&server, command).await?),
     }
 }
 

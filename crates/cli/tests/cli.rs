@@ -335,3 +335,196 @@ async fn an_admin_bootstraps_a_team_and_a_token_that_the_api_accepts() {
     assert!(terminate(child).success());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
+    let dir = temp_dir();
+    let local = |args: &[&str]| {
+        let out = stagehand(&dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    local(&["team", "create", "payments"]);
+    let secret = local(&[
+        "token", "create", "--team", "payments", "--role", "admin", "--name", "ci",
+    ])
+    .trim()
+    .to_owned();
+    let (server, url) = spawn_serve(stagehand(&dir));
+    let api = reqwest::Client::new();
+    let post = |path: String, body: serde_json::Value| {
+        let req = api
+            .post(format!("{url}/api/v1{path}"))
+            .bearer_auth(&secret)
+            .json(&body);
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The token's team, as its audit log tells.
+    let team = api
+        .get(format!("{url}/api/v1/audit?kind=token.created"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["events"][0]["team_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dev = post(
+        format!("/teams/{team}/instances"),
+        serde_json::json!({"name": "dev"}),
+    )
+    .await;
+    let prod = post(
+        format!("/teams/{team}/instances"),
+        serde_json::json!({"name": "prod"}),
+    )
+    .await;
+    let (dev, prod) = (
+        dev["id"].as_str().unwrap().to_owned(),
+        prod["id"].as_str().unwrap().to_owned(),
+    );
+    let pipeline = post(
+        format!("/teams/{team}/pipelines"),
+        serde_json::json!({"name": "checkout"}),
+    )
+    .await;
+    let pipeline = pipeline["id"].as_str().unwrap().to_owned();
+    post(
+        format!("/pipelines/{pipeline}/stages"),
+        serde_json::json!({"instance": dev}),
+    )
+    .await;
+    let stages = post(
+        format!("/pipelines/{pipeline}/stages"),
+        serde_json::json!({"instance": prod}),
+    )
+    .await;
+    let first_stage = stages["stages"][0]["id"].as_str().unwrap().to_owned();
+
+    let remote = |args: &[&str], token: &str| {
+        let out = stagehand(&dir)
+            .args(args)
+            .env("STAGEHAND_URL", &url)
+            .env("STAGEHAND_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // A bad file is named, with its line; nothing is pushed.
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(flows.join("orders.json"), "{\"steps\": [\"charge\"]}").unwrap();
+    std::fs::write(flows.join("billing.yaml"), "steps:\n  - invoice\n").unwrap();
+    std::fs::write(flows.join("broken.yaml"), "a: [1, 2\nb: 3\n").unwrap();
+    std::fs::write(flows.join("README.md"), "ignored").unwrap();
+    let (code, _, err) = remote(
+        &["flows", "push", "--instance", &dev, flows.to_str().unwrap()],
+        &secret,
+    );
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("broken.yaml") && err.contains("line"), "{err}");
+    std::fs::remove_file(flows.join("broken.yaml")).unwrap();
+    let (code, out, err) = remote(
+        &["flows", "push", "--instance", &dev, flows.to_str().unwrap()],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pushed 2 flows"), "{out}");
+
+    let (code, out, err) = remote(
+        &[
+            "promote",
+            "--pipeline",
+            &pipeline,
+            "--stage",
+            &first_stage,
+            "--idempotency-key",
+            "run-1",
+        ],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("flows added: billing, orders") && out.contains(": applied"),
+        "{out}"
+    );
+    let (code, out, _) = remote(&["promotions", "list", "--status", "applied"], &secret);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("token:ci"));
+
+    let pulled = dir.join("pulled");
+    let (code, out, err) = remote(
+        &[
+            "flows",
+            "pull",
+            "--instance",
+            &prod,
+            pulled.to_str().unwrap(),
+        ],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pulled 2 flows"));
+    let billing: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("billing.json")).unwrap())
+            .unwrap();
+    assert_eq!(billing, serde_json::json!({"steps": ["invoice"]}));
+
+    // Exit codes a pipeline can branch on.
+    assert_eq!(
+        remote(&["env", "keys", "--instance", &dev], "sh_wrong").0,
+        4
+    );
+    let unknown = "00000000-0000-4000-8000-000000000001";
+    assert_eq!(
+        remote(&["env", "keys", "--instance", unknown], &secret).0,
+        5
+    );
+    let (code, _, err) = remote(
+        &[
+            "promote",
+            "--pipeline",
+            &pipeline,
+            "--stage",
+            stages["stages"][1]["id"].as_str().unwrap(),
+        ],
+        &secret,
+    );
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("last stage"), "{err}");
+    let unreachable = stagehand(&dir)
+        .args(["env", "keys", "--instance", &dev])
+        .env("STAGEHAND_URL", "http://127.0.0.1:9")
+        .env("STAGEHAND_TOKEN", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("could not reach"));
+    assert!(terminate(server).success());
+    std::fs::remove_dir_all(dir).unwrap();
+}

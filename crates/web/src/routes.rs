@@ -8,7 +8,7 @@ use crate::authz::{Access, authorize};
 use crate::views::{admin, audit, dashboard, history, instances, pipelines, promotions};
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use stagehand_domain::Permission::*;
 
 /// One row of the route table.
@@ -107,6 +107,8 @@ routes! {
     get    "/api/v1/teams/{team}/instances" => api::instances::list_get, Api(InstanceView);
     post   "/api/v1/teams/{team}/instances" => api::instances::create_post, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}" => api::instances::get, Api(InstanceView);
+    patch  "/api/v1/instances/{instance}" => api::instances::patch, Api(InstanceEdit);
+    delete "/api/v1/instances/{instance}" => api::instances::delete, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/flows" => api::instances::flows_get, Api(InstanceView);
     put    "/api/v1/instances/{instance}/flows" => api::instances::flows_put, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/flows/{flow}" => api::instances::flow_get, Api(InstanceView);
@@ -117,7 +119,12 @@ routes! {
     delete "/api/v1/instances/{instance}/env/{key}" => api::instances::env_delete, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/env/{key}/value" => api::instances::env_value_get, Api(EnvvarReveal);
     get    "/api/v1/teams/{team}/pipelines" => api::pipelines::list_get, Api(PipelineView);
+    post   "/api/v1/teams/{team}/pipelines" => api::pipelines::create_post, Api(PipelineEdit);
     get    "/api/v1/pipelines/{pipeline}" => api::pipelines::get, Api(PipelineView);
+    delete "/api/v1/pipelines/{pipeline}" => api::pipelines::delete, Api(PipelineEdit);
+    post   "/api/v1/pipelines/{pipeline}/stages" => api::pipelines::add_stage_post, Api(PipelineEdit);
+    put    "/api/v1/pipelines/{pipeline}/stages" => api::pipelines::reorder_put, Api(PipelineEdit);
+    delete "/api/v1/pipelines/{pipeline}/stages/{stage}" => api::pipelines::remove_stage_delete, Api(PipelineEdit);
     get    "/api/v1/pipelines/{pipeline}/stages/{stage}/preview" => api::pipelines::preview_get, Api(PipelineView);
     post   "/api/v1/pipelines/{pipeline}/stages/{stage}/promote" => api::pipelines::promote_post, Api(StagePromote);
     get    "/api/v1/promotions" => api::promotions::list_get, Api(PromotionView);

@@ -242,3 +242,49 @@ pub(crate) async fn env_value_get(
     )
         .into_response())
 }
+
+/// `{"settings": {...}, "expected_version": n}`: replaces the settings.
+#[derive(Deserialize)]
+pub(crate) struct Patch {
+    settings: Option<Value>,
+    expected_version: Option<i64>,
+}
+
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    Json(body): Json<Patch>,
+) -> AppResult<Response> {
+    let id = instance_id(&id)?;
+    let Some(settings) = body.settings else {
+        let instance = state.store.instance(ctx.team_id(), id).await?;
+        return Ok(axum::Json(instance).into_response());
+    };
+    if !settings.is_object() {
+        return Err(invalid("settings", "must be a JSON object"));
+    }
+    let updated = state
+        .store
+        .update_settings(
+            ctx.team_id(),
+            id,
+            settings,
+            body.expected_version,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(axum::Json(updated).into_response())
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    state
+        .store
+        .delete_instance(ctx.team_id(), instance_id(&id)?, &ctx.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

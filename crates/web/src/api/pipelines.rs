@@ -126,3 +126,108 @@ pub(crate) async fn promote_post(
     };
     Ok((status, axum::Json(promotion)).into_response())
 }
+
+#[derive(serde::Deserialize)]
+pub(crate) struct NewPipeline {
+    name: String,
+}
+
+pub(crate) async fn create_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    super::Json(body): super::Json<NewPipeline>,
+) -> AppResult<Response> {
+    let name = stagehand_domain::Name::parse("name", &body.name)?;
+    let pipeline = state
+        .store
+        .create_pipeline(ctx.team_id(), name, &ctx.actor())
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(pipeline)).into_response())
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    state
+        .store
+        .delete_pipeline(ctx.team_id(), parse_id(&id, "pipeline")?, &ctx.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `{"instance": id, "position": n}` (0-based; omitted appends).
+#[derive(serde::Deserialize)]
+pub(crate) struct NewStage {
+    instance: String,
+    position: Option<usize>,
+}
+
+pub(crate) async fn add_stage_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    super::Json(body): super::Json<NewStage>,
+) -> AppResult<Response> {
+    let instance = body
+        .instance
+        .parse()
+        .map_err(|_| invalid("instance", "is not an instance id"))?;
+    let pipeline = state
+        .store
+        .add_stage(
+            ctx.team_id(),
+            parse_id(&id, "pipeline")?,
+            instance,
+            body.position,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(pipeline)).into_response())
+}
+
+pub(crate) async fn remove_stage_delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((pipeline, stage)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let (pipeline, stage) = ids(&pipeline, &stage)?;
+    let updated = state
+        .store
+        .remove_stage(ctx.team_id(), pipeline, stage, &ctx.actor())
+        .await?;
+    Ok(axum::Json(updated).into_response())
+}
+
+/// `{"order": [stage ids]}`: every stage exactly once.
+#[derive(serde::Deserialize)]
+pub(crate) struct StageOrder {
+    order: Vec<String>,
+}
+
+pub(crate) async fn reorder_put(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    super::Json(body): super::Json<StageOrder>,
+) -> AppResult<Response> {
+    let order = body
+        .order
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| invalid("order", "holds something that is not a stage id"))
+        })
+        .collect::<AppResult<Vec<StageId>>>()?;
+    let updated = state
+        .store
+        .reorder_stages(
+            ctx.team_id(),
+            parse_id(&id, "pipeline")?,
+            order,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(axum::Json(updated).into_response())
+}

@@ -130,12 +130,12 @@ async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> 
                 .await
         }
         // API routes; without a token every one of them is a 401.
-        "put" | "delete" => {
+        "put" | "delete" | "patch" => {
             let url = format!("{}{path}", client.base());
-            let req = if route.method == "put" {
-                client.http.put(url).json(&serde_json::json!({}))
-            } else {
-                client.http.delete(url)
+            let req = match route.method {
+                "put" => client.http.put(url).json(&serde_json::json!({})),
+                "patch" => client.http.patch(url).json(&serde_json::json!({})),
+                _ => client.http.delete(url),
             };
             client.page(req.send().await.unwrap()).await
         }

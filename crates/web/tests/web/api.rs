@@ -43,6 +43,7 @@ impl Api {
             "post" => self.http.post(url),
             "put" => self.http.put(url),
             "delete" => self.http.delete(url),
+            "patch" => self.http.patch(url),
             other => panic!("no {other}"),
         };
         if let Some(t) = &self.token {
@@ -75,10 +76,15 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
     match method {
         "put" if path.ends_with("/flows") => Some(json!({ "flows": { "from-ci": {"v": 1} } })),
         "put" if path.contains("/env/") => Some(json!({ "value": "v" })),
+        "put" if path.ends_with("/stages") => Some(json!({ "order": [] })),
         "put" => Some(json!({ "steps": [] })),
-        "post" if path.ends_with("/instances") => {
+        "post" if path.ends_with("/instances") || path.ends_with("/pipelines") => {
             Some(json!({ "name": format!("api-{}", uuid::Uuid::new_v4().simple()) }))
         }
+        "post" if path.ends_with("/stages") => {
+            Some(json!({ "instance": uuid::Uuid::new_v4().to_string() }))
+        }
+        "patch" => Some(json!({ "settings": {"replicas": 2} })),
         _ => None,
     }
 }
