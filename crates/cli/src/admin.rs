@@ -52,6 +52,53 @@ pub(crate) enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Walk the tamper-evident audit chains (every team's and the
+    /// platform's, or one team's) and report the first broken link.
+    Verify {
+        #[arg(long)]
+        team: Option<String>,
+    },
+}
+
+pub(crate) async fn audit(storage: &StorageArgs, command: AuditCommand) -> Result<()> {
+    let AuditCommand::Verify { team } = command;
+    let store = storage.open().await?;
+    let chains: Vec<(String, Option<TeamId>)> = match team {
+        Some(name) => vec![(name.clone(), Some(team_named(store.as_ref(), &name).await?))],
+        None => std::iter::once(("platform".to_owned(), None))
+            .chain(
+                store
+                    .teams()
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.name.to_string(), Some(t.id))),
+            )
+            .collect(),
+    };
+    let mut broken = 0;
+    for (name, id) in chains {
+        let report = store.verify_audit_chain(id).await?;
+        match report.first_break {
+            None => println!("{name}: intact ({} events)", report.checked),
+            Some(b) => {
+                broken += 1;
+                println!(
+                    "{name}: BROKEN at event {}{}: {}",
+                    b.seq,
+                    b.event_id.map(|i| format!(" ({i})")).unwrap_or_default(),
+                    b.reason
+                );
+            }
+        }
+    }
+    if broken > 0 {
+        bail!("{broken} audit chain(s) broken");
+    }
+    Ok(())
+}
+
 /// Turns a store error into a message without the internal chain.
 fn plain(e: StoreError) -> anyhow::Error {
     match e {

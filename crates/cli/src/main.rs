@@ -99,6 +99,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::TokenCommand,
     },
+    /// Check the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
     /// Push or pull an instance's flows (remote: STAGEHAND_URL, STAGEHAND_TOKEN).
     Flows {
         #[command(flatten)]
@@ -184,6 +189,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Team { command } => admin::team(&cli.storage, command).await,
         Command::Member { command } => admin::member(&cli.storage, command).await,
         Command::Token { command } => admin::token(&cli.storage, command).await,
+        Command::Audit { command } => admin::audit(&cli.storage, command).await,
         Command::Flows { server, command } => Ok(remote::flows(&server, command).await?),
         Command::Env { server, command } => Ok(remote::env(&server, command).await?),
         Command::Promote { server, args } => Ok(remote::promote(&server, args).await?),

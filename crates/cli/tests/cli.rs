@@ -528,3 +528,52 @@ async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
     assert!(terminate(server).success());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn audit_verify_finds_a_row_edited_behind_the_servers_back() {
+    let dir = temp_dir();
+    let run = |args: &[&str]| {
+        stagehand(&dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["team", "create", "payments"]).status.success());
+    assert!(run(&["team", "create", "search"]).status.success());
+    let ok = run(&["audit", "verify"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        out.contains("payments: intact (1 events)") && out.contains("search: intact"),
+        "{out}"
+    );
+
+    // Edit the team's event in the SQLite file directly.
+    let db = dir.join("stagehand-data/stagehand.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "update audit_events set actor = 'mallory'
+         where kind = 'team.created' and details like '%payments%'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let bad = run(&["audit", "verify"]);
+    assert!(!bad.status.success());
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        out.contains("payments: BROKEN at event 1") && out.contains("changed"),
+        "{out}"
+    );
+    assert!(out.contains("search: intact"), "{out}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("1 audit chain(s) broken"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

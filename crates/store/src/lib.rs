@@ -306,6 +306,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // Audit.
     /// The newest audit events of the team, newest first.
     async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+    /// Walks the audit chain of a team (or with `None`, the platform's) and
+    /// reports the first broken link.
+    async fn verify_audit_chain(&self, team: Option<TeamId>) -> StoreResult<ChainReport>;
     /// The events of a team (or with `None`, the platform's own: users and
     /// logins) that match `filter`, newest first.
     async fn audit_history(

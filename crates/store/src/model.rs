@@ -499,3 +499,22 @@ impl std::fmt::Debug for NewApiToken {
             .finish_non_exhaustive()
     }
 }
+
+/// What verifying an audit chain found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Events whose hash and link were checked.
+    pub checked: i64,
+    pub intact: bool,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// The first place an audit chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    /// The position in the chain (1 is the first event).
+    pub seq: i64,
+    /// The event at that position, if it is still there.
+    pub event_id: Option<stagehand_domain::AuditEventId>,
+    pub reason: String,
+}

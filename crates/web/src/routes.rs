@@ -133,4 +133,5 @@ routes! {
     post   "/api/v1/promotions/{promotion}/reject" => api::promotions::reject_post, Api(PromotionApprove);
     post   "/api/v1/promotions/{promotion}/rollback" => api::promotions::rollback_post, Api(PromotionRollback);
     get    "/api/v1/audit" => api::promotions::audit_get, Api(AuditView);
+    get    "/api/v1/audit/verify" => api::promotions::audit_verify_get, Api(AuditView);
 }

@@ -502,6 +502,9 @@ impl Store for Backend {
     async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>> {
         read!(self, c => audit::list(c, team, limit))
     }
+    async fn verify_audit_chain(&self, team: Option<TeamId>) -> StoreResult<ChainReport> {
+        read!(self, c => audit::verify(c, team))
+    }
     async fn audit_history(
         &self,
         team: Option<TeamId>,

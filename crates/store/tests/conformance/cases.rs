@@ -1402,3 +1402,56 @@ pub async fn api_tokens_authenticate_until_revoked_expired_or_their_user_is_disa
     ));
     assert!(!h.all_stored_text().await.contains("hash-ci"));
 }
+
+pub async fn the_audit_chain_detects_edits_deletions_and_truncation(h: &Harness) {
+    let team = h.team("t").await;
+    for name in ["a", "b", "c", "d"] {
+        h.instance(team, name).await;
+    }
+    // team.created + 4 instance.created; the platform chain is separate.
+    let report = h.store.verify_audit_chain(Some(team)).await.unwrap();
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.checked, 5);
+    assert!(h.store.verify_audit_chain(None).await.unwrap().intact);
+
+    // An edit behind the store's back: found at its position.
+    h.exec("update audit_events set actor = 'mallory' where chain_seq = 3 and team_id is not null")
+        .await;
+    let report = h.store.verify_audit_chain(Some(team)).await.unwrap();
+    assert!(!report.intact);
+    let broken = report.first_break.unwrap();
+    assert_eq!(broken.seq, 3);
+    assert!(broken.event_id.is_some());
+    assert!(broken.reason.contains("changed"), "{}", broken.reason);
+    h.exec("update audit_events set actor = 'system' where chain_seq = 3 and team_id is not null")
+        .await;
+    assert!(
+        h.store.verify_audit_chain(Some(team)).await.unwrap().intact,
+        "restored"
+    );
+
+    // A deleted event leaves a gap.
+    h.exec("delete from audit_events where chain_seq = 2 and team_id is not null")
+        .await;
+    let broken = h
+        .store
+        .verify_audit_chain(Some(team))
+        .await
+        .unwrap()
+        .first_break
+        .unwrap();
+    assert_eq!(broken.seq, 2);
+    assert!(broken.reason.contains("missing"), "{}", broken.reason);
+
+    // Removing the newest events is caught by the chain's head.
+    let other = h.team("other").await;
+    h.instance(other, "x").await;
+    h.exec(
+        "delete from audit_events where chain_seq = 2
+         and team_id = (select id from teams where name = 'other')",
+    )
+    .await;
+    let report = h.store.verify_audit_chain(Some(other)).await.unwrap();
+    assert!(!report.intact);
+    assert!(report.first_break.unwrap().reason.contains("newest"));
+}

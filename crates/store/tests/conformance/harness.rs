@@ -106,6 +106,22 @@ impl Harness {
         }
     }
 
+    /// A statement behind the store's back (tampering, for the audit chain).
+    pub async fn exec(&self, sql: &str) {
+        match &self.database {
+            Database::Postgres { url } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            Database::Sqlite { path } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+        }
+    }
+
     pub async fn team(&self, name: &str) -> TeamId {
         self.store
             .create_team(name_of(name), &actor())

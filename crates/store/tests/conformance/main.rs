@@ -57,6 +57,7 @@ conformance!(
     cases::a_stage_requiring_all_values_refuses_promotions_that_leave_keys_empty,
     cases::a_protected_stage_gets_a_pending_promotion_pinned_to_the_source,
     cases::the_history_filters_and_pages_by_keyset,
+    cases::the_audit_chain_detects_edits_deletions_and_truncation,
     cases::api_tokens_authenticate_until_revoked_expired_or_their_user_is_disabled,
     cases::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,

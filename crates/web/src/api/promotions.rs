@@ -193,3 +193,13 @@ pub(crate) async fn audit_get(
     let next = paginate(&mut found, size, |e| (e.created_at, e.id.0));
     Ok(axum::Json(json!({ "events": found, "next_cursor": next })).into_response())
 }
+
+/// Walks the team's tamper-evident audit chain: `{"checked", "intact",
+/// "first_break": {"seq", "event_id", "reason"}}`.
+pub(crate) async fn audit_verify_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+) -> AppResult<Response> {
+    let report = state.store.verify_audit_chain(Some(ctx.team_id())).await?;
+    Ok(axum::Json(report).into_response())
+}

@@ -270,6 +270,11 @@ async fn a_ci_job_pushes_flows_previews_and_promotes_with_a_token() {
     let detail = ci.get(&format!("/api/v1/promotions/{id}")).await;
     assert_eq!(detail.body["requested_by"], "token:github-actions");
 
+    // The team's audit chain holds.
+    let verified = ci.get("/api/v1/audit/verify").await;
+    assert_eq!(verified.body["intact"], true, "{}", verified.body);
+    assert!(verified.body["checked"].as_i64().unwrap() >= 5);
+
     // Roll back through the API.
     let rolled = ci
         .send(
