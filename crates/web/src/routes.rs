@@ -5,7 +5,7 @@
 
 use crate::api;
 use crate::authz::{Access, authorize};
-use crate::views::{admin, audit, dashboard, history, instances, pipelines, promotions};
+use crate::views::{admin, audit, dashboard, history, instances, pipelines, promotions, tokens};
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
 use axum::routing::{delete, get, patch, post, put};
@@ -67,6 +67,9 @@ routes! {
     post "/teams/{team}/members" => admin::bind_post, Team(MemberManage);
     post "/teams/{team}/members/{user}/unbind" => admin::unbind_post, Team(MemberManage);
     post "/teams/{team}/roles" => admin::create_role_post, Team(RoleManage);
+    get  "/teams/{team}/tokens" => tokens::view_tokens_get, Team(TokenManage);
+    post "/teams/{team}/tokens" => tokens::create_post, Team(TokenManage);
+    post "/teams/{team}/tokens/{token}/revoke" => tokens::revoke_post, Team(TokenManage);
 
     post "/teams/{team}/pipelines" => pipelines::create_post, Team(PipelineEdit);
     get  "/teams/{team}/pipelines/{pipeline}" => pipelines::view_pipeline_get, Team(PipelineView);

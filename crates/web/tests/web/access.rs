@@ -50,6 +50,16 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
         .unwrap()
         .id;
     app.bind(team, member, BuiltinRole::Viewer).await;
+    app.token(team, &format!("token-{n}"), "viewer").await;
+    let token = app
+        .store
+        .tokens(team)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name.as_str() == format!("token-{n}"))
+        .unwrap()
+        .id;
     let promotion = app
         .store
         .promote(PromotionRequest {
@@ -73,6 +83,7 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
             ("key", "API_TOKEN".into()),
             ("file", "stagehand-1.css".into()),
             ("user", member.to_string()),
+            ("token", token.to_string()),
         ],
         free_instance: spare.to_string(),
     }

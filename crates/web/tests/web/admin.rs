@@ -199,3 +199,72 @@ async fn disabling_a_user_or_resetting_their_password_ends_their_sessions() {
     assert!(page.body.contains("user.password_reset") && page.body.contains("user.login_failed"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_creates_a_token_in_the_ui_sees_it_once_and_revokes_it() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let admin = app
+        .member(team, "adam", stagehand_domain::BuiltinRole::Admin)
+        .await;
+    let viewer = app
+        .member(team, "vera", stagehand_domain::BuiltinRole::Viewer)
+        .await;
+    let url = format!("/teams/{team}/tokens");
+    assert_eq!(viewer.get(&url).await.status, 403);
+    let created = admin
+        .post(
+            &url,
+            &[
+                ("name", "deploy"),
+                ("role", "viewer"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    created.assert_ok();
+    assert_eq!(created.headers.get("cache-control").unwrap(), "no-store");
+    let secret = created
+        .body
+        .split("<pre class=\"secret\">")
+        .nth(1)
+        .and_then(|r| r.split("</pre>").next())
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("sh_"));
+    // Shown once: the list never shows it again.
+    let list = admin.get(&url).await;
+    assert!(list.body.contains("deploy") && !list.body.contains(&secret));
+
+    let api = reqwest::Client::new();
+    let call = || {
+        api.get(app.url("/api/v1/promotions"))
+            .bearer_auth(&secret)
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 200);
+    let list = admin.get(&url).await;
+    assert!(
+        !list.body.contains(">never</td></tr>") || list.body.contains("UTC"),
+        "last use shown"
+    );
+    let id = app.store.tokens(team).await.unwrap()[0].id;
+    admin
+        .post(&format!("{url}/{id}/revoke"), &[])
+        .await
+        .assert_redirect_to(&url);
+    assert_eq!(call().await.unwrap().status(), 401);
+    let bad = admin.post(&url, &[("name", "x"), ("role", "wizard")]).await;
+    assert_eq!(bad.status, 422);
+    let bad = admin
+        .post(
+            &url,
+            &[("name", "y"), ("role", "viewer"), ("user", "nobody")],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    let audit = admin.get(&format!("/teams/{team}/audit")).await;
+    assert!(audit.body.contains("token.created") && audit.body.contains("token.revoked"));
+    assert!(!audit.body.contains(&secret));
+    app.stop().await;
+}
