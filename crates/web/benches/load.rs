@@ -46,19 +46,32 @@ fn parse_ms(s: &str) -> f64 {
     }
 }
 
-fn wrk(url: &str, cookie: &str, connections: u32, seconds: u32) -> Wrk {
+/// How wrk sends its requests: with a session cookie (pages), or from a
+/// Lua script (API calls).
+enum Load<'a> {
+    Cookie(&'a str),
+    Script(&'a std::path::Path),
+}
+
+fn wrk(url: &str, load: &Load<'_>, connections: u32, seconds: u32) -> Wrk {
+    let mut args = vec![
+        "-t2".to_owned(),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--latency".to_owned(),
+    ];
+    match load {
+        Load::Cookie(cookie) => args.extend([
+            "-H".to_owned(),
+            format!("Cookie: stagehand_session={cookie}"),
+            "-H".to_owned(),
+            "Accept: text/html".to_owned(),
+        ]),
+        Load::Script(path) => args.extend(["-s".to_owned(), path.display().to_string()]),
+    }
+    args.push(url.to_owned());
     let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "-H",
-            &format!("Cookie: stagehand_session={cookie}"),
-            "-H",
-            "Accept: text/html",
-            url,
-        ])
+        .args(&args)
         .output()
         .expect("wrk (scripts/load.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -95,12 +108,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs wrk `RUNS` times; prints and returns the median throughput and p99.
-fn measure(label: &str, url: &str, cookie: &str, connections: u32, seconds: u32) -> (f64, f64) {
+fn measure(label: &str, url: &str, load: &Load<'_>, connections: u32, seconds: u32) -> (f64, f64) {
     let runs: Vec<Wrk> = (0..RUNS)
         .map(|_| {
             // Let the previous run's last requests drain out of the database.
             std::thread::sleep(Duration::from_secs(1));
-            wrk(url, cookie, connections, seconds)
+            wrk(url, load, connections, seconds)
         })
         .collect();
     for r in &runs {
@@ -359,6 +372,90 @@ async fn login(base: &str) -> String {
         .to_owned()
 }
 
+/// 16 pipelines dev-N → prod-N of typical instances (50 flows, 40 keys,
+/// 5 flows differing) and a lead's API token; the paths to promote.
+async fn seed_promotions(
+    store: &Arc<dyn Store>,
+    team: stagehand_domain::TeamId,
+) -> (String, Vec<String>) {
+    let system = Actor::system();
+    let mut paths = Vec::new();
+    for p in 0..16 {
+        let mut ids = Vec::new();
+        for (variant, name) in [(1, "dev"), (0, "prod")] {
+            let i = store
+                .create_instance(
+                    team,
+                    Name::parse("name", &format!("{name}-{p}")).unwrap(),
+                    serde_json::json!({}),
+                    &system,
+                )
+                .await
+                .unwrap()
+                .id;
+            let flows = (0..50)
+                .map(|f| {
+                    (
+                        FlowName::parse(&format!("flow-{f:02}")).unwrap(),
+                        flow(f, usize::from(f < 5) * variant),
+                    )
+                })
+                .collect();
+            store
+                .replace_flows(team, i, flows, None, &system)
+                .await
+                .unwrap();
+            for k in 0..40 {
+                store
+                    .set_env_var(
+                        team,
+                        i,
+                        EnvKey::parse(&format!("KEY_{k:02}")).unwrap(),
+                        None,
+                        &system,
+                    )
+                    .await
+                    .unwrap();
+            }
+            ids.push(i);
+        }
+        let mut pipeline = store
+            .create_pipeline(
+                team,
+                Name::parse("name", &format!("service-{p}")).unwrap(),
+                &system,
+            )
+            .await
+            .unwrap();
+        for i in &ids {
+            pipeline = store
+                .add_stage(team, pipeline.id, *i, None, &system)
+                .await
+                .unwrap();
+        }
+        paths.push(format!(
+            "/api/v1/pipelines/{}/stages/{}/promote",
+            pipeline.id, pipeline.stages[0].id
+        ));
+    }
+    let secret = stagehand_web::auth::tokens::new_secret();
+    store
+        .create_token(
+            stagehand_store::NewApiToken {
+                team,
+                name: Name::parse("name", "load-ci").unwrap(),
+                secret_hash: stagehand_web::auth::tokens::hash_secret(&secret),
+                user_id: None,
+                role: "lead".into(),
+                expires_at: None,
+            },
+            &system,
+        )
+        .await
+        .unwrap();
+    (secret, paths)
+}
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -428,7 +525,13 @@ async fn main() {
     if wanted("pipeline") {
         let pipeline_url = format!("{base}/teams/{t}/pipelines/{}", seeded.pipeline);
         let (server_cpu, pg_cpu) = (cpu_secs(server.0.id()), postgres_cpu_secs());
-        let (rps, p99) = measure("pipeline page (3 stages)", &pipeline_url, &cookie, 32, 10);
+        let (rps, p99) = measure(
+            "pipeline page (3 stages)",
+            &pipeline_url,
+            &Load::Cookie(&cookie),
+            32,
+            10,
+        );
         let requests = rps * f64::from(RUNS as u32) * 10.0;
         println!(
             "  CPU per request (approx.): server {:.0} µs, PostgreSQL {:.0} µs",
@@ -443,6 +546,72 @@ async fn main() {
                 "NOT met"
             }
         );
+    }
+    if wanted("promote") {
+        let team: stagehand_domain::TeamId = t.parse().unwrap();
+        let (secret, paths) = seed_promotions(&store, team).await;
+        let list = paths
+            .iter()
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Each connection cycles through the 16 pipelines; with `pace_ms`
+        // it waits that long between requests (wrk's `delay`), turning the
+        // closed loop into a steady rate.
+        let script_for = |pace_ms: u32| {
+            let path = std::env::temp_dir().join(format!(
+                "stagehand-promote-{}-{pace_ms}.lua",
+                std::process::id()
+            ));
+            let delay = if pace_ms > 0 {
+                format!("delay = function() return {pace_ms} end\n")
+            } else {
+                String::new()
+            };
+            std::fs::write(
+                &path,
+                format!(
+                    "local paths = {{{list}}}\nlocal i = math.random(0, 15)\n{delay}\
+                     request = function()\n  i = i + 1\n  \
+                     return wrk.format(\"POST\", paths[(i % #paths) + 1], {{[\"Authorization\"] = \"Bearer {secret}\"}}, \"\")\nend\n"
+                ),
+            )
+            .unwrap();
+            path
+        };
+        let flat_out = script_for(0);
+        let (server_cpu, pg_cpu) = (cpu_secs(server.0.id()), postgres_cpu_secs());
+        let (rps, _) = measure(
+            "POST promote, 16 pipelines, flat out",
+            &base,
+            &Load::Script(&flat_out),
+            16,
+            10,
+        );
+        let requests = rps * f64::from(RUNS as u32) * 10.0;
+        println!(
+            "  CPU per promotion (approx.): server {:.0} µs, PostgreSQL {:.0} µs",
+            (cpu_secs(server.0.id()) - server_cpu) / requests * 1e6,
+            (postgres_cpu_secs() - pg_cpu) / requests * 1e6,
+        );
+        let paced = script_for(40);
+        let (rps, p99) = measure(
+            "POST promote, 16 pipelines, paced (40 ms)",
+            &base,
+            &Load::Script(&paced),
+            16,
+            10,
+        );
+        println!(
+            "  target: >= 300 promotions/s sustained and p99 <= 50 ms: {}",
+            if rps >= 300.0 && p99 <= 50.0 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        let _ = std::fs::remove_file(&flat_out);
+        let _ = std::fs::remove_file(&paced);
     }
     if wanted("history") {
         let history = format!("{base}/teams/{t}/promotions");
@@ -475,7 +644,13 @@ async fn main() {
         ];
         let mut worst: f64 = 0.0;
         for (label, query) in &cases {
-            let (_, p99) = measure(label, &format!("{history}?{query}"), &cookie, 8, 5);
+            let (_, p99) = measure(
+                label,
+                &format!("{history}?{query}"),
+                &Load::Cookie(&cookie),
+                8,
+                5,
+            );
             worst = worst.max(p99);
         }
         println!(
