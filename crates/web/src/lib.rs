@@ -12,6 +12,7 @@ pub mod authz;
 mod config;
 mod error;
 mod health;
+mod play;
 pub mod routes;
 mod security;
 mod views;

@@ -3,14 +3,14 @@
 use super::invalid;
 use crate::AppState;
 use crate::authz::ApiCtx;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::views::paths::parse_id;
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use stagehand_domain::{Permission, PipelineId, StageId};
+use stagehand_domain::{PipelineId, StageId};
 use stagehand_store::PromotionRequest;
 
 fn ids(pipeline: &str, stage: &str) -> AppResult<(PipelineId, StageId)> {
@@ -89,36 +89,21 @@ pub(crate) async fn promote_post(
                 .ok_or_else(|| invalid("If-Match", "must be the target version, e.g. \"7\""))?,
         ),
     };
-    let team = ctx.team_id();
-    let current = state.store.pipeline(team, pipeline).await?;
-    match current.stage_and_next(stage) {
-        Some((_, Some(next)))
-            if next.protection.is_protected()
-                && !ctx.permissions.contains(Permission::StagePromoteProtected) =>
-        {
-            return Err(AppError::Forbidden);
-        }
-        Some((_, Some(_))) => {}
-        Some((_, None)) => {
-            return Err(AppError::Conflict(
-                "this is the last stage: there is nothing to promote it into".into(),
-            ));
-        }
-        None => return Err(AppError::NotFound("stage")),
-    }
     // A retry gets back a promotion created before this request began.
     let started = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
-    let promotion = state
-        .store
-        .promote(PromotionRequest {
-            team,
+    let promotion = crate::play::promote(
+        &state,
+        &ctx.permissions,
+        PromotionRequest {
+            team: ctx.team_id(),
             pipeline,
             stage,
             actor: ctx.actor(),
             idempotency_key: key,
             expected_target_version,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let status = if promotion.created_at < started {
         StatusCode::OK
     } else {

@@ -5,7 +5,7 @@ use super::paths::{PromotionPath, StagePath};
 use super::{Chrome, Form, non_blank, render, see_other, when};
 use crate::AppState;
 use crate::authz::Ctx;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -233,30 +233,19 @@ pub(crate) async fn promote_post(
     Form(form): Form<PromoteForm>,
 ) -> AppResult<Response> {
     let (team, pipeline, stage) = path.ids()?;
-    let current = state.store.pipeline(team, pipeline).await?;
-    let target = match current.stage_and_next(stage) {
-        Some((_, Some(next))) => next,
-        Some((_, None)) => {
-            return Err(AppError::Conflict(
-                "This is the last stage: there is nothing to promote it into.".into(),
-            ));
-        }
-        None => return Err(AppError::NotFound("stage")),
-    };
-    if target.protection.is_protected() && !ctx.can(Permission::StagePromoteProtected) {
-        return Err(AppError::Forbidden);
-    }
-    let promotion = state
-        .store
-        .promote(PromotionRequest {
+    let promotion = crate::play::promote(
+        &state,
+        &ctx.team()?.permissions,
+        PromotionRequest {
             team,
             pipeline,
             stage,
             actor: ctx.actor(),
             idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
             expected_target_version: form.expected_target_version,
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(see_other(&format!(
         "/teams/{team}/promotions/{}",
         promotion.id
