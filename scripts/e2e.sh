@@ -30,9 +30,8 @@ export E2E_ARTIFACTS="$PWD/target/e2e-artifacts"
 rm -rf "$E2E_ARTIFACTS"
 
 if [ -n "${DATABASE_URL:-}" ]; then
-  db="e2e_$$_$RANDOM"
-  "$(pg_bin_dir)/psql" -q "$DATABASE_URL" -c "create database $db" >/dev/null
-  export STAGEHAND_E2E_DATABASE_URL="${DATABASE_URL%/*}/$db"
+  STAGEHAND_E2E_DATABASE_URL=$(fresh_database "e2e_$$_$RANDOM")
+  export STAGEHAND_E2E_DATABASE_URL
 fi
 
 cd e2e

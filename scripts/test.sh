@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, then every test (the domain's unit and
 # property tests, the store conformance suite on SQLite and PostgreSQL, the
-# real binary, the web server over HTTP, and the browser tests in headless
-# Chromium via scripts/e2e.sh) against a throwaway PostgreSQL this script
+# real binary, the web server over HTTP, the browser tests in headless
+# Chromium via scripts/e2e.sh, schemathesis against the API's OpenAPI
+# document via scripts/schemathesis.sh) against a throwaway PostgreSQL this script
 # starts, and removes when it exits. Idempotent; needs only the Rust
 # toolchain (it installs PostgreSQL, Chromium and Node.js from Debian's
-# packages, cargo-nextest and the e2e npm packages if missing).
+# packages, cargo-nextest, the e2e npm packages and schemathesis if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
@@ -26,3 +27,4 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 scripts/e2e.sh
+scripts/schemathesis.sh

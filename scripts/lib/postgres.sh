@@ -73,3 +73,10 @@ stop_throwaway_postgres() {
     STAGEHAND_PG_DIR=""
   fi
 }
+
+# Creates an empty database on the throwaway server and prints its URL.
+fresh_database() {
+  local name="$1"
+  "$(pg_bin_dir)/psql" -q "$DATABASE_URL" -c "create database $name" >/dev/null
+  echo "${DATABASE_URL%/*}/$name"
+}

@@ -5,7 +5,7 @@
 //! Every route, with the permission it needs, is in [`routes`]; a request
 //! passes [`authz`] (session, CSRF, team permission) before its handler.
 
-mod api;
+pub mod api;
 mod assets;
 pub mod auth;
 pub mod authz;

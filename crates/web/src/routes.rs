@@ -17,13 +17,20 @@ pub struct RouteSpec {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    /// The handler, `module::function` (the API's operation ids).
+    pub handler: &'static str,
 }
 
 macro_rules! routes {
     ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
         /// Every route, in the order they are declared.
         pub const ROUTES: &[RouteSpec] = &[
-            $( RouteSpec { method: stringify!($method), path: $path, access: $access }, )*
+            $( RouteSpec {
+                method: stringify!($method),
+                path: $path,
+                access: $access,
+                handler: stringify!($handler),
+            }, )*
         ];
 
         /// The router, each route behind [`authorize`] with its access.
@@ -47,6 +54,7 @@ use Access::{Api, Authenticated, PlatformAdmin, Public, Team};
 
 routes! {
     get  "/healthz" => health::healthz, Public;
+    get  "/api/v1/openapi.json" => api::openapi::openapi_get, Public;
     get  "/readyz" => health::readyz, Public;
     get  "/static/{file}" => assets::get_static, Public;
     get  "/login" => login::view_login_get, Public;

@@ -3,6 +3,7 @@
 //! errors as `{"error": {"code", "message", "fields"}}`.
 
 pub mod instances;
+pub mod openapi;
 pub mod pipelines;
 pub mod promotions;
 

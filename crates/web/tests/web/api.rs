@@ -415,3 +415,40 @@ async fn bad_api_requests_get_json_errors_naming_the_field() {
     );
     app.stop().await;
 }
+
+/// Rewrite the committed copy with `STAGEHAND_WRITE_OPENAPI=1`.
+#[tokio::test]
+async fn the_committed_openapi_document_matches_the_code_and_is_served() {
+    let generated =
+        serde_json::to_string_pretty(&stagehand_web::api::openapi::document()).unwrap() + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    if std::env::var_os("STAGEHAND_WRITE_OPENAPI").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "crates/web/openapi.json is out of date; regenerate it with \
+         STAGEHAND_WRITE_OPENAPI=1 cargo nextest run -p stagehand-web openapi"
+    );
+    let doc: Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every API route is in it, with its method.
+    for route in ROUTES.iter().filter(|r| matches!(r.access, Access::Api(_))) {
+        let p = route.path.trim_start_matches("/api/v1");
+        assert!(
+            doc["paths"][p][route.method].is_object(),
+            "{} {p} missing",
+            route.method
+        );
+    }
+    let app = spawn_app().await;
+    let served: Value = reqwest::get(app.url("/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served, doc);
+    app.stop().await;
+}
