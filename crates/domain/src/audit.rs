@@ -56,6 +56,8 @@ pub enum AuditEventKind {
     EnvValueRevealed,
     #[serde(rename = "pipeline.created")]
     PipelineCreated,
+    #[serde(rename = "pipeline.renamed")]
+    PipelineRenamed,
     #[serde(rename = "pipeline.deleted")]
     PipelineDeleted,
     #[serde(rename = "stage.added")]
@@ -107,6 +109,7 @@ impl AuditEventKind {
             EnvKeyRemoved => "envvar.key_removed",
             EnvValueRevealed => "envvar.value_revealed",
             PipelineCreated => "pipeline.created",
+            PipelineRenamed => "pipeline.renamed",
             PipelineDeleted => "pipeline.deleted",
             StageAdded => "stage.added",
             StageRemoved => "stage.removed",

@@ -216,6 +216,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Pipeline>;
     async fn pipeline(&self, team: TeamId, id: PipelineId) -> StoreResult<Pipeline>;
     async fn pipelines(&self, team: TeamId) -> StoreResult<Vec<Pipeline>>;
+    async fn rename_pipeline(
+        &self,
+        team: TeamId,
+        id: PipelineId,
+        name: Name,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline>;
     /// The pipeline and what each stage's card shows: flow count, keys
     /// awaiting a value, last promotion, promotions awaiting approval.
     async fn pipeline_overview(

@@ -132,6 +132,7 @@ routes! {
     get    "/api/v1/teams/{team}/pipelines" => api::pipelines::list_get, Api(PipelineView);
     post   "/api/v1/teams/{team}/pipelines" => api::pipelines::create_post, Api(PipelineEdit);
     get    "/api/v1/pipelines/{pipeline}" => api::pipelines::get, Api(PipelineView);
+    patch  "/api/v1/pipelines/{pipeline}" => api::pipelines::patch, Api(PipelineEdit);
     delete "/api/v1/pipelines/{pipeline}" => api::pipelines::delete, Api(PipelineEdit);
     post   "/api/v1/pipelines/{pipeline}/stages" => api::pipelines::add_stage_post, Api(PipelineEdit);
     put    "/api/v1/pipelines/{pipeline}/stages" => api::pipelines::reorder_put, Api(PipelineEdit);

@@ -389,6 +389,15 @@ impl Store for Backend {
     async fn pipelines(&self, team: TeamId) -> StoreResult<Vec<Pipeline>> {
         read!(self, c => pipelines::list(c, team))
     }
+    async fn rename_pipeline(
+        &self,
+        team: TeamId,
+        id: PipelineId,
+        name: Name,
+        actor: &Actor,
+    ) -> StoreResult<Pipeline> {
+        write_tx!(self, c => pipelines::rename(c, team, id, name, actor))
+    }
     async fn pipeline_overview(
         &self,
         team: TeamId,

@@ -165,6 +165,32 @@ pub(super) async fn create(
     Ok(pipeline)
 }
 
+pub(super) async fn rename(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PipelineId,
+    name: Name,
+    actor: &Actor,
+) -> StoreResult<Pipeline> {
+    let before = lock(conn, team, id).await?;
+    sqlx::query("update pipelines set name = $3 where id = $1 and team_id = $2")
+        .bind(id.0)
+        .bind(team.0)
+        .bind(name.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let pipeline = get(conn, team, id).await?;
+    record(
+        conn,
+        &pipeline,
+        actor,
+        AuditEventKind::PipelineRenamed,
+        json!({ "from": before.name }),
+    )
+    .await?;
+    Ok(pipeline)
+}
+
 /// Locks the pipeline against concurrent stage edits (its row, on Postgres).
 async fn lock(conn: &mut Conn, team: TeamId, id: PipelineId) -> StoreResult<Pipeline> {
     // An update that changes nothing takes the row lock in both dialects.

@@ -216,3 +216,23 @@ pub(crate) async fn reorder_put(
         .await?;
     Ok(axum::Json(updated).into_response())
 }
+
+/// `{"name": "…"}`: renames the pipeline.
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    super::Json(body): super::Json<NewPipeline>,
+) -> AppResult<Response> {
+    let name = stagehand_domain::Name::parse("name", &body.name)?;
+    let pipeline = state
+        .store
+        .rename_pipeline(
+            ctx.team_id(),
+            parse_id(&id, "pipeline")?,
+            name,
+            &ctx.actor(),
+        )
+        .await?;
+    Ok(axum::Json(pipeline).into_response())
+}

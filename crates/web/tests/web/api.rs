@@ -84,6 +84,9 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
         "post" if path.ends_with("/stages") => {
             Some(json!({ "instance": uuid::Uuid::new_v4().to_string() }))
         }
+        "patch" if path.contains("/pipelines/") => {
+            Some(json!({ "name": format!("renamed-{}", uuid::Uuid::new_v4().simple()) }))
+        }
         "patch" => Some(json!({ "settings": {"replicas": 2} })),
         _ => None,
     }
@@ -269,6 +272,27 @@ async fn a_ci_job_pushes_flows_previews_and_promotes_with_a_token() {
     let id = first.body["id"].as_str().unwrap();
     let detail = ci.get(&format!("/api/v1/promotions/{id}")).await;
     assert_eq!(detail.body["requested_by"], "token:github-actions");
+
+    // Rename the pipeline; a taken or empty name is refused.
+    let renamed = ci
+        .send(
+            "patch",
+            &format!("/api/v1/pipelines/{pipeline}"),
+            Some(json!({"name": "checkout-v2"})),
+            &[],
+        )
+        .await;
+    assert_eq!(renamed.status, 200);
+    assert_eq!(renamed.body["name"], "checkout-v2");
+    let empty = ci
+        .send(
+            "patch",
+            &format!("/api/v1/pipelines/{pipeline}"),
+            Some(json!({"name": ""})),
+            &[],
+        )
+        .await;
+    assert_eq!(empty.status, 422);
 
     // The team's audit chain holds.
     let verified = ci.get("/api/v1/audit/verify").await;
