@@ -198,6 +198,14 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) -> Result<()> {
+    if let Some(url) = public_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        anyhow::bail!("STAGEHAND_PUBLIC_URL must start with https:// or http://, got {url:?}");
+    }
     let store = storage.open().await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await

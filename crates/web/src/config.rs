@@ -44,8 +44,11 @@ impl Default for WebConfig {
 }
 
 impl WebConfig {
+    /// Sets the public URL; blank means unset.
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
-        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self.public_url = url
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty());
         self
     }
 
@@ -54,5 +57,18 @@ impl WebConfig {
         self.public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_public_url_is_no_public_url() {
+        assert_eq!(WebConfig::default().with_public_url(Some("  ".into())).public_url, None);
+        let c = WebConfig::default().with_public_url(Some("https://s.example/".into()));
+        assert_eq!(c.public_url.as_deref(), Some("https://s.example"));
+        assert!(c.secure_cookies());
     }
 }
