@@ -66,7 +66,12 @@ mod tests {
 
     #[test]
     fn a_blank_public_url_is_no_public_url() {
-        assert_eq!(WebConfig::default().with_public_url(Some("  ".into())).public_url, None);
+        assert_eq!(
+            WebConfig::default()
+                .with_public_url(Some("  ".into()))
+                .public_url,
+            None
+        );
         let c = WebConfig::default().with_public_url(Some("https://s.example/".into()));
         assert_eq!(c.public_url.as_deref(), Some("https://s.example"));
         assert!(c.secure_cookies());
