@@ -7,7 +7,8 @@
 //! request time, not whatever the source holds by then: what was reviewed
 //! is what ships.
 
-use super::promotions::{add_keys, apply_flow_changes, get, snapshot, take_snapshot};
+use super::promotions::{add_keys, apply_flow_changes, get};
+use super::snapshots::{snapshot, take_snapshot};
 use super::{Conn, audit, instances, now, pipelines};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{Actor, Approval, Decision, NewAuditEvent, Promotion, SnapshotReason};

@@ -7,11 +7,13 @@
 
 mod approvals;
 mod audit;
+mod history;
 mod identity;
 mod instances;
 mod pipelines;
 mod promotions;
 mod sessions;
+mod snapshots;
 mod tokens;
 
 use super::{Backend, Conn, Db, lock_instance};
@@ -494,7 +496,7 @@ impl Store for Backend {
         team: TeamId,
         filter: &PromotionFilter,
     ) -> StoreResult<Vec<Promotion>> {
-        read!(self, c => promotions::history(c, team, filter))
+        read!(self, c => history::history(c, team, filter))
     }
     async fn snapshots(
         &self,
@@ -502,10 +504,10 @@ impl Store for Backend {
         instance: InstanceId,
         limit: i64,
     ) -> StoreResult<Vec<SnapshotMeta>> {
-        read!(self, c => promotions::snapshots_of(c, team, instance, limit))
+        read!(self, c => snapshots::snapshots_of(c, team, instance, limit))
     }
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot> {
-        read!(self, c => promotions::snapshot(c, team, id))
+        read!(self, c => snapshots::snapshot(c, team, id))
     }
 
     async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>> {

@@ -1,6 +1,6 @@
 //! Pipelines and their stages: add, remove, reorder, protect.
 
-use super::{Conn, audit, now, promotions, stored};
+use super::{Conn, audit, history, now, stored};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Actor, NewAuditEvent, Pipeline, PromotionHead, Stage, StageOverview};
 use chrono::{DateTime, Utc};
@@ -480,7 +480,7 @@ pub(super) async fn overview(
         .flat_map(|r| [r.last_out, r.last_in])
         .flatten()
         .collect();
-    let promotions = promotions::of_pipeline_page(conn, team, id, &last_ids).await?;
+    let promotions = history::of_pipeline_page(conn, team, id, &last_ids).await?;
     let by_id: BTreeMap<Uuid, &PromotionHead> = promotions.iter().map(|p| (p.id.0, p)).collect();
     let mut stages = Vec::with_capacity(rows.len());
     let mut cards = Vec::with_capacity(rows.len());

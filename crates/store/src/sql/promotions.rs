@@ -1,25 +1,23 @@
-//! Promotions: preview, play, rollback, and the snapshots they keep.
+//! Promotions: preview, play, rollback (reading them back is `history`,
+//! the snapshots they take are `snapshots`).
 //!
 //! A play is one transaction: lock source and target (in id order, so two
 //! promotions in opposite directions cannot deadlock), check the
 //! idempotency key, snapshot both sides, apply the plan, bump the target's
 //! version, write the promotion row and its audit event.
 
-use super::{
-    Conn, Db, audit, instances, lock_instance, now, pipelines, push_window_and_page, stored,
-};
+use super::snapshots::{snapshot, take_snapshot};
+use super::{Conn, audit, instances, lock_instance, now, pipelines};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
-    Actor, NewAuditEvent, Preview, Promotion, PromotionFilter, PromotionHead, PromotionRequest,
-    Snapshot, SnapshotMeta, SnapshotReason, Stage,
+    Actor, NewAuditEvent, Preview, Promotion, PromotionRequest, SnapshotReason, Stage,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::types::Json;
 use stagehand_domain::{
-    AuditEventKind, ContentHash, EnvKey, FlowName, InstanceId, InstanceState, PipelineId,
-    PromotionId, PromotionPlan, PromotionStatus, SnapshotId, StageId, TeamId, UserId,
-    ValidationError,
+    AuditEventKind, EnvKey, InstanceId, InstanceState, PipelineId, PromotionId, PromotionPlan,
+    PromotionStatus, SnapshotId, StageId, TeamId, UserId, ValidationError,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -111,32 +109,6 @@ pub(super) async fn add_keys(
         .await?;
     }
     Ok(())
-}
-
-pub(super) async fn take_snapshot(
-    conn: &mut Conn,
-    team: TeamId,
-    instance: InstanceId,
-    state: &InstanceState,
-    reason: SnapshotReason,
-) -> StoreResult<SnapshotId> {
-    let id = SnapshotId::new();
-    let keys: Vec<&EnvKey> = state.env.keys().collect();
-    sqlx::query(
-        "insert into snapshots (id, team_id, instance_id, reason, content_hash, flows, env_keys, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(id.0)
-    .bind(team.0)
-    .bind(instance.0)
-    .bind(reason.as_str())
-    .bind(state.content_hash().as_str())
-    .bind(Json(&state.flows))
-    .bind(Json(&keys))
-    .bind(now())
-    .execute(conn)
-    .await?;
-    Ok(id)
 }
 
 fn check_idempotency_key(key: &str) -> StoreResult<()> {
@@ -368,48 +340,12 @@ pub(super) async fn rollback(
     Ok(promotion)
 }
 
-const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
+pub(super) const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
     target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, plan, requested_by_user_id,
     requested_by, idempotency_key, created_at, applied_at, rolled_back_at";
 
-const HEAD_COLUMNS: &str = "id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
-    target_instance_id, status, requested_by_user_id, requested_by, created_at";
-
 #[derive(sqlx::FromRow)]
-struct HeadRow {
-    id: Uuid,
-    pipeline_id: Uuid,
-    source_stage_id: Uuid,
-    target_stage_id: Uuid,
-    source_instance_id: Uuid,
-    target_instance_id: Uuid,
-    status: String,
-    requested_by_user_id: Option<Uuid>,
-    requested_by: String,
-    created_at: DateTime<Utc>,
-}
-
-impl HeadRow {
-    fn into_head(self) -> StoreResult<PromotionHead> {
-        Ok(PromotionHead {
-            id: PromotionId(self.id),
-            pipeline_id: PipelineId(self.pipeline_id),
-            source_stage_id: StageId(self.source_stage_id),
-            target_stage_id: StageId(self.target_stage_id),
-            source_instance_id: InstanceId(self.source_instance_id),
-            target_instance_id: InstanceId(self.target_instance_id),
-            status: self.status.parse().map_err(
-                |e: stagehand_domain::promotion::UnknownStatus| StoreError::Corrupt(e.to_string()),
-            )?,
-            requested_by_user_id: self.requested_by_user_id.map(UserId),
-            requested_by: self.requested_by,
-            created_at: self.created_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct PromotionRow {
+pub(super) struct PromotionRow {
     id: Uuid,
     team_id: Uuid,
     pipeline_id: Uuid,
@@ -431,7 +367,7 @@ struct PromotionRow {
 }
 
 impl PromotionRow {
-    fn into_promotion(self) -> StoreResult<Promotion> {
+    pub(super) fn into_promotion(self) -> StoreResult<Promotion> {
         Ok(Promotion {
             id: PromotionId(self.id),
             team_id: TeamId(self.team_id),
@@ -508,182 +444,4 @@ pub(super) async fn list(conn: &mut Conn, team: TeamId, limit: i64) -> StoreResu
     .into_iter()
     .map(PromotionRow::into_promotion)
     .collect()
-}
-
-pub(super) async fn history(
-    conn: &mut Conn,
-    team: TeamId,
-    f: &PromotionFilter,
-) -> StoreResult<Vec<Promotion>> {
-    let mut q = sqlx::QueryBuilder::<Db>::new("");
-    match f.stage {
-        None => push_history_branch(&mut q, team, f, None),
-        // "Out of or into the stage" as two index-ordered branches, each
-        // already limited, rather than an `or` that would need a sort of
-        // every match.
-        Some(stage) => {
-            q.push(format!("select {PROMOTION_COLUMNS} from ("));
-            push_history_branch(&mut q, team, f, Some(("source_stage_id", stage)));
-            q.push(format!(
-                ") as out_of union all select {PROMOTION_COLUMNS} from ("
-            ));
-            push_history_branch(&mut q, team, f, Some(("target_stage_id", stage)));
-            q.push(") as into_it order by created_at desc, id desc limit ")
-                .push_bind(f.limit.clamp(1, crate::model::MAX_PAGE));
-        }
-    }
-    q.build_query_as::<PromotionRow>()
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(PromotionRow::into_promotion)
-        .collect()
-}
-
-/// Most pending promotions a pipeline page lists; the history page, filtered
-/// by status, has the rest.
-pub(crate) const MAX_PENDING_SHOWN: i64 = 20;
-
-/// The promotions a pipeline page shows: those with the given ids (the
-/// stages' last ones) and the newest of the pipeline's promotions awaiting
-/// approval, newest first, each once.
-pub(super) async fn of_pipeline_page(
-    conn: &mut Conn,
-    team: TeamId,
-    pipeline: PipelineId,
-    ids: &[Uuid],
-) -> StoreResult<Vec<PromotionHead>> {
-    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-        "select {HEAD_COLUMNS} from (select {HEAD_COLUMNS} from promotions where team_id = "
-    ));
-    q.push_bind(team.0)
-        .push(" and pipeline_id = ")
-        .push_bind(pipeline.0)
-        .push(" and status = ")
-        .push_bind(PromotionStatus::PendingApproval.as_str())
-        .push(" order by created_at desc, id desc limit ")
-        .push_bind(MAX_PENDING_SHOWN)
-        .push(") as pending");
-    if !ids.is_empty() {
-        q.push(format!(
-            " union all select {HEAD_COLUMNS} from promotions where team_id = "
-        ))
-        .push_bind(team.0)
-        .push(" and id in (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        q.push(")");
-    }
-    let mut found: Vec<PromotionHead> = q
-        .build_query_as::<HeadRow>()
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(HeadRow::into_head)
-        .collect::<StoreResult<_>>()?;
-    found.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
-    found.dedup_by_key(|p| p.id);
-    Ok(found)
-}
-
-/// One `select` of the history: the filters, the window, the page.
-fn push_history_branch(
-    q: &mut sqlx::QueryBuilder<'_, Db>,
-    team: TeamId,
-    f: &PromotionFilter,
-    stage: Option<(&'static str, StageId)>,
-) {
-    q.push(format!(
-        "select {PROMOTION_COLUMNS} from promotions where team_id = "
-    ));
-    q.push_bind(team.0);
-    if let Some((column, id)) = stage {
-        q.push(format!(" and {column} = ")).push_bind(id.0);
-    }
-    if let Some(p) = f.pipeline {
-        q.push(" and pipeline_id = ").push_bind(p.0);
-    }
-    if let Some(a) = &f.actor {
-        q.push(" and requested_by = ").push_bind(a.clone());
-    }
-    if let Some(s) = f.status {
-        q.push(" and status = ").push_bind(s.as_str());
-    }
-    push_window_and_page(
-        q,
-        f.since,
-        f.until,
-        f.before.map(|(at, id)| (at, id.0)),
-        f.limit,
-    );
-}
-
-pub(super) async fn snapshot(
-    conn: &mut Conn,
-    team: TeamId,
-    id: SnapshotId,
-) -> StoreResult<Snapshot> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        id: Uuid,
-        team_id: Uuid,
-        instance_id: Uuid,
-        reason: String,
-        content_hash: String,
-        flows: Json<BTreeMap<FlowName, ContentHash>>,
-        env_keys: Json<Vec<EnvKey>>,
-        created_at: DateTime<Utc>,
-    }
-    let r: Row = sqlx::query_as(
-        "select id, team_id, instance_id, reason, content_hash, flows, env_keys, created_at
-         from snapshots where id = $1 and team_id = $2",
-    )
-    .bind(id.0)
-    .bind(team.0)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(StoreError::NotFound("snapshot"))?;
-    Ok(Snapshot {
-        id: SnapshotId(r.id),
-        team_id: TeamId(r.team_id),
-        instance_id: InstanceId(r.instance_id),
-        reason: SnapshotReason::parse(&r.reason)
-            .ok_or_else(|| StoreError::Corrupt(format!("snapshot reason {:?}", r.reason)))?,
-        content_hash: stored(ContentHash::from_stored(r.content_hash))?,
-        flows: r.flows.0,
-        env_keys: r.env_keys.0,
-        created_at: r.created_at,
-    })
-}
-
-/// The newest snapshots of an instance of the team, newest first.
-pub(super) async fn snapshots_of(
-    conn: &mut Conn,
-    team: TeamId,
-    instance: InstanceId,
-    limit: i64,
-) -> StoreResult<Vec<SnapshotMeta>> {
-    instances::get(conn, team, instance).await?;
-    let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "select id, reason, content_hash, created_at from snapshots
-         where instance_id = $1 and team_id = $2 order by created_at desc, id desc limit $3",
-    )
-    .bind(instance.0)
-    .bind(team.0)
-    .bind(limit.clamp(1, crate::model::MAX_PAGE))
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter()
-        .map(|(id, reason, hash, created_at)| {
-            Ok(SnapshotMeta {
-                id: SnapshotId(id),
-                reason: SnapshotReason::parse(&reason)
-                    .ok_or_else(|| StoreError::Corrupt(format!("snapshot reason {reason:?}")))?,
-                content_hash: stored(ContentHash::from_stored(hash))?,
-                created_at,
-            })
-        })
-        .collect()
 }

@@ -1,0 +1,158 @@
+//! Reading promotions back: the filtered history (keyset pages, one index
+//! per filter) and the plan-free heads a pipeline page shows.
+
+use super::promotions::{PROMOTION_COLUMNS, PromotionRow};
+use super::{Conn, Db, push_window_and_page};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Promotion, PromotionFilter, PromotionHead};
+use chrono::{DateTime, Utc};
+use stagehand_domain::{
+    InstanceId, PipelineId, PromotionId, PromotionStatus, StageId, TeamId, UserId,
+};
+use uuid::Uuid;
+
+const HEAD_COLUMNS: &str = "id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
+    target_instance_id, status, requested_by_user_id, requested_by, created_at";
+
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    id: Uuid,
+    pipeline_id: Uuid,
+    source_stage_id: Uuid,
+    target_stage_id: Uuid,
+    source_instance_id: Uuid,
+    target_instance_id: Uuid,
+    status: String,
+    requested_by_user_id: Option<Uuid>,
+    requested_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl HeadRow {
+    fn into_head(self) -> StoreResult<PromotionHead> {
+        Ok(PromotionHead {
+            id: PromotionId(self.id),
+            pipeline_id: PipelineId(self.pipeline_id),
+            source_stage_id: StageId(self.source_stage_id),
+            target_stage_id: StageId(self.target_stage_id),
+            source_instance_id: InstanceId(self.source_instance_id),
+            target_instance_id: InstanceId(self.target_instance_id),
+            status: self.status.parse().map_err(
+                |e: stagehand_domain::promotion::UnknownStatus| StoreError::Corrupt(e.to_string()),
+            )?,
+            requested_by_user_id: self.requested_by_user_id.map(UserId),
+            requested_by: self.requested_by,
+            created_at: self.created_at,
+        })
+    }
+}
+
+pub(super) async fn history(
+    conn: &mut Conn,
+    team: TeamId,
+    f: &PromotionFilter,
+) -> StoreResult<Vec<Promotion>> {
+    let mut q = sqlx::QueryBuilder::<Db>::new("");
+    match f.stage {
+        None => push_history_branch(&mut q, team, f, None),
+        // "Out of or into the stage" as two index-ordered branches, each
+        // already limited, rather than an `or` that would need a sort of
+        // every match.
+        Some(stage) => {
+            q.push(format!("select {PROMOTION_COLUMNS} from ("));
+            push_history_branch(&mut q, team, f, Some(("source_stage_id", stage)));
+            q.push(format!(
+                ") as out_of union all select {PROMOTION_COLUMNS} from ("
+            ));
+            push_history_branch(&mut q, team, f, Some(("target_stage_id", stage)));
+            q.push(") as into_it order by created_at desc, id desc limit ")
+                .push_bind(f.limit.clamp(1, crate::model::MAX_PAGE));
+        }
+    }
+    q.build_query_as::<PromotionRow>()
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(PromotionRow::into_promotion)
+        .collect()
+}
+
+/// Most pending promotions a pipeline page lists; the history page, filtered
+/// by status, has the rest.
+pub(crate) const MAX_PENDING_SHOWN: i64 = 20;
+
+/// The promotions a pipeline page shows: those with the given ids (the
+/// stages' last ones) and the newest of the pipeline's promotions awaiting
+/// approval, newest first, each once.
+pub(super) async fn of_pipeline_page(
+    conn: &mut Conn,
+    team: TeamId,
+    pipeline: PipelineId,
+    ids: &[Uuid],
+) -> StoreResult<Vec<PromotionHead>> {
+    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+        "select {HEAD_COLUMNS} from (select {HEAD_COLUMNS} from promotions where team_id = "
+    ));
+    q.push_bind(team.0)
+        .push(" and pipeline_id = ")
+        .push_bind(pipeline.0)
+        .push(" and status = ")
+        .push_bind(PromotionStatus::PendingApproval.as_str())
+        .push(" order by created_at desc, id desc limit ")
+        .push_bind(MAX_PENDING_SHOWN)
+        .push(") as pending");
+    if !ids.is_empty() {
+        q.push(format!(
+            " union all select {HEAD_COLUMNS} from promotions where team_id = "
+        ))
+        .push_bind(team.0)
+        .push(" and id in (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+    }
+    let mut found: Vec<PromotionHead> = q
+        .build_query_as::<HeadRow>()
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(HeadRow::into_head)
+        .collect::<StoreResult<_>>()?;
+    found.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
+    found.dedup_by_key(|p| p.id);
+    Ok(found)
+}
+
+/// One `select` of the history: the filters, the window, the page.
+fn push_history_branch(
+    q: &mut sqlx::QueryBuilder<'_, Db>,
+    team: TeamId,
+    f: &PromotionFilter,
+    stage: Option<(&'static str, StageId)>,
+) {
+    q.push(format!(
+        "select {PROMOTION_COLUMNS} from promotions where team_id = "
+    ));
+    q.push_bind(team.0);
+    if let Some((column, id)) = stage {
+        q.push(format!(" and {column} = ")).push_bind(id.0);
+    }
+    if let Some(p) = f.pipeline {
+        q.push(" and pipeline_id = ").push_bind(p.0);
+    }
+    if let Some(a) = &f.actor {
+        q.push(" and requested_by = ").push_bind(a.clone());
+    }
+    if let Some(s) = f.status {
+        q.push(" and status = ").push_bind(s.as_str());
+    }
+    push_window_and_page(
+        q,
+        f.since,
+        f.until,
+        f.before.map(|(at, id)| (at, id.0)),
+        f.limit,
+    );
+}
