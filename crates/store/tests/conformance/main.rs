@@ -9,6 +9,8 @@ mod approvals;
 mod cases;
 mod concurrency;
 mod harness;
+mod reads;
+mod trust;
 
 /// Generates `sqlite::name` and `postgres::name` for each case.
 macro_rules! conformance {
@@ -56,10 +58,10 @@ conformance!(
     cases::rollback_restores_the_flows_and_is_audited,
     cases::a_stage_requiring_all_values_refuses_promotions_that_leave_keys_empty,
     cases::a_protected_stage_gets_a_pending_promotion_pinned_to_the_source,
-    cases::the_history_filters_and_pages_by_keyset,
-    cases::the_audit_chain_detects_edits_deletions_and_truncation,
-    cases::api_tokens_authenticate_until_revoked_expired_or_their_user_is_disabled,
-    cases::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
+    reads::the_history_filters_and_pages_by_keyset,
+    trust::the_audit_chain_detects_edits_deletions_and_truncation,
+    trust::api_tokens_authenticate_until_revoked_expired_or_their_user_is_disabled,
+    reads::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
     approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,

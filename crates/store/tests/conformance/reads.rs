@@ -1,0 +1,156 @@
+//! What the pages read: the filtered, keyset-paged history and the
+//! pipeline overview.
+
+use crate::harness::*;
+use stagehand_domain::{PromotionStatus, StageProtection};
+use stagehand_store::StoreError;
+
+pub async fn the_history_filters_and_pages_by_keyset(h: &Harness) {
+    let team = h.team("t").await;
+    let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
+    // 7 promotions: dev → qa four times, qa → prod three times.
+    for round in 0..7 {
+        let (source, stage) = if round < 4 {
+            (dev.id, p.stages[0].id)
+        } else {
+            (qa.id, p.stages[1].id)
+        };
+        h.put(team, source, "f", &format!("{{\"round\":{round}}}"))
+            .await;
+        let mut req = request(team, p.id, stage);
+        req.actor.name = if round % 2 == 0 { "ann" } else { "bob" }.into();
+        h.store.promote(req).await.unwrap();
+    }
+    let all = |f: stagehand_store::PromotionFilter| async move {
+        h.store.promotion_history(team, &f).await.unwrap()
+    };
+    let everything = all(stagehand_store::PromotionFilter {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(everything.len(), 7);
+    assert!(
+        everything
+            .windows(2)
+            .all(|w| (w[0].created_at, w[0].id) > (w[1].created_at, w[1].id)),
+        "newest first"
+    );
+    // qa's stage is the target of four and the source of three.
+    let by_stage = all(stagehand_store::PromotionFilter {
+        stage: Some(p.stages[1].id),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_stage.len(), 7);
+    let into_prod = all(stagehand_store::PromotionFilter {
+        stage: Some(p.stages[2].id),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(into_prod.len(), 3);
+    let by_actor = all(stagehand_store::PromotionFilter {
+        actor: Some("ann".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_actor.len(), 4);
+    assert!(by_actor.iter().all(|p| p.requested_by == "ann"));
+    let rejected = all(stagehand_store::PromotionFilter {
+        status: Some(PromotionStatus::Rejected),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert!(rejected.is_empty());
+    let future = all(stagehand_store::PromotionFilter {
+        since: Some(chrono::Utc::now() + chrono::TimeDelta::days(1)),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert!(future.is_empty());
+
+    // Pages of 3 by keyset, with and without the stage filter, cover every
+    // row once, in order.
+    for stage in [None, Some(p.stages[1].id)] {
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = all(stagehand_store::PromotionFilter {
+                stage,
+                before,
+                limit: 3,
+                ..Default::default()
+            })
+            .await;
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().map(|p| (p.created_at, p.id));
+            seen.extend(page.into_iter().map(|p| p.id));
+        }
+        let expected: Vec<_> = everything.iter().map(|p| p.id).collect();
+        assert_eq!(seen, expected, "stage filter {stage:?}");
+    }
+}
+
+pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h: &Harness) {
+    let team = h.team("t").await;
+    let (p, [dev, _, _]) = h.three_stage_pipeline(team).await;
+    h.put(team, dev.id, "a", "1").await;
+    h.put(team, dev.id, "b", "2").await;
+    h.set(team, dev.id, "TOKEN", Some("v")).await;
+    h.set(team, dev.id, "EMPTY", None).await;
+    h.store
+        .set_stage_protection(
+            team,
+            p.id,
+            p.stages[2].id,
+            StageProtection::new(1, false).unwrap(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let applied = h
+        .store
+        .promote(request(team, p.id, p.stages[0].id))
+        .await
+        .unwrap();
+    let pending = h
+        .store
+        .promote(request(team, p.id, p.stages[1].id))
+        .await
+        .unwrap();
+    let (pipeline, cards) = h.store.pipeline_overview(team, p.id).await.unwrap();
+    assert_eq!(pipeline.id, p.id);
+    let counts: Vec<(i64, i64)> = cards
+        .iter()
+        .map(|c| (c.flows, c.keys_awaiting_value))
+        .collect();
+    // qa got both flows and both keys, without values.
+    assert_eq!(counts, [(2, 1), (2, 2), (0, 0)]);
+    assert_eq!(cards[0].last_promotion.as_ref().unwrap().id, applied.id);
+    assert_eq!(cards[1].last_promotion.as_ref().unwrap().id, pending.id);
+    assert_eq!(cards[2].last_promotion.as_ref().unwrap().id, pending.id);
+    assert!(cards[0].pending.is_empty() && cards[1].pending.is_empty());
+    assert_eq!(cards[2].pending.len(), 1);
+
+    // An empty pipeline has a page too; another team's has none.
+    let empty = h
+        .store
+        .create_pipeline(team, name_of("empty"), &actor())
+        .await
+        .unwrap();
+    let (found, cards) = h.store.pipeline_overview(team, empty.id).await.unwrap();
+    assert_eq!(found.name.as_str(), "empty");
+    assert!(found.stages.is_empty() && cards.is_empty());
+    let other = h.team("other").await;
+    assert!(matches!(
+        h.store.pipeline_overview(other, p.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
