@@ -39,7 +39,42 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-"$venv/bin/st" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+# Real resources for the path parameters, so most requests reach a handler
+# with data instead of a 404.
+api() { # METHOD PATH [JSON]
+  python3 - "$1" "http://127.0.0.1:$port/api/v1$2" "${3:-}" "$token" <<'PY'
+import json, sys, urllib.request
+method, url, body, token = sys.argv[1:5]
+req = urllib.request.Request(url, method=method, data=body.encode() if body else None,
+    headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+print(urllib.request.urlopen(req).read().decode())
+PY
+}
+id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+audit=$(api GET "/audit?kind=token.created")
+export ST_TEAM=$(echo "$audit" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"][0]["team_id"])')
+export ST_INSTANCE=$(api POST "/teams/$ST_TEAM/instances" '{"name": "dev"}' | id_of id)
+prod=$(api POST "/teams/$ST_TEAM/instances" '{"name": "prod"}' | id_of id)
+api PUT "/instances/$ST_INSTANCE/flows/orders" '{"steps": ["charge"]}' >/dev/null
+api PUT "/instances/$ST_INSTANCE/env/API_TOKEN" '{"value": "not-a-real-secret"}' >/dev/null
+export ST_PIPELINE=$(api POST "/teams/$ST_TEAM/pipelines" '{"name": "checkout"}' | id_of id)
+api POST "/pipelines/$ST_PIPELINE/stages" "{\"instance\": \"$ST_INSTANCE\"}" >/dev/null
+export ST_STAGE=$(api POST "/pipelines/$ST_PIPELINE/stages" "{\"instance\": \"$prod\"}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["stages"][0]["id"])')
+export ST_PROMOTION=$(api POST "/pipelines/$ST_PIPELINE/stages/$ST_STAGE/promote" | id_of id)
+config="$data/schemathesis.toml"
+cat >"$config" <<'TOML'
+[parameters]
+"path.team" = "${ST_TEAM}"
+"path.instance" = "${ST_INSTANCE}"
+"path.pipeline" = "${ST_PIPELINE}"
+"path.stage" = "${ST_STAGE}"
+"path.promotion" = "${ST_PROMOTION}"
+"path.flow" = "orders"
+"path.key" = "API_TOKEN"
+TOML
+
+"$venv/bin/st" --config-file "$config" run "http://127.0.0.1:$port/api/v1/openapi.json" \
   --url "http://127.0.0.1:$port/api/v1" \
   -H "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
