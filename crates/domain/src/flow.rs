@@ -155,6 +155,7 @@ impl FlowContent {
 
     /// Builds content from an already-parsed JSON value.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ValidationError> {
+        check_no_nul("content", value)?;
         // serde_json's map is ordered by key (no `preserve_order`), so this
         // encoding is canonical.
         let canonical = value.to_string();
@@ -204,9 +205,46 @@ fn too_large(len: usize) -> ValidationError {
     )
 }
 
+/// Refuses JSON holding the NUL character (`\u0000`) in a string or a key:
+/// PostgreSQL's `jsonb` cannot store it, and no workflow needs it.
+pub fn check_no_nul(field: &'static str, value: &serde_json::Value) -> Result<(), ValidationError> {
+    let bad = || {
+        Err(ValidationError::new(
+            field,
+            "must not contain the NUL character (\\u0000)",
+        ))
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => bad(),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| check_no_nul(field, v)),
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            if k.contains('\0') {
+                bad()
+            } else {
+                check_no_nul(field, v)
+            }
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_character_anywhere_is_refused() {
+        for doc in [
+            r#"{"a": "x\u0000y"}"#,
+            r#"{"k\u0000": 1}"#,
+            r#"[[{"a": ["\u0000"]}]]"#,
+        ] {
+            let err = FlowContent::parse_json(doc).unwrap_err();
+            assert_eq!(err.field(), "content");
+            assert!(err.message().contains("NUL"), "{err}");
+        }
+        assert!(FlowContent::parse_json(r#"{"a": "fine\n"}"#).is_ok());
+    }
 
     #[test]
     fn yaml_and_json_of_the_same_document_hash_the_same() {

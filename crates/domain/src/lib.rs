@@ -19,7 +19,7 @@ pub mod rbac;
 pub use audit::AuditEventKind;
 pub use env::{EnvKey, EnvKeyState, SecretValue};
 pub use error::{FieldError, ValidationError};
-pub use flow::{ContentHash, FlowContent, FlowName, MAX_FLOW_BYTES};
+pub use flow::{ContentHash, FlowContent, FlowName, MAX_FLOW_BYTES, check_no_nul};
 pub use ids::*;
 pub use names::{Name, Username};
 pub use pipeline::{StageOrder, StageProtection};

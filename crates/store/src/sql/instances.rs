@@ -50,6 +50,7 @@ fn check_settings(settings: &serde_json::Value) -> StoreResult<()> {
     if !settings.is_object() {
         return Err(ValidationError::new("settings", "must be a JSON object").into());
     }
+    stagehand_domain::check_no_nul("settings", settings)?;
     if settings.to_string().len() > MAX_SETTINGS_BYTES {
         return Err(ValidationError::new("settings", "must be at most 256 KiB").into());
     }

@@ -4,8 +4,9 @@
 //! `/api/v1/openapi.json`; `crates/web/openapi.json` is the committed copy
 //! a test compares against.
 //!
-//! Request and response bodies are described as JSON objects without
-//! their fields yet; the error body is described in full.
+//! Bodies are described by [`request_schema`] and the schemas in
+//! [`schemas`], which schemathesis checks against real answers in the test
+//! command.
 
 use crate::authz::Access;
 use crate::routes::{ROUTES, RouteSpec};
@@ -77,6 +78,149 @@ fn success(route: &RouteSpec) -> (&'static str, &'static str) {
     }
 }
 
+/// The schema of a route's success body, by handler.
+fn response_schema(handler: &str) -> Value {
+    let r = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let list = |key: &str, item: &str| json!({ "type": "object", "required": [key], "properties": { key: { "type": "array", "items": r(item) } } });
+    let page = |key: &str, item: &str| {
+        json!({ "type": "object", "required": [key, "next_cursor"], "properties": {
+            key: { "type": "array", "items": r(item) },
+            "next_cursor": { "type": ["string", "null"] } } })
+    };
+    match handler.trim_start_matches("api::") {
+        "instances::list_get" => list("instances", "Instance"),
+        "instances::create_post"
+        | "instances::get"
+        | "instances::patch"
+        | "instances::flows_put"
+        | "instances::flow_put" => r("Instance"),
+        "instances::flows_get" => list("flows", "FlowMeta"),
+        "instances::env_get" => list("env", "EnvVar"),
+        "instances::env_value_get" => json!({ "type": "object", "required": ["key", "value"],
+            "properties": { "key": { "type": "string" }, "value": { "type": ["string", "null"] } } }),
+        "pipelines::list_get" => list("pipelines", "Pipeline"),
+        "pipelines::get"
+        | "pipelines::create_post"
+        | "pipelines::patch"
+        | "pipelines::add_stage_post"
+        | "pipelines::reorder_put"
+        | "pipelines::remove_stage_delete" => r("Pipeline"),
+        "pipelines::preview_get" => r("Preview"),
+        "pipelines::promote_post"
+        | "promotions::get"
+        | "promotions::approve_post"
+        | "promotions::reject_post"
+        | "promotions::rollback_post" => r("Promotion"),
+        "promotions::list_get" => page("promotions", "Promotion"),
+        "promotions::audit_get" => page("events", "AuditEvent"),
+        "promotions::audit_verify_get" => r("ChainReport"),
+        // A flow document is whatever JSON the flow is.
+        _ => json!({}),
+    }
+}
+
+/// The schema of a route's request body, by handler.
+fn request_schema(handler: &str) -> Value {
+    let name = json!({ "type": "object", "required": ["name"], "properties": {
+        "name": { "type": "string", "minLength": 1, "maxLength": 100 } } });
+    match handler.trim_start_matches("api::") {
+        "instances::create_post" => json!({ "type": "object", "required": ["name"], "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+            "settings": { "type": "object" } } }),
+        "instances::patch" => json!({ "type": "object", "properties": {
+            "settings": { "type": "object" }, "expected_version": { "type": "integer" } } }),
+        "instances::flows_put" => json!({ "type": "object", "required": ["flows"], "properties": {
+            "flows": { "type": "object", "description": "flow name → flow document" },
+            "expected_version": { "type": "integer" } } }),
+        "instances::env_put" => json!({ "type": "object", "required": ["value"], "properties": {
+            "value": { "type": ["string", "null"], "description": "null leaves the key awaiting a value" } } }),
+        "pipelines::create_post" | "pipelines::patch" => name,
+        "pipelines::add_stage_post" => {
+            json!({ "type": "object", "required": ["instance"], "properties": {
+            "instance": { "type": "string", "format": "uuid" },
+            "position": { "type": "integer", "minimum": 0, "description": "0-based; omitted appends" } } })
+        }
+        "pipelines::reorder_put" => {
+            json!({ "type": "object", "required": ["order"], "properties": {
+            "order": { "type": "array", "items": { "type": "string", "format": "uuid" },
+                       "description": "every stage of the pipeline exactly once" } } })
+        }
+        // A flow document is whatever JSON the flow is.
+        _ => json!({}),
+    }
+}
+
+/// The response schemas, as `serde` writes the store's records.
+fn schemas() -> Value {
+    let uuid = json!({ "type": "string", "format": "uuid" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let opt = |t: &Value| {
+        let mut t = t.clone();
+        t["type"] = json!([t["type"].clone(), "null"]);
+        t
+    };
+    let string = json!({ "type": "string" });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    let int = json!({ "type": "integer" });
+    let object = |props: Value| {
+        let required: Vec<String> = props
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        json!({ "type": "object", "required": required, "properties": props })
+    };
+    let stage = object(json!({
+        "id": uuid, "instance_id": uuid, "instance_name": string, "position": int,
+        "protection": object(json!({ "required_approvals": int, "requires_all_env_values": { "type": "boolean" } })),
+    }));
+    let named_hash = object(json!({ "name": string, "hash": string }));
+    json!({
+        "Instance": object(json!({
+            "id": uuid, "team_id": uuid, "name": string, "settings": { "type": "object" },
+            "version": int, "created_at": time, "updated_at": time,
+        })),
+        "FlowMeta": object(json!({ "name": string, "hash": string, "size_bytes": int, "updated_at": time })),
+        "EnvVar": object(json!({ "key": string, "has_value": { "type": "boolean" }, "updated_at": time })),
+        "Stage": stage,
+        "Pipeline": object(json!({
+            "id": uuid, "team_id": uuid, "name": string, "created_at": time,
+            "stages": { "type": "array", "items": { "$ref": "#/components/schemas/Stage" } },
+        })),
+        "Plan": object(json!({
+            "flows_added": { "type": "array", "items": named_hash },
+            "flows_changed": { "type": "array", "items": object(json!({ "name": string, "from": string, "to": string })) },
+            "flows_removed": { "type": "array", "items": named_hash },
+            "flows_unchanged": strings, "keys_to_add": strings, "keys_only_in_target": strings,
+            "target_keys_awaiting_value": strings,
+        })),
+        "Preview": object(json!({
+            "source": { "$ref": "#/components/schemas/Stage" },
+            "target": { "$ref": "#/components/schemas/Stage" },
+            "source_version": int, "target_version": int,
+            "plan": { "$ref": "#/components/schemas/Plan" },
+        })),
+        "Promotion": object(json!({
+            "id": uuid, "team_id": uuid, "pipeline_id": uuid, "source_stage_id": uuid,
+            "target_stage_id": uuid, "source_instance_id": uuid, "target_instance_id": uuid,
+            "status": { "type": "string", "enum": ["pending_approval", "applied", "failed", "rejected", "rolled_back"] },
+            "source_snapshot_id": uuid, "backup_snapshot_id": opt(&uuid), "target_version": opt(&int),
+            "plan": { "$ref": "#/components/schemas/Plan" },
+            "requested_by_user_id": opt(&uuid), "requested_by": string,
+            "idempotency_key": opt(&string), "created_at": time, "applied_at": opt(&time),
+            "rolled_back_at": opt(&time),
+        })),
+        "AuditEvent": object(json!({
+            "id": uuid, "team_id": opt(&uuid), "actor_user_id": opt(&uuid), "actor": string,
+            "source_ip": opt(&string), "kind": string, "subject_id": opt(&uuid),
+            "details": {}, "created_at": time,
+        })),
+        "ChainReport": object(json!({
+            "checked": int, "intact": { "type": "boolean" },
+            "first_break": { "type": ["object", "null"] },
+        })),
+    })
+}
+
 fn operation(route: &RouteSpec, permission: &str) -> Value {
     let mut parameters: Vec<Value> = route
         .path
@@ -99,7 +243,7 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
     }
     let (code, description) = success(route);
     let mut responses = Map::new();
-    let body = json!({ "application/json": { "schema": {} } });
+    let body = json!({ "application/json": { "schema": response_schema(route.handler) } });
     responses.insert(
         code.into(),
         if code == "204" {
@@ -139,8 +283,8 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
         "security": [{ "token": [] }],
     });
     if takes_body(route) {
-        op["requestBody"] =
-            json!({ "required": true, "content": { "application/json": { "schema": {} } } });
+        op["requestBody"] = json!({ "required": true, "content": {
+            "application/json": { "schema": request_schema(route.handler) } } });
     }
     op
 }
@@ -170,26 +314,30 @@ pub fn document() -> Value {
             "securitySchemes": {
                 "token": { "type": "http", "scheme": "bearer", "description": "an API token (stagehand token create)" }
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "fields"],
-                            "properties": {
-                                "code": { "type": "string" },
-                                "message": { "type": "string" },
-                                "fields": { "type": "object", "additionalProperties": { "type": "string" } },
-                                "request_id": { "type": "string" }
-                            }
-                        }
-                    }
+            "schemas": schemas_with_error(),
+        }
+    })
+}
+
+fn schemas_with_error() -> Value {
+    let mut all = schemas();
+    all["Error"] = json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "fields"],
+                "properties": {
+                    "code": { "type": "string" },
+                    "message": { "type": "string" },
+                    "fields": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "request_id": { "type": "string" }
                 }
             }
         }
-    })
+    });
+    all
 }
 
 pub(crate) async fn openapi_get() -> Json<Value> {

@@ -5,7 +5,7 @@ use super::invalid;
 use crate::AppState;
 use crate::authz::ApiCtx;
 use crate::error::AppResult;
-use crate::views::listing::{decode_cursor, paginate};
+use crate::views::listing::{decode_cursor, paginate, text_filter};
 use crate::views::paths::parse_id;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -68,7 +68,7 @@ pub(crate) async fn list_get(
     let filter = PromotionFilter {
         pipeline: parse_opt_id(&q.pipeline, "pipeline")?.map(stagehand_domain::PipelineId),
         stage: parse_opt_id(&q.stage, "stage")?.map(stagehand_domain::StageId),
-        actor: q.actor.clone().filter(|a| !a.is_empty()),
+        actor: text_filter(q.actor.as_deref(), "actor")?,
         status: q
             .status
             .as_deref()
@@ -173,8 +173,8 @@ pub(crate) async fn audit_get(
 ) -> AppResult<Response> {
     let size = limit(q.limit)?;
     let filter = AuditFilter {
-        actor: q.actor.clone().filter(|a| !a.is_empty()),
-        kind: q.kind.clone().filter(|k| !k.is_empty()),
+        actor: text_filter(q.actor.as_deref(), "actor")?,
+        kind: text_filter(q.kind.as_deref(), "kind")?,
         since: parse_time(&q.since, "since")?,
         until: parse_time(&q.until, "until")?,
         before: q

@@ -119,7 +119,12 @@ pub(crate) async fn view_login_post(
     };
 
     // Throttle first, so a locked account answers the same for any password.
-    let account_scope = format!("user:{}", typed_name.to_lowercase());
+    // A name that cannot be a username shares one scope (and never reaches
+    // the database as typed: it may hold anything, NUL included).
+    let account_scope = match Username::parse(&typed_name.to_lowercase()) {
+        Ok(name) => format!("user:{name}"),
+        Err(_) => "user:(not a username)".to_owned(),
+    };
     let mut scopes = vec![account_scope.clone()];
     if let Some(ip) = &ip {
         scopes.push(format!("ip:{ip}"));

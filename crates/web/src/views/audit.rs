@@ -2,7 +2,9 @@
 //! exportable. Events carry no secret values by construction (the store
 //! never writes one), so the page can show their details as they are.
 
-use super::listing::{MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day};
+use super::listing::{
+    MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day, text_filter,
+};
 use super::{Chrome, non_blank, render, when};
 use crate::AppState;
 use crate::authz::Ctx;
@@ -28,8 +30,8 @@ pub(crate) struct AuditQuery {
 impl AuditQuery {
     fn filter(&self, limit: i64) -> AppResult<AuditFilter> {
         Ok(AuditFilter {
-            actor: non_blank(&self.actor).map(str::to_owned),
-            kind: non_blank(&self.kind).map(str::to_owned),
+            actor: text_filter(self.actor.as_deref(), "actor")?,
+            kind: text_filter(self.kind.as_deref(), "kind")?,
             since: parse_day(non_blank(&self.since), "since", false)?,
             until: parse_day(non_blank(&self.until), "until", true)?,
             before: non_blank(&self.cursor)

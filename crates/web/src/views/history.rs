@@ -1,7 +1,9 @@
 //! The promotion history, the auditor's page: filter by pipeline, stage,
 //! actor, status and dates; keyset pagination; export of the filtered set.
 
-use super::listing::{MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day};
+use super::listing::{
+    MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day, text_filter,
+};
 use super::promotions::{Names, PromotionRow};
 use super::{Chrome, non_blank, render};
 use crate::AppState;
@@ -53,7 +55,7 @@ impl HistoryQuery {
         Ok(PromotionFilter {
             pipeline: id(&self.pipeline, "pipeline")?.map(PipelineId),
             stage: id(&self.stage, "stage")?.map(StageId),
-            actor: non_blank(&self.actor).map(str::to_owned),
+            actor: text_filter(self.actor.as_deref(), "actor")?,
             status,
             since: parse_day(non_blank(&self.since), "since", false)?,
             until: parse_day(non_blank(&self.until), "until", true)?,

@@ -21,6 +21,18 @@ fn invalid(field: &'static str, message: &str) -> AppError {
     }])
 }
 
+/// A free-text filter (an actor, an event kind): at most 200 characters,
+/// none of them control characters (PostgreSQL refuses NUL outright).
+pub(crate) fn text_filter(raw: Option<&str>, field: &'static str) -> AppResult<Option<String>> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.chars().count() <= 200 && !s.chars().any(char::is_control) => {
+            Ok(Some(s.to_owned()))
+        }
+        Some(_) => Err(invalid(field, "must be at most 200 printable characters")),
+    }
+}
+
 /// A keyset cursor: the last row's time (µs since the epoch) and id.
 pub(crate) fn encode_cursor(at: &DateTime<Utc>, id: &uuid::Uuid) -> String {
     format!("{}_{}", at.timestamp_micros(), id)
@@ -160,6 +172,17 @@ mod tests {
         assert_eq!(next, Some(encode_cursor(&at, &ids[1])));
         let mut short = ids[..2].to_vec();
         assert_eq!(paginate(&mut short, 2, |id| (at, *id)), None);
+    }
+
+    #[test]
+    fn text_filters_refuse_control_characters() {
+        assert_eq!(
+            text_filter(Some(" lena "), "actor").unwrap().as_deref(),
+            Some("lena")
+        );
+        assert_eq!(text_filter(Some(""), "actor").unwrap(), None);
+        assert!(text_filter(Some("a\0b"), "actor").is_err());
+        assert!(text_filter(Some(&"x".repeat(201)), "actor").is_err());
     }
 
     #[test]

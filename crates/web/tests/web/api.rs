@@ -476,3 +476,63 @@ async fn the_committed_openapi_document_matches_the_code_and_is_served() {
     assert_eq!(served, doc);
     app.stop().await;
 }
+
+/// PostgreSQL cannot store the NUL character; every way in refuses it with
+/// a 422 instead of failing inside the database. (Found by schemathesis.)
+#[tokio::test]
+async fn a_nul_character_is_refused_everywhere_not_a_500() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let admin = Api::new(&app, Some(app.token(team, "ci", "admin").await));
+    let settings = admin
+        .send(
+            "post",
+            &format!("/api/v1/teams/{team}/instances"),
+            Some(json!({"name": "x", "settings": {"a\u{0}b": 1}})),
+            &[],
+        )
+        .await;
+    assert_eq!(settings.status, 422, "{}", settings.body);
+    assert!(settings.body["error"]["fields"]["settings"].is_string());
+    let flow = admin
+        .send(
+            "put",
+            &format!("/api/v1/instances/{dev}/flows/f"),
+            Some(json!({"v": "a\u{0}"})),
+            &[],
+        )
+        .await;
+    assert_eq!(flow.status, 422, "{}", flow.body);
+    let set = admin
+        .send(
+            "put",
+            &format!("/api/v1/instances/{dev}/flows"),
+            Some(json!({"flows": {"f": ["\u{0}"]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(set.status, 422, "{}", set.body);
+    for path in ["/api/v1/promotions?actor=%00", "/api/v1/audit?kind=a%00b"] {
+        let answer = admin.get(path).await;
+        assert_eq!(answer.status, 422, "{path}: {}", answer.body);
+    }
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    for path in [
+        format!("/teams/{team}/promotions?actor=%00"),
+        format!("/teams/{team}/audit?actor=x%00"),
+    ] {
+        assert_eq!(lead.get(&path).await.status, 422, "{path}");
+    }
+    let page = lead
+        .post(
+            &format!("/teams/{team}/instances/{dev}/settings"),
+            &[("settings", "{\"a\": \"\\u0000\"}")],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    let login = Client::new(&app).login("le\u{0}na", PASSWORD).await;
+    assert_eq!(login.status, 401, "{}", login.body);
+    assert_eq!(app.store.instances(team).await.unwrap().len(), 1);
+    app.stop().await;
+}
