@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stagehand_domain::{EnvKey, FlowContent, FlowName, InstanceId, Name, SecretValue};
+use stagehand_domain::{EnvKey, FlowContent, FlowName, InstanceId, Name, Permission, SecretValue};
 use std::collections::BTreeMap;
 
 fn instance_id(raw: &str) -> AppResult<InstanceId> {
@@ -205,9 +205,21 @@ pub(crate) async fn env_put(
 ) -> AppResult<Response> {
     let key = EnvKey::parse(&key)?;
     let value = body.value.map(SecretValue::parse_env_value).transpose()?;
+    let instance = instance_id(&id)?;
+    // Setting a value is `envvar.set`; adding a key is an edit of the
+    // instance, as on the instance page.
+    let exists = state
+        .store
+        .env_vars(ctx.team_id(), instance)
+        .await?
+        .iter()
+        .any(|v| v.key == key);
+    if !exists && !ctx.permissions.contains(Permission::InstanceEdit) {
+        return Err(AppError::Forbidden);
+    }
     state
         .store
-        .set_env_var(ctx.team_id(), instance_id(&id)?, key, value, &ctx.actor())
+        .set_env_var(ctx.team_id(), instance, key, value, &ctx.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

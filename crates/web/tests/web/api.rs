@@ -536,3 +536,65 @@ async fn a_nul_character_is_refused_everywhere_not_a_500() {
     assert_eq!(app.store.instances(team).await.unwrap().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn setting_a_value_needs_envvar_set_and_adding_a_key_needs_instance_edit() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("EXISTING").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    // A custom role that may set values but not edit instances.
+    let perms: stagehand_domain::PermissionSet = [
+        stagehand_domain::Permission::InstanceView,
+        stagehand_domain::Permission::EnvvarSet,
+    ]
+    .into_iter()
+    .collect();
+    app.store
+        .create_role(
+            team,
+            stagehand_domain::Name::parse("name", "secret setter").unwrap(),
+            perms,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let setter = Api::new(&app, Some(app.token(team, "setter", "secret setter").await));
+    let set = setter
+        .send(
+            "put",
+            &format!("/api/v1/instances/{dev}/env/EXISTING"),
+            Some(json!({"value": "v"})),
+            &[],
+        )
+        .await;
+    assert_eq!(set.status, 204, "{}", set.body);
+    let add = setter
+        .send(
+            "put",
+            &format!("/api/v1/instances/{dev}/env/NEW_KEY"),
+            Some(json!({"value": "v"})),
+            &[],
+        )
+        .await;
+    assert_eq!(add.status, 403, "{}", add.body);
+    let keys: Vec<String> = app
+        .store
+        .env_vars(team, dev)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.key.to_string())
+        .collect();
+    assert_eq!(keys, ["EXISTING"]);
+    app.stop().await;
+}
