@@ -52,6 +52,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_password(&self, id: UserId, password_hash: &str, actor: &Actor)
     -> StoreResult<()>;
     async fn create_team(&self, name: Name, actor: &Actor) -> StoreResult<Team>;
+    /// Creates a team and binds `admin` to its admin role, in one
+    /// transaction: a new team is never left without anyone to run it.
+    async fn create_team_with_admin(
+        &self,
+        name: Name,
+        admin: UserId,
+        actor: &Actor,
+    ) -> StoreResult<Team>;
     async fn team(&self, id: TeamId) -> StoreResult<Team>;
     async fn teams(&self) -> StoreResult<Vec<Team>>;
     async fn create_role(
@@ -92,8 +100,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // Sessions and login throttling.
     /// Starts a session; the login is audited in the same transaction.
     async fn create_session(&self, session: NewSession, actor: &Actor) -> StoreResult<()>;
-    /// The session with this token hash, expired or not.
-    async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>>;
     /// The session and, for `team`, the user's membership there: what every
     /// request's authorisation needs, in one round trip.
     async fn session_in_team(

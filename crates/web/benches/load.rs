@@ -178,6 +178,78 @@ fn flow(i: usize, variant: usize) -> FlowContent {
     FlowContent::from_value(&serde_json::json!({"id": format!("tab-{i}"), "nodes": nodes})).unwrap()
 }
 
+/// A typical instance: 50 flows of about 4 KB, the first `changed` of them
+/// in `variant`, the rest in variant 0; 40 keys, two in three with a value
+/// when `with_values`.
+async fn typical_instance(
+    store: &Arc<dyn Store>,
+    team: stagehand_domain::TeamId,
+    name: &str,
+    changed: usize,
+    variant: usize,
+    with_values: bool,
+) -> stagehand_domain::InstanceId {
+    let system = Actor::system();
+    let i = store
+        .create_instance(
+            team,
+            Name::parse("name", name).unwrap(),
+            serde_json::json!({}),
+            &system,
+        )
+        .await
+        .unwrap()
+        .id;
+    let flows = (0..50)
+        .map(|f| {
+            let v = if f < changed { variant } else { 0 };
+            (
+                FlowName::parse(&format!("flow-{f:02}")).unwrap(),
+                flow(f, v),
+            )
+        })
+        .collect();
+    store
+        .replace_flows(team, i, flows, None, &system)
+        .await
+        .unwrap();
+    for k in 0..40 {
+        let value = (with_values && k % 3 != 0).then(|| SecretValue::new(format!("value-{k}")));
+        store
+            .set_env_var(
+                team,
+                i,
+                EnvKey::parse(&format!("KEY_{k:02}")).unwrap(),
+                value,
+                &system,
+            )
+            .await
+            .unwrap();
+    }
+    i
+}
+
+/// A pipeline over `instances`, in order.
+async fn pipeline_of(
+    store: &Arc<dyn Store>,
+    team: stagehand_domain::TeamId,
+    name: &str,
+    instances: &[stagehand_domain::InstanceId],
+) -> stagehand_store::Pipeline {
+    let system = Actor::system();
+    let mut pipeline = store
+        .create_pipeline(team, Name::parse("name", name).unwrap(), &system)
+        .await
+        .unwrap();
+    for i in instances {
+        pipeline = store
+            .add_stage(team, pipeline.id, *i, None, &system)
+            .await
+            .unwrap();
+    }
+    pipeline
+}
+
 struct Seeded {
     team: String,
     pipeline: String,
@@ -212,53 +284,9 @@ async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
         .unwrap();
     let mut ids = Vec::new();
     for (n, name) in ["dev", "qa", "prod"].iter().enumerate() {
-        let i = store
-            .create_instance(
-                team,
-                Name::parse("name", name).unwrap(),
-                serde_json::json!({}),
-                &system,
-            )
-            .await
-            .unwrap()
-            .id;
-        let flows = (0..50)
-            .map(|f| {
-                (
-                    FlowName::parse(&format!("flow-{f:02}")).unwrap(),
-                    flow(f, usize::from(f < 5 * n)),
-                )
-            })
-            .collect();
-        store
-            .replace_flows(team, i, flows, None, &system)
-            .await
-            .unwrap();
-        for k in 0..40 {
-            let value = (k % 3 != 0).then(|| SecretValue::new(format!("value-{k}")));
-            store
-                .set_env_var(
-                    team,
-                    i,
-                    EnvKey::parse(&format!("KEY_{k:02}")).unwrap(),
-                    value,
-                    &system,
-                )
-                .await
-                .unwrap();
-        }
-        ids.push(i);
+        ids.push(typical_instance(store, team, name, 5 * n, 1, true).await);
     }
-    let mut pipeline = store
-        .create_pipeline(team, Name::parse("name", "checkout").unwrap(), &system)
-        .await
-        .unwrap();
-    for i in &ids {
-        pipeline = store
-            .add_stage(team, pipeline.id, *i, None, &system)
-            .await
-            .unwrap();
-    }
+    let pipeline = pipeline_of(store, team, "checkout", &ids).await;
     let stages: Vec<_> = pipeline.stages.iter().map(|s| s.id).collect();
     let first = store
         .promote(PromotionRequest {
@@ -381,58 +409,9 @@ async fn seed_promotions(
     let system = Actor::system();
     let mut paths = Vec::new();
     for p in 0..16 {
-        let mut ids = Vec::new();
-        for (variant, name) in [(1, "dev"), (0, "prod")] {
-            let i = store
-                .create_instance(
-                    team,
-                    Name::parse("name", &format!("{name}-{p}")).unwrap(),
-                    serde_json::json!({}),
-                    &system,
-                )
-                .await
-                .unwrap()
-                .id;
-            let flows = (0..50)
-                .map(|f| {
-                    (
-                        FlowName::parse(&format!("flow-{f:02}")).unwrap(),
-                        flow(f, usize::from(f < 5) * variant),
-                    )
-                })
-                .collect();
-            store
-                .replace_flows(team, i, flows, None, &system)
-                .await
-                .unwrap();
-            for k in 0..40 {
-                store
-                    .set_env_var(
-                        team,
-                        i,
-                        EnvKey::parse(&format!("KEY_{k:02}")).unwrap(),
-                        None,
-                        &system,
-                    )
-                    .await
-                    .unwrap();
-            }
-            ids.push(i);
-        }
-        let mut pipeline = store
-            .create_pipeline(
-                team,
-                Name::parse("name", &format!("service-{p}")).unwrap(),
-                &system,
-            )
-            .await
-            .unwrap();
-        for i in &ids {
-            pipeline = store
-                .add_stage(team, pipeline.id, *i, None, &system)
-                .await
-                .unwrap();
-        }
+        let dev = typical_instance(store, team, &format!("dev-{p}"), 5, 1, false).await;
+        let prod = typical_instance(store, team, &format!("prod-{p}"), 5, 0, false).await;
+        let pipeline = pipeline_of(store, team, &format!("service-{p}"), &[dev, prod]).await;
         paths.push(format!(
             "/api/v1/pipelines/{}/stages/{}/promote",
             pipeline.id, pipeline.stages[0].id

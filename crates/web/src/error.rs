@@ -39,6 +39,16 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+impl AppError {
+    /// One field that needs another value, and why.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError {
+            field,
+            message: message.into(),
+        }])
+    }
+}
+
 impl From<ValidationError> for AppError {
     fn from(e: ValidationError) -> Self {
         Self::Invalid(vec![e.0])

@@ -141,6 +141,17 @@ pub(super) async fn create_team(conn: &mut Conn, name: Name, actor: &Actor) -> S
     Ok(team)
 }
 
+pub(super) async fn create_team_with_admin(
+    conn: &mut Conn,
+    name: Name,
+    admin: UserId,
+    actor: &Actor,
+) -> StoreResult<Team> {
+    let team = create_team(&mut *conn, name, actor).await?;
+    bind_role(conn, team.id, admin, BuiltinRole::Admin.as_str(), actor).await?;
+    Ok(team)
+}
+
 pub(super) async fn team(conn: &mut Conn, id: TeamId) -> StoreResult<Team> {
     sqlx::query_as::<_, TeamRow>("select id, name, created_at from teams where id = $1")
         .bind(id.0)

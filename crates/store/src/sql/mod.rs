@@ -166,6 +166,14 @@ impl Store for Backend {
     async fn create_team(&self, name: Name, actor: &Actor) -> StoreResult<Team> {
         write_tx!(self, c => identity::create_team(c, name, actor))
     }
+    async fn create_team_with_admin(
+        &self,
+        name: Name,
+        admin: UserId,
+        actor: &Actor,
+    ) -> StoreResult<Team> {
+        write_tx!(self, c => identity::create_team_with_admin(c, name, admin, actor))
+    }
     async fn team(&self, id: TeamId) -> StoreResult<Team> {
         read!(self, c => identity::team(c, id))
     }
@@ -218,9 +226,6 @@ impl Store for Backend {
 
     async fn create_session(&self, session: NewSession, actor: &Actor) -> StoreResult<()> {
         write_tx!(self, c => sessions::create(c, session, actor))
-    }
-    async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>> {
-        read!(self, c => sessions::get(c, token_hash))
     }
     async fn session_in_team(
         &self,

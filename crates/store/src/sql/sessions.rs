@@ -72,17 +72,6 @@ const SESSION_SELECT: &str =
             s.expires_at, u.id, u.username, u.password_hash, u.is_platform_admin,
             u.disabled_at, u.created_at";
 
-pub(super) async fn get(conn: &mut Conn, token_hash: &str) -> StoreResult<Option<Session>> {
-    let row: Option<SessionRow> = sqlx::query_as(&format!(
-        "{SESSION_SELECT} from sessions s join users u on u.id = s.user_id
-         where s.token_hash = $1"
-    ))
-    .bind(token_hash)
-    .fetch_optional(conn)
-    .await?;
-    row.map(SessionRow::into_session).transpose()
-}
-
 /// The session and, when `team` is given and the user holds a role there,
 /// the team and the user's permissions in it: one query for built-in roles
 /// (every request of the UI asks this), one more per custom role.

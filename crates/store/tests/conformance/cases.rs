@@ -141,6 +141,30 @@ pub async fn teams_roles_and_bindings_give_permissions(h: &Harness) {
         .unwrap();
     assert_eq!(creds.user.id, user.id);
     assert!(!format!("{creds:?}").contains("argon2"));
+
+    // A team and its first admin come together or not at all.
+    let founded = h
+        .store
+        .create_team_with_admin(name_of("founded"), user.id, &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.permissions(founded.id, user.id).await.unwrap(),
+        BuiltinRole::Admin.permissions()
+    );
+    let teams_before = h.store.teams().await.unwrap().len();
+    let nobody = stagehand_domain::UserId::new();
+    assert!(matches!(
+        h.store
+            .create_team_with_admin(name_of("orphan"), nobody, &actor())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        h.store.teams().await.unwrap().len(),
+        teams_before,
+        "nothing written"
+    );
 }
 
 pub async fn duplicate_names_are_typed_conflicts(h: &Harness) {

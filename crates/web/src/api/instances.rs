@@ -1,7 +1,7 @@
 //! Instances, flows and env vars over the API. Env values are never in a
 //! response, except from the reveal endpoint (`envvar.reveal`, audited).
 
-use super::{Json, invalid};
+use super::Json;
 use crate::AppState;
 use crate::authz::ApiCtx;
 use crate::error::{AppError, AppResult};
@@ -46,7 +46,7 @@ pub(crate) async fn create_post(
     let name = Name::parse("name", &body.name)?;
     let settings = body.settings.unwrap_or_else(|| json!({}));
     if !settings.is_object() {
-        return Err(invalid("settings", "must be a JSON object"));
+        return Err(AppError::invalid("settings", "must be a JSON object"));
     }
     let created = state
         .store
@@ -274,7 +274,7 @@ pub(crate) async fn patch(
         return Ok(axum::Json(instance).into_response());
     };
     if !settings.is_object() {
-        return Err(invalid("settings", "must be a JSON object"));
+        return Err(AppError::invalid("settings", "must be a JSON object"));
     }
     let updated = state
         .store

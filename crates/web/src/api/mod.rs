@@ -12,7 +12,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use stagehand_domain::FieldError;
 
 /// A JSON body; a malformed one is a 400/422 in the API's error format.
 #[derive(Debug)]
@@ -24,21 +23,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(invalid(
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::invalid(
                 "body",
                 "send JSON with Content-Type: application/json",
             )),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
                 AppError::PayloadTooLarge("The body is over the size limit.".into()),
             ),
-            Err(e) => Err(invalid("body", &e.body_text())),
+            Err(e) => Err(AppError::invalid("body", e.body_text())),
         }
     }
-}
-
-pub(crate) fn invalid(field: &'static str, message: &str) -> AppError {
-    AppError::Invalid(vec![FieldError {
-        field,
-        message: message.into(),
-    }])
 }

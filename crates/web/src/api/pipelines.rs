@@ -1,9 +1,8 @@
 //! Pipelines and play over the API: list, read, preview, promote.
 
-use super::invalid;
 use crate::AppState;
 use crate::authz::ApiCtx;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::views::paths::parse_id;
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -71,7 +70,7 @@ pub(crate) async fn promote_post(
                 .map(str::trim)
                 .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
                 .ok_or_else(|| {
-                    invalid(
+                    AppError::invalid(
                         "Idempotency-Key",
                         "must be 1 to 200 visible ASCII characters",
                     )
@@ -86,7 +85,9 @@ pub(crate) async fn promote_post(
                 .ok()
                 .map(|s| s.trim().trim_matches('"'))
                 .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| invalid("If-Match", "must be the target version, e.g. \"7\""))?,
+                .ok_or_else(|| {
+                    AppError::invalid("If-Match", "must be the target version, e.g. \"7\"")
+                })?,
         ),
     };
     // A retry gets back a promotion created before this request began.
@@ -158,7 +159,7 @@ pub(crate) async fn add_stage_post(
     let instance = body
         .instance
         .parse()
-        .map_err(|_| invalid("instance", "is not an instance id"))?;
+        .map_err(|_| AppError::invalid("instance", "is not an instance id"))?;
     let pipeline = state
         .store
         .add_stage(
@@ -202,7 +203,7 @@ pub(crate) async fn reorder_put(
         .iter()
         .map(|s| {
             s.parse()
-                .map_err(|_| invalid("order", "holds something that is not a stage id"))
+                .map_err(|_| AppError::invalid("order", "holds something that is not a stage id"))
         })
         .collect::<AppResult<Vec<StageId>>>()?;
     let updated = state

@@ -1,11 +1,10 @@
 //! Promotions over the API: the filtered history with cursor pagination,
 //! one promotion, approve / reject, rollback; and the audit log.
 
-use super::invalid;
 use crate::AppState;
 use crate::authz::ApiCtx;
-use crate::error::AppResult;
-use crate::views::listing::{decode_cursor, paginate, text_filter};
+use crate::error::{AppError, AppResult};
+use crate::views::listing::{cursor_filter, id_filter, paginate, status_filter, text_filter};
 use crate::views::paths::parse_id;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -13,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use stagehand_domain::{AuditEventId, PromotionId, PromotionStatus};
+use stagehand_domain::{AuditEventId, PromotionId};
 use stagehand_store::{AuditFilter, Decision, PromotionFilter};
 
 /// Rows per page unless `limit` says otherwise (at most 500).
@@ -24,15 +23,8 @@ fn limit(raw: Option<i64>) -> AppResult<i64> {
     match raw {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(invalid("limit", "must be between 1 and 500")),
+        Some(_) => Err(AppError::invalid("limit", "must be between 1 and 500")),
     }
-}
-
-fn parse_opt_id(raw: &Option<String>, field: &'static str) -> AppResult<Option<uuid::Uuid>> {
-    raw.as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| invalid(field, "is not an id")))
-        .transpose()
 }
 
 /// Times in RFC 3339, e.g. `2026-11-23T12:00:00Z`.
@@ -42,7 +34,9 @@ fn parse_time(raw: &Option<String>, field: &'static str) -> AppResult<Option<Dat
         .map(|s| {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.to_utc())
-                .map_err(|_| invalid(field, "must be an RFC 3339 time, e.g. 2026-11-23T12:00:00Z"))
+                .map_err(|_| {
+                    AppError::invalid(field, "must be an RFC 3339 time, e.g. 2026-11-23T12:00:00Z")
+                })
         })
         .transpose()
 }
@@ -66,27 +60,13 @@ pub(crate) async fn list_get(
 ) -> AppResult<Response> {
     let size = limit(q.limit)?;
     let filter = PromotionFilter {
-        pipeline: parse_opt_id(&q.pipeline, "pipeline")?.map(stagehand_domain::PipelineId),
-        stage: parse_opt_id(&q.stage, "stage")?.map(stagehand_domain::StageId),
+        pipeline: id_filter(q.pipeline.as_deref(), "pipeline")?.map(stagehand_domain::PipelineId),
+        stage: id_filter(q.stage.as_deref(), "stage")?.map(stagehand_domain::StageId),
         actor: text_filter(q.actor.as_deref(), "actor")?,
-        status: q
-            .status
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<PromotionStatus>()
-                    .map_err(|_| invalid("status", "is not a promotion status"))
-            })
-            .transpose()?,
+        status: status_filter(q.status.as_deref())?,
         since: parse_time(&q.since, "since")?,
         until: parse_time(&q.until, "until")?,
-        before: q
-            .cursor
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(decode_cursor)
-            .transpose()?
-            .map(|(at, id)| (at, PromotionId(id))),
+        before: cursor_filter(q.cursor.as_deref())?.map(|(at, id)| (at, PromotionId(id))),
         limit: size + 1,
     };
     let mut found = state
@@ -177,13 +157,7 @@ pub(crate) async fn audit_get(
         kind: text_filter(q.kind.as_deref(), "kind")?,
         since: parse_time(&q.since, "since")?,
         until: parse_time(&q.until, "until")?,
-        before: q
-            .cursor
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(decode_cursor)
-            .transpose()?
-            .map(|(at, id)| (at, AuditEventId(id))),
+        before: cursor_filter(q.cursor.as_deref())?.map(|(at, id)| (at, AuditEventId(id))),
         limit: size + 1,
     };
     let mut found = state

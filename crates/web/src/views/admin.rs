@@ -151,16 +151,9 @@ pub(crate) async fn create_team_post(
     Form(form): Form<NewTeamForm>,
 ) -> AppResult<Response> {
     let name = Name::parse("name", &form.name)?;
-    let actor = ctx.actor();
-    let team = state.store.create_team(name, &actor).await?;
-    state
+    let team = state
         .store
-        .bind_role(
-            team.id,
-            ctx.session.user.id,
-            BuiltinRole::Admin.as_str(),
-            &actor,
-        )
+        .create_team_with_admin(name, ctx.session.user.id, &ctx.actor())
         .await?;
     Ok(see_other(&format!("/teams/{}/members", team.id)))
 }

@@ -3,7 +3,7 @@
 //! never writes one), so the page can show their details as they are.
 
 use super::listing::{
-    MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day, text_filter,
+    MAX_EXPORT, PAGE, cursor_filter, export, filters_query, paginate, parse_day, text_filter,
 };
 use super::{Chrome, non_blank, render, when};
 use crate::AppState;
@@ -34,10 +34,7 @@ impl AuditQuery {
             kind: text_filter(self.kind.as_deref(), "kind")?,
             since: parse_day(non_blank(&self.since), "since", false)?,
             until: parse_day(non_blank(&self.until), "until", true)?,
-            before: non_blank(&self.cursor)
-                .map(decode_cursor)
-                .transpose()?
-                .map(|(at, id)| (at, AuditEventId(id))),
+            before: cursor_filter(self.cursor.as_deref())?.map(|(at, id)| (at, AuditEventId(id))),
             limit: limit + 1,
         })
     }

@@ -2,19 +2,20 @@
 //! actor, status and dates; keyset pagination; export of the filtered set.
 
 use super::listing::{
-    MAX_EXPORT, PAGE, decode_cursor, export, filters_query, paginate, parse_day, text_filter,
+    MAX_EXPORT, PAGE, cursor_filter, export, filters_query, id_filter, paginate, parse_day,
+    status_filter, text_filter,
 };
 use super::promotions::{Names, PromotionRow};
 use super::{Chrome, non_blank, render};
 use crate::AppState;
 use crate::authz::Ctx;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use stagehand_domain::{FieldError, Permission, PipelineId, PromotionId, PromotionStatus, StageId};
+use stagehand_domain::{Permission, PipelineId, PromotionId, PromotionStatus, StageId};
 use stagehand_store::{Promotion, PromotionFilter};
 
 /// The filters, as they appear in the query string.
@@ -32,37 +33,16 @@ pub(crate) struct HistoryQuery {
     format: Option<String>,
 }
 
-fn invalid(field: &'static str, message: &str) -> AppError {
-    AppError::Invalid(vec![FieldError {
-        field,
-        message: message.into(),
-    }])
-}
-
 impl HistoryQuery {
     fn filter(&self, limit: i64) -> AppResult<PromotionFilter> {
-        let id = |raw: &Option<String>, name: &'static str| -> AppResult<Option<uuid::Uuid>> {
-            non_blank(raw)
-                .map(|s| s.parse().map_err(|_| invalid(name, "is not an id")))
-                .transpose()
-        };
-        let status = non_blank(&self.status)
-            .map(|s| {
-                s.parse::<PromotionStatus>()
-                    .map_err(|_| invalid("status", "is not a status"))
-            })
-            .transpose()?;
         Ok(PromotionFilter {
-            pipeline: id(&self.pipeline, "pipeline")?.map(PipelineId),
-            stage: id(&self.stage, "stage")?.map(StageId),
+            pipeline: id_filter(self.pipeline.as_deref(), "pipeline")?.map(PipelineId),
+            stage: id_filter(self.stage.as_deref(), "stage")?.map(StageId),
             actor: text_filter(self.actor.as_deref(), "actor")?,
-            status,
+            status: status_filter(self.status.as_deref())?,
             since: parse_day(non_blank(&self.since), "since", false)?,
             until: parse_day(non_blank(&self.until), "until", true)?,
-            before: non_blank(&self.cursor)
-                .map(decode_cursor)
-                .transpose()?
-                .map(|(at, id)| (at, PromotionId(id))),
+            before: cursor_filter(self.cursor.as_deref())?.map(|(at, id)| (at, PromotionId(id))),
             limit: limit + 1,
         })
     }

@@ -6,20 +6,13 @@ use crate::error::{AppError, AppResult};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use stagehand_domain::FieldError;
+use stagehand_domain::PromotionStatus;
 
 /// Rows per page on screen.
 pub(crate) const PAGE: i64 = 50;
 /// Most rows one export returns; the JSON export carries a cursor to
 /// continue from.
 pub(crate) const MAX_EXPORT: i64 = 1000;
-
-fn invalid(field: &'static str, message: &str) -> AppError {
-    AppError::Invalid(vec![FieldError {
-        field,
-        message: message.into(),
-    }])
-}
 
 /// A free-text filter (an actor, an event kind): at most 200 characters,
 /// none of them control characters (PostgreSQL refuses NUL outright).
@@ -29,8 +22,41 @@ pub(crate) fn text_filter(raw: Option<&str>, field: &'static str) -> AppResult<O
         Some(s) if s.chars().count() <= 200 && !s.chars().any(char::is_control) => {
             Ok(Some(s.to_owned()))
         }
-        Some(_) => Err(invalid(field, "must be at most 200 printable characters")),
+        Some(_) => Err(AppError::invalid(
+            field,
+            "must be at most 200 printable characters",
+        )),
     }
+}
+
+/// An optional id filter: blank is absent, anything else must be an id.
+pub(crate) fn id_filter(raw: Option<&str>, field: &'static str) -> AppResult<Option<uuid::Uuid>> {
+    raw.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| AppError::invalid(field, "is not an id"))
+        })
+        .transpose()
+}
+
+/// An optional promotion status filter.
+pub(crate) fn status_filter(raw: Option<&str>) -> AppResult<Option<PromotionStatus>> {
+    raw.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| AppError::invalid("status", "is not a promotion status"))
+        })
+        .transpose()
+}
+
+/// An optional keyset cursor (see [`encode_cursor`]).
+pub(crate) fn cursor_filter(raw: Option<&str>) -> AppResult<Option<(DateTime<Utc>, uuid::Uuid)>> {
+    raw.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(decode_cursor)
+        .transpose()
 }
 
 /// A keyset cursor: the last row's time (µs since the epoch) and id.
@@ -39,7 +65,7 @@ pub(crate) fn encode_cursor(at: &DateTime<Utc>, id: &uuid::Uuid) -> String {
 }
 
 pub(crate) fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, uuid::Uuid)> {
-    let bad = || invalid("cursor", "is not a cursor this server made");
+    let bad = || AppError::invalid("cursor", "is not a cursor this server made");
     let (micros, id) = raw.split_once('_').ok_or_else(bad)?;
     let at = micros
         .parse::<i64>()
@@ -76,7 +102,7 @@ pub(crate) fn parse_day(
 ) -> AppResult<Option<DateTime<Utc>>> {
     let Some(raw) = raw else { return Ok(None) };
     let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| invalid(name, "must be a date like 2026-01-31"))?;
+        .map_err(|_| AppError::invalid(name, "must be a date like 2026-01-31"))?;
     let day = if end {
         day.succ_opt().unwrap_or(day)
     } else {
@@ -131,7 +157,7 @@ pub(crate) fn export(
             )
                 .into_response())
         }
-        _ => Err(invalid("format", "must be csv or json")),
+        _ => Err(AppError::invalid("format", "must be csv or json")),
     }
 }
 

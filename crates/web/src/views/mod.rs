@@ -20,7 +20,7 @@ use axum::extract::{FromRequest, Request};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use stagehand_domain::{FieldError, Permission, PermissionSet};
+use stagehand_domain::{Permission, PermissionSet};
 
 /// What the layout needs on every page: who is logged in, their CSRF token
 /// (for forms and the htmx header) and the current team.
@@ -86,10 +86,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
             Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(
                 AppError::PayloadTooLarge("The form is over the size limit.".into()),
             ),
-            Err(e) => Err(AppError::Invalid(vec![FieldError {
-                field: "form",
-                message: e.body_text(),
-            }])),
+            Err(e) => Err(AppError::invalid("form", e.body_text())),
         }
     }
 }
