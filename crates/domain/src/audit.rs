@@ -68,12 +68,16 @@ pub enum AuditEventKind {
     StagesReordered,
     #[serde(rename = "stage.protection_changed")]
     StageProtectionChanged,
+    #[serde(rename = "instance.protection_changed")]
+    InstanceProtectionChanged,
     #[serde(rename = "promotion.applied")]
     PromotionApplied,
     #[serde(rename = "promotion.requested")]
     PromotionRequested,
     #[serde(rename = "promotion.rolled_back")]
     PromotionRolledBack,
+    #[serde(rename = "promotion.rollback_requested")]
+    RollbackRequested,
     #[serde(rename = "promotion.approved")]
     PromotionApproved,
     #[serde(rename = "promotion.rejected")]
@@ -115,9 +119,11 @@ impl AuditEventKind {
             StageRemoved => "stage.removed",
             StagesReordered => "stages.reordered",
             StageProtectionChanged => "stage.protection_changed",
+            InstanceProtectionChanged => "instance.protection_changed",
             PromotionApplied => "promotion.applied",
             PromotionRequested => "promotion.requested",
             PromotionRolledBack => "promotion.rolled_back",
+            RollbackRequested => "promotion.rollback_requested",
             PromotionApproved => "promotion.approved",
             PromotionRejected => "promotion.rejected",
         }

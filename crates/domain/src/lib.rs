@@ -22,7 +22,7 @@ pub use error::{FieldError, ValidationError};
 pub use flow::{ContentHash, FlowContent, FlowName, MAX_FLOW_BYTES, check_no_nul};
 pub use ids::*;
 pub use names::{Name, Username};
-pub use pipeline::{StageOrder, StageProtection};
+pub use pipeline::{Protection, StageOrder};
 pub use plan::{FlowAdd, FlowChange, FlowRemove, InstanceState, PromotionPlan};
 pub use promotion::PromotionStatus;
 pub use rbac::{BuiltinRole, Permission, PermissionSet};

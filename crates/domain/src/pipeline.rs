@@ -1,25 +1,29 @@
-//! Pipelines and stages: ordering rules and stage protection.
+//! Pipelines and stages: ordering rules, and the protection of instances.
 
 use crate::error::ValidationError;
 use crate::ids::StageId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// Most approvals a protected stage may require.
+/// Most approvals a protected instance may require.
 pub const MAX_REQUIRED_APPROVALS: u32 = 10;
 
-/// How a stage guards promotions into it.
+/// How an instance (an environment, such as production) guards itself.
+/// It belongs to the instance, whatever pipelines it appears in: while
+/// `required_approvals` is above 0, its flows, keys, values, settings and
+/// existence change only through an approved promotion or rollback, or by
+/// someone who manages protection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageProtection {
-    /// Approvals from users other than the requester before a promotion
-    /// into this stage applies; 0 means unprotected.
+pub struct Protection {
+    /// Approvals from people other than the requester before a promotion
+    /// or rollback into this instance applies; 0 means unprotected.
     pub required_approvals: u32,
-    /// Every key must have a value on this stage's instance before a
-    /// promotion into it may apply.
+    /// Every key must have a value on this instance before a promotion
+    /// into it may apply.
     pub requires_all_env_values: bool,
 }
 
-impl StageProtection {
+impl Protection {
     pub fn new(
         required_approvals: u32,
         requires_all_env_values: bool,
@@ -85,8 +89,8 @@ mod tests {
 
     #[test]
     fn approvals_are_bounded() {
-        assert!(StageProtection::new(10, false).is_ok());
-        assert!(StageProtection::new(11, false).is_err());
-        assert!(!StageProtection::new(0, true).unwrap().is_protected());
+        assert!(Protection::new(10, false).is_ok());
+        assert!(Protection::new(11, false).is_err());
+        assert!(!Protection::new(0, true).unwrap().is_protected());
     }
 }

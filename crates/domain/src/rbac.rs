@@ -29,6 +29,11 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// The permission that manages protected instances: it sets their
+    /// protection, and it is the only way to change one outside an approved
+    /// promotion (DESIGN.md point 8).
+    pub const MANAGES_PROTECTION: Permission = Permission::StagePromoteProtected;
+
     /// Every permission, in the order of DESIGN.md's table.
     pub const ALL: [Permission; 16] = [
         Self::InstanceView,
@@ -130,6 +135,18 @@ impl PermissionSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The permissions of `other` this set does not hold: what a grantor
+    /// holding `self` would hand out beyond their own rights by granting
+    /// `other`. Empty when the grant is allowed.
+    pub fn lacks(&self, other: &PermissionSet) -> Vec<Permission> {
+        other.0.difference(&self.0).copied().collect()
+    }
+
+    /// The permissions held by both sets: a token capped by its owner.
+    pub fn intersection(&self, other: &PermissionSet) -> PermissionSet {
+        Self(self.0.intersection(&other.0).copied().collect())
+    }
 }
 
 impl FromIterator<Permission> for PermissionSet {
@@ -217,6 +234,29 @@ mod tests {
         assert!(!l.contains(EnvvarReveal));
         assert!(!l.contains(StagePromoteProtected));
         assert!(!l.contains(MemberManage) && !l.contains(RoleManage) && !l.contains(TokenManage));
+    }
+
+    #[test]
+    fn a_grant_is_allowed_only_within_what_the_grantor_holds() {
+        let lead = BuiltinRole::Lead.permissions();
+        assert!(lead.lacks(&BuiltinRole::Viewer.permissions()).is_empty());
+        assert!(lead.lacks(&lead).is_empty());
+        let beyond = lead.lacks(&BuiltinRole::Admin.permissions());
+        assert!(beyond.contains(&EnvvarReveal) && beyond.contains(&MemberManage));
+        assert!(!beyond.contains(&InstanceEdit));
+    }
+
+    #[test]
+    fn a_capped_set_holds_only_what_both_hold() {
+        let only_manage: PermissionSet = [MemberManage].into_iter().collect();
+        let capped = BuiltinRole::Admin.permissions().intersection(&only_manage);
+        assert_eq!(capped, only_manage);
+        assert!(
+            BuiltinRole::Viewer
+                .permissions()
+                .intersection(&only_manage)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -60,6 +60,17 @@ pub enum StoreError {
     Invalid(#[from] ValidationError),
     #[error(transparent)]
     Conflict(#[from] Conflict),
+    /// A direct change of a protected instance by someone who does not
+    /// manage protection: only an approved promotion or rollback may.
+    #[error("{instance} is protected: it changes only through an approved promotion or rollback")]
+    Protected { instance: String },
+    /// The actor lacks what the store's own rules require (a grant beyond
+    /// the grantor's permissions, changing protection, …).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// A grant of permissions the grantor does not hold.
+    #[error("you cannot grant permissions you do not hold yourself: {}", .0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))]
+    BeyondGrantor(Vec<stagehand_domain::Permission>),
     /// A value could not be decrypted, or the key does not fit the data.
     #[error("encryption: {0}")]
     Crypto(String),

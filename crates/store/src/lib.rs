@@ -15,7 +15,7 @@ pub use model::*;
 use async_trait::async_trait;
 use stagehand_domain::{
     EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet, PipelineId, PromotionId,
-    SecretValue, SnapshotId, StageId, StageProtection, TeamId, TokenId, UserId, Username,
+    Protection, SecretValue, SnapshotId, StageId, TeamId, TokenId, UserId, Username,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -159,6 +159,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Instance>;
     async fn delete_instance(&self, team: TeamId, id: InstanceId, actor: &Actor)
     -> StoreResult<()>;
+    /// Sets how the instance guards itself; the actor must manage
+    /// protection. Audited with the protection before and after.
+    async fn set_instance_protection(
+        &self,
+        team: TeamId,
+        id: InstanceId,
+        protection: Protection,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
     async fn flows(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<FlowMeta>>;
     async fn flow(&self, team: TeamId, instance: InstanceId, name: &FlowName) -> StoreResult<Flow>;
     async fn put_flow(
@@ -261,15 +270,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         order: Vec<StageId>,
         actor: &Actor,
     ) -> StoreResult<Pipeline>;
-    async fn set_stage_protection(
-        &self,
-        team: TeamId,
-        pipeline: PipelineId,
-        stage: StageId,
-        protection: StageProtection,
-        actor: &Actor,
-    ) -> StoreResult<Pipeline>;
-
     // Promotions.
     /// The plan of a play on `stage`, without changing anything.
     async fn preview(
@@ -278,9 +278,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         pipeline: PipelineId,
         stage: StageId,
     ) -> StoreResult<Preview>;
-    /// Play: applies (or, into a protected stage, requests) a promotion.
-    async fn promote(&self, request: PromotionRequest) -> StoreResult<Promotion>;
-    /// Restores the target's flows from the promotion's backup snapshot.
+    /// Play: applies a promotion or, into a protected instance, requests
+    /// one (`pending_approval`, pinned to the source snapshot taken now).
+    async fn play(&self, request: PromotionRequest) -> StoreResult<Played>;
+    /// [`Store::play`], for callers that do not care whether it replayed.
+    async fn promote(&self, request: PromotionRequest) -> StoreResult<Promotion> {
+        Ok(self.play(request).await?.promotion)
+    }
+    /// Restores the target's flows from the promotion's backup snapshot;
+    /// into a protected instance, requests that instead (a new
+    /// `pending_approval` promotion whose `rollback_of` is `promotion`).
     async fn rollback(
         &self,
         team: TeamId,
@@ -288,7 +295,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &Actor,
     ) -> StoreResult<Promotion>;
     /// A reviewer approves or rejects a pending promotion. The last
-    /// approval a protected stage needs applies the pinned source snapshot.
+    /// approval a protected instance needs applies the pinned snapshot.
     async fn decide(
         &self,
         team: TeamId,

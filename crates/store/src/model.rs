@@ -3,19 +3,60 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use stagehand_domain::{
-    AuditEventKind, ContentHash, EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet,
-    PipelineId, PromotionId, PromotionPlan, PromotionStatus, SnapshotId, StageId, StageProtection,
-    TeamId, UserId, Username,
+    AuditEventKind, ContentHash, EnvKey, FlowContent, FlowName, InstanceId, Name, Permission,
+    PermissionSet, PipelineId, PromotionId, PromotionPlan, PromotionStatus, Protection, SnapshotId,
+    StageId, TeamId, UserId, Username,
 };
 use std::collections::BTreeMap;
 
 /// Who makes a change, and from where. Written into every audit event.
+///
+/// The store enforces its own rules with it, inside the transaction of the
+/// change: protection of instances ([`Authority`] must hold
+/// [`Permission::MANAGES_PROTECTION`]), grants that never exceed the
+/// grantor's permissions, and approvals by people other than the requester.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Actor {
+    /// The person acting: a user, or the owner of a user's API token.
+    /// `None` for Stagehand itself and for a service-account token.
     pub user_id: Option<UserId>,
     /// A username, a token's name, or `system`.
     pub name: String,
     pub source_ip: Option<String>,
+    /// The person answerable for the change: `user_id`, or for a service
+    /// account the user who created it. A promotion requested through a
+    /// service account may not be approved by that person.
+    pub accountable_user_id: Option<UserId>,
+    /// What the actor holds in the team the change is about.
+    #[serde(skip)]
+    pub authority: Authority,
+}
+
+/// What an [`Actor`] may do, as far as the store's own rules go (routes
+/// check their declared permission before the store is called).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// Stagehand itself, or an operator at the server's own CLI.
+    Unlimited,
+    /// A member, or an API token, holding these permissions in the team.
+    Holds(PermissionSet),
+}
+
+impl Authority {
+    pub fn may(&self, p: Permission) -> bool {
+        match self {
+            Self::Unlimited => true,
+            Self::Holds(set) => set.contains(p),
+        }
+    }
+
+    /// The permissions of `granted` the actor does not hold itself.
+    pub fn lacks(&self, granted: &PermissionSet) -> Vec<Permission> {
+        match self {
+            Self::Unlimited => Vec::new(),
+            Self::Holds(set) => set.lacks(granted),
+        }
+    }
 }
 
 impl Actor {
@@ -25,20 +66,36 @@ impl Actor {
             user_id: None,
             name: "system".into(),
             source_ip: None,
+            accountable_user_id: None,
+            authority: Authority::Unlimited,
         }
     }
 
+    /// A user holding, until [`Actor::holding`] says otherwise, nothing.
     pub fn user(id: UserId, username: &Username) -> Self {
         Self {
             user_id: Some(id),
             name: username.to_string(),
             source_ip: None,
+            accountable_user_id: Some(id),
+            authority: Authority::Holds(PermissionSet::empty()),
         }
+    }
+
+    /// The same actor, holding `permissions` in the team at hand.
+    pub fn holding(mut self, permissions: PermissionSet) -> Self {
+        self.authority = Authority::Holds(permissions);
+        self
     }
 
     pub fn from_ip(mut self, ip: impl Into<String>) -> Self {
         self.source_ip = Some(ip.into());
         self
+    }
+
+    /// Whether the actor may change protected instances directly.
+    pub fn manages_protection(&self) -> bool {
+        self.authority.may(Permission::MANAGES_PROTECTION)
     }
 }
 
@@ -96,6 +153,8 @@ pub struct Instance {
     pub team_id: TeamId,
     pub name: Name,
     pub settings: serde_json::Value,
+    /// Whether, and how, the instance guards itself.
+    pub protection: Protection,
     /// Bumped by every change to the instance's flows, env vars or settings.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -150,7 +209,8 @@ pub struct Stage {
     pub instance_name: Name,
     /// 0-based.
     pub position: i64,
-    pub protection: StageProtection,
+    /// The protection of the stage's instance (it belongs to the instance).
+    pub protection: Protection,
 }
 
 /// Why a snapshot was taken.
@@ -215,12 +275,26 @@ pub struct Promotion {
     /// The target's version this promotion produced, once applied.
     pub target_version: Option<i64>,
     pub plan: PromotionPlan,
+    /// The person answerable for the request (for a service account, the
+    /// user who created it): they may not approve it.
     pub requested_by_user_id: Option<UserId>,
     pub requested_by: String,
     pub idempotency_key: Option<String>,
+    /// Set on a requested rollback into a protected instance: the
+    /// promotion it undoes once approved.
+    pub rollback_of: Option<PromotionId>,
     pub created_at: DateTime<Utc>,
     pub applied_at: Option<DateTime<Utc>>,
     pub rolled_back_at: Option<DateTime<Utc>>,
+}
+
+/// What a play did: a new promotion, or the first one again for a retry
+/// with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Played {
+    pub promotion: Promotion,
+    /// The request repeated an earlier one; nothing new was created.
+    pub replayed: bool,
 }
 
 /// A promotion without its plan: what lists and cards show, cheap to read
@@ -457,6 +531,8 @@ pub struct ApiToken {
     pub user_id: Option<UserId>,
     pub role: String,
     pub created_by: String,
+    /// The user who created it, when a user did (not the local CLI).
+    pub created_by_user_id: Option<UserId>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -475,6 +551,8 @@ impl ApiToken {
             user_id: self.user_id,
             name: format!("token:{}", self.name),
             source_ip: None,
+            accountable_user_id: self.user_id.or(self.created_by_user_id),
+            authority: Authority::Holds(PermissionSet::empty()),
         }
     }
 }

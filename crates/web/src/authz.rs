@@ -41,9 +41,10 @@ pub struct ApiCtx {
 }
 
 impl ApiCtx {
-    /// The actor written into audit events: the token's name.
+    /// The actor written into audit events: the token's name, holding
+    /// what the token holds.
     pub fn actor(&self) -> Actor {
-        let actor = self.token.actor();
+        let actor = self.token.actor().holding(self.permissions.clone());
         match &self.source_ip {
             Some(ip) => actor.from_ip(ip.clone()),
             None => actor,
@@ -71,9 +72,13 @@ pub struct TeamCtx {
 }
 
 impl Ctx {
-    /// The actor written into audit events.
+    /// The actor written into audit events, holding the user's permissions
+    /// in the route's team (none on routes without a team).
     pub fn actor(&self) -> Actor {
-        let actor = Actor::user(self.session.user.id, &self.session.user.username);
+        let mut actor = Actor::user(self.session.user.id, &self.session.user.username);
+        if let Some(t) = &self.team {
+            actor = actor.holding(t.permissions.clone());
+        }
         match &self.source_ip {
             Some(ip) => actor.from_ip(ip.clone()),
             None => actor,

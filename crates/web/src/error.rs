@@ -26,6 +26,12 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
+    /// A direct change of a protected instance, refused.
+    #[error("{0}")]
+    Protected(String),
+    /// Not allowed, for a reason the user can act on.
+    #[error("{0}")]
+    Refused(String),
     /// A form or request without a valid CSRF token or from another origin.
     #[error("{0}")]
     Csrf(&'static str),
@@ -61,6 +67,15 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Invalid(v) => v.into(),
             StoreError::Conflict(c) => Self::Conflict(c.to_string()),
+            StoreError::Protected { instance } => Self::Protected(format!(
+                "{instance} is protected: its flows, keys, values and settings change only \
+                 through a promotion or rollback that collected its approvals, or at the hands \
+                 of someone who manages protection. Press play on the stage before it to \
+                 request a promotion."
+            )),
+            e @ (StoreError::Forbidden(_) | StoreError::BeyondGrantor(_)) => {
+                Self::Refused(e.to_string())
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -82,7 +97,9 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::Csrf(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Csrf(_) | Self::Protected(_) | Self::Refused(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -105,6 +122,8 @@ impl AppError {
             Self::NotFound(what) => ("Not found", format!("This {what} does not exist, or you cannot see it.")),
             Self::Invalid(_) => ("Please fix the form", "Some fields need another value:".into()),
             Self::Conflict(m) => ("Could not do that", m.clone()),
+            Self::Protected(m) => ("Protected instance", m.clone()),
+            Self::Refused(m) => ("Not allowed", m.clone()),
             Self::Csrf(m) => ("Request refused", (*m).into()),
             Self::TooManyRequests(m) => ("Slow down", m.clone()),
             Self::PayloadTooLarge(m) => ("Too large", m.clone()),
@@ -116,6 +135,8 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::Invalid(_) => "invalid",
             Self::Conflict(_) => "conflict",
+            Self::Protected(_) => "protected",
+            Self::Refused(_) => "forbidden",
             Self::Csrf(_) => "csrf",
             Self::TooManyRequests(_) => "too_many_requests",
             Self::PayloadTooLarge(_) => "payload_too_large",

@@ -4,18 +4,13 @@
 
 use crate::AppState;
 use crate::error::{AppError, AppResult};
-use stagehand_domain::{Permission, PermissionSet};
-use stagehand_store::{Promotion, PromotionRequest};
+use stagehand_store::{Played, PromotionRequest};
 
-/// Promotes `request.stage` into the next stage. A promotion into a
-/// protected stage needs `stage.promote_protected` on top of
-/// `stage.promote` (which the route already checked); the last stage has
-/// nothing to promote into.
-pub(crate) async fn promote(
-    state: &AppState,
-    permissions: &PermissionSet,
-    request: PromotionRequest,
-) -> AppResult<Promotion> {
+/// Promotes `request.stage` into the next stage; `stage.promote` (which
+/// the route checked) is all it takes. Into a protected instance, this
+/// requests the promotion: it waits for approvals from people other than
+/// the requester. The last stage has nothing to promote into.
+pub(crate) async fn promote(state: &AppState, request: PromotionRequest) -> AppResult<Played> {
     let pipeline = state.store.pipeline(request.team, request.pipeline).await?;
     match pipeline.stage_and_next(request.stage) {
         None => return Err(AppError::NotFound("stage")),
@@ -24,13 +19,7 @@ pub(crate) async fn promote(
                 "This is the last stage: there is nothing to promote it into.".into(),
             ));
         }
-        Some((_, Some(target)))
-            if target.protection.is_protected()
-                && !permissions.contains(Permission::StagePromoteProtected) =>
-        {
-            return Err(AppError::Forbidden);
-        }
         Some(_) => {}
     }
-    Ok(state.store.promote(request).await?)
+    Ok(state.store.play(request).await?)
 }

@@ -85,8 +85,6 @@ routes! {
     post "/teams/{team}/pipelines/{pipeline}/stages" => pipelines::add_stage_post, Team(PipelineEdit);
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/remove" => pipelines::remove_stage_post, Team(PipelineEdit);
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/move" => pipelines::move_stage_post, Team(PipelineEdit);
-    // Protection guards production: changing it is an admin's call.
-    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/protection" => pipelines::protection_post, Team(StagePromoteProtected);
     get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/preview" => promotions::view_preview_get, Team(PipelineView);
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote" => promotions::promote_post, Team(StagePromote);
 
@@ -101,6 +99,8 @@ routes! {
     get  "/teams/{team}/instances/{instance}" => instances::view_instance_get, Team(InstanceView);
     post "/teams/{team}/instances/{instance}/delete" => instances::delete_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/settings" => instances::settings_post, Team(InstanceEdit);
+    // Protection guards production: changing it is for those who manage it.
+    post "/teams/{team}/instances/{instance}/protection" => instances::protection_post, Team(StagePromoteProtected);
     post "/teams/{team}/instances/{instance}/flows" => instances::save_flow_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/flows/upload" => instances::upload_flow_post, Team(InstanceEdit);
     get  "/teams/{team}/instances/{instance}/flows/{flow}" => instances::view_flow_get, Team(InstanceView);
@@ -120,6 +120,8 @@ routes! {
     get    "/api/v1/instances/{instance}" => api::instances::get, Api(InstanceView);
     patch  "/api/v1/instances/{instance}" => api::instances::patch, Api(InstanceEdit);
     delete "/api/v1/instances/{instance}" => api::instances::delete, Api(InstanceEdit);
+    get    "/api/v1/instances/{instance}/protection" => api::instances::protection_get, Api(InstanceView);
+    put    "/api/v1/instances/{instance}/protection" => api::instances::protection_put, Api(StagePromoteProtected);
     get    "/api/v1/instances/{instance}/flows" => api::instances::flows_get, Api(InstanceView);
     put    "/api/v1/instances/{instance}/flows" => api::instances::flows_put, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/flows/{flow}" => api::instances::flow_get, Api(InstanceView);

@@ -1,15 +1,17 @@
-//! Approvals of promotions into protected stages (DESIGN.md point 8).
+//! Approvals of promotions and rollbacks into protected instances
+//! (DESIGN.md point 8).
 //!
-//! A decision is taken under the target's row lock, like a play. The
-//! requester cannot decide on their own promotion; each reviewer decides
-//! once. One rejection rejects. When the approvals reach the stage's
-//! required number, the promotion applies the source snapshot pinned at
-//! request time, not whatever the source holds by then: what was reviewed
-//! is what ships.
+//! A decision is taken under the target's row lock, like a play. Only a
+//! person decides (a service-account token is not one), and never the
+//! person answerable for the request; each person decides once, whether
+//! through a session or their own token. One rejection rejects. When the
+//! approvals reach the instance's required number, the promotion applies
+//! the snapshot pinned at request time, not whatever the source holds by
+//! then: what was reviewed is what ships.
 
 use super::promotions::{add_keys, apply_flow_changes, get};
 use super::snapshots::{snapshot, take_snapshot};
-use super::{Conn, audit, instances, now, pipelines};
+use super::{Conn, audit, instances, now};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{Actor, Approval, Decision, NewAuditEvent, Promotion, SnapshotReason};
 use chrono::{DateTime, Utc};
@@ -119,26 +121,19 @@ pub(super) async fn decide(
     .bind(id.0)
     .fetch_one(&mut *conn)
     .await?;
-    let pipeline = pipelines::get(conn, team, promotion.pipeline_id)
-        .await
-        .map_err(|_| {
-            Conflict::InUse("the pipeline of this promotion no longer exists; reject it")
-        })?;
-    let target = pipeline
-        .stages
-        .iter()
-        .find(|s| s.id == promotion.target_stage_id)
-        .ok_or(Conflict::InUse(
-            "the target stage of this promotion was removed from its pipeline; reject it",
-        ))?;
-    if approvals < i64::from(target.protection.required_approvals) {
+    // The protection of the target instance, read under its lock: it
+    // belongs to the instance, whatever became of the pipeline since.
+    let protection = instances::get(conn, team, promotion.target_instance_id)
+        .await?
+        .protection;
+    if approvals < i64::from(protection.required_approvals) {
         return Ok(promotion);
     }
     apply_pinned(
         conn,
         team,
         &mut promotion,
-        target.protection.requires_all_env_values,
+        protection.requires_all_env_values,
         actor,
     )
     .await?;
@@ -154,20 +149,29 @@ async fn apply_pinned(
     actor: &Actor,
 ) -> StoreResult<()> {
     let pinned = snapshot(conn, team, promotion.source_snapshot_id).await?;
+    let undone = match promotion.rollback_of {
+        Some(original) => Some(check_still_applied(conn, team, original).await?),
+        None => None,
+    };
     let source = InstanceState {
         flows: pinned.flows,
         // The snapshot has key names only; whether the source had values
-        // does not matter to the target, which never gets them.
-        env: pinned
-            .env_keys
-            .into_iter()
-            .map(|k| (k, EnvKeyState::AwaitingValue))
-            .collect(),
+        // does not matter to the target, which never gets them. A rollback
+        // restores flows only, as a direct one does.
+        env: if undone.is_some() {
+            Default::default()
+        } else {
+            pinned
+                .env_keys
+                .into_iter()
+                .map(|k| (k, EnvKeyState::AwaitingValue))
+                .collect()
+        },
     };
     let target_id = promotion.target_instance_id;
     let current = instances::state(conn, target_id).await?;
     let plan = PromotionPlan::between(&source, &current);
-    if requires_all_env_values {
+    if requires_all_env_values && undone.is_none() {
         let missing = plan.keys_awaiting_value_after();
         if !missing.is_empty() {
             return Err(Conflict::EnvValuesMissing(missing).into());
@@ -197,6 +201,32 @@ async fn apply_pinned(
     .bind(Json(&plan))
     .execute(&mut *conn)
     .await?;
+    if let Some(original) = undone {
+        sqlx::query("update promotions set status = $2, rolled_back_at = $3 where id = $1")
+            .bind(original.0)
+            .bind(PromotionStatus::RolledBack.as_str())
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        audit::record(
+            conn,
+            NewAuditEvent {
+                team: Some(team),
+                actor,
+                kind: AuditEventKind::PromotionRolledBack,
+                subject: Some(original.0),
+                details: json!({
+                    "instance": updated.name,
+                    "restored_snapshot": promotion.source_snapshot_id,
+                    "pre_rollback_snapshot": backup,
+                    "target_version": updated.version,
+                    "summary": plan.summary(),
+                    "approved_request": promotion.id,
+                }),
+            },
+        )
+        .await?;
+    }
     audit::record(
         conn,
         NewAuditEvent {
@@ -221,6 +251,24 @@ async fn apply_pinned(
     promotion.applied_at = Some(at);
     promotion.plan = plan;
     Ok(())
+}
+
+/// The promotion a rollback request undoes must still be applied when the
+/// request is approved (not rolled back meanwhile by another request).
+async fn check_still_applied(
+    conn: &mut Conn,
+    team: TeamId,
+    original: PromotionId,
+) -> StoreResult<PromotionId> {
+    let status = get(conn, team, original).await?.status;
+    if !status.can_become(PromotionStatus::RolledBack) {
+        return Err(Conflict::Transition {
+            from: status,
+            to: PromotionStatus::RolledBack,
+        }
+        .into());
+    }
+    Ok(original)
 }
 
 async fn set_status(conn: &mut Conn, id: PromotionId, status: PromotionStatus) -> StoreResult<()> {

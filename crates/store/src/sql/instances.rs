@@ -11,7 +11,7 @@ use serde_json::json;
 use sqlx::types::Json;
 use stagehand_domain::{
     AuditEventKind, ContentHash, EnvKey, EnvKeyState, FlowContent, FlowName, InstanceId,
-    InstanceState, Name, SecretValue, TeamId, ValidationError,
+    InstanceState, Name, Protection, SecretValue, TeamId, ValidationError,
 };
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -25,6 +25,8 @@ struct InstanceRow {
     team_id: Uuid,
     name: String,
     settings: Json<serde_json::Value>,
+    required_approvals: i32,
+    requires_all_env_values: bool,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -37,6 +39,10 @@ impl InstanceRow {
             team_id: TeamId(self.team_id),
             name: stored(Name::parse("name", &self.name))?,
             settings: self.settings.0,
+            protection: stored(Protection::new(
+                u32::try_from(self.required_approvals).unwrap_or(u32::MAX),
+                self.requires_all_env_values,
+            ))?,
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -44,7 +50,8 @@ impl InstanceRow {
     }
 }
 
-const INSTANCE_COLUMNS: &str = "id, team_id, name, settings, version, created_at, updated_at";
+const INSTANCE_COLUMNS: &str = "id, team_id, name, settings, required_approvals,
+    requires_all_env_values, version, created_at, updated_at";
 
 fn check_settings(settings: &serde_json::Value) -> StoreResult<()> {
     if !settings.is_object() {
@@ -137,6 +144,80 @@ pub(super) async fn lock_for_edit(
     }
 }
 
+/// Locks the instance for a direct edit (anything but an approved
+/// promotion or rollback) and enforces its protection: a protected
+/// instance changes directly only at the hands of someone who manages
+/// protection. Checked under the row lock, so a concurrent change of the
+/// protection cannot slip between the check and the write.
+pub(super) async fn lock_for_direct_edit(
+    conn: &mut Conn,
+    team: TeamId,
+    id: InstanceId,
+    expected_version: Option<i64>,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    lock_for_edit(conn, team, id, expected_version).await?;
+    let instance = get(conn, team, id).await?;
+    check_unprotected(&instance, actor)?;
+    Ok(instance)
+}
+
+/// Refuses a direct change of a protected instance by someone who does
+/// not manage protection.
+pub(super) fn check_unprotected(instance: &Instance, actor: &Actor) -> StoreResult<()> {
+    if instance.protection.is_protected() && !actor.manages_protection() {
+        return Err(StoreError::Protected {
+            instance: instance.name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Sets an instance's protection; only someone who manages protection may.
+pub(super) async fn set_protection(
+    conn: &mut Conn,
+    team: TeamId,
+    id: InstanceId,
+    protection: Protection,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    if !actor.manages_protection() {
+        return Err(StoreError::Forbidden(
+            "changing an instance's protection needs stage.promote_protected",
+        ));
+    }
+    let before = get(conn, team, id).await?;
+    lock_for_edit(conn, team, id, None).await?;
+    let instance = sqlx::query_as::<_, InstanceRow>(&format!(
+        "update instances set required_approvals = $3, requires_all_env_values = $4, updated_at = $5
+         where id = $1 and team_id = $2 returning {INSTANCE_COLUMNS}"
+    ))
+    .bind(id.0)
+    .bind(team.0)
+    .bind(i32::try_from(protection.required_approvals).unwrap_or(i32::MAX))
+    .bind(protection.requires_all_env_values)
+    .bind(now())
+    .fetch_one(&mut *conn)
+    .await?
+    .into_instance()?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::InstanceProtectionChanged,
+            subject: Some(id.0),
+            details: json!({
+                "instance": instance.name,
+                "from": before.protection,
+                "to": protection,
+            }),
+        },
+    )
+    .await?;
+    Ok(instance)
+}
+
 /// Records that the instance changed; returns it as it now is.
 pub(super) async fn bump_version(
     conn: &mut Conn,
@@ -164,7 +245,7 @@ pub(super) async fn update_settings(
     actor: &Actor,
 ) -> StoreResult<Instance> {
     check_settings(&settings)?;
-    lock_for_edit(conn, team, id, expected_version).await?;
+    lock_for_direct_edit(conn, team, id, expected_version, actor).await?;
     sqlx::query("update instances set settings = $2 where id = $1")
         .bind(id.0)
         .bind(Json(&settings))
@@ -193,8 +274,7 @@ pub(super) async fn delete(
     id: InstanceId,
     actor: &Actor,
 ) -> StoreResult<()> {
-    lock_for_edit(conn, team, id, None).await?;
-    let instance = get(conn, team, id).await?;
+    let instance = lock_for_direct_edit(conn, team, id, None, actor).await?;
     let stages: i64 = sqlx::query_scalar("select count(*) from stages where instance_id = $1")
         .bind(id.0)
         .fetch_one(&mut *conn)
@@ -232,6 +312,11 @@ async fn edited(
     if let Some(map) = details.as_object_mut() {
         map.insert("instance".into(), json!(instance.name));
         map.insert("version".into(), json!(instance.version));
+        if instance.protection.is_protected() {
+            // A direct change of a protected instance, by someone who
+            // manages protection: the log says so.
+            map.insert("protected".into(), json!(true));
+        }
     }
     audit::record(
         conn,
@@ -375,7 +460,7 @@ pub(super) async fn put_flow(
     expected_version: Option<i64>,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_edit(conn, team, instance, expected_version).await?;
+    lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
     save_blob(conn, &content).await?;
     point_flow(conn, instance, &name, content.hash()).await?;
     let updated = bump_version(conn, team, instance).await?;
@@ -398,7 +483,7 @@ pub(super) async fn delete_flow(
     expected_version: Option<i64>,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_edit(conn, team, instance, expected_version).await?;
+    lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
     if !remove_flow(conn, instance, name).await? {
         return Err(StoreError::NotFound("flow"));
     }
@@ -430,7 +515,7 @@ pub(super) async fn replace_flows(
         )
         .into());
     }
-    lock_for_edit(conn, team, instance, expected_version).await?;
+    lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
     let current = state(conn, instance).await?;
     let wanted = InstanceState {
         flows: flows
@@ -492,7 +577,7 @@ pub(super) async fn set_env_var(
     value: Option<SecretValue>,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_edit(conn, team, instance, None).await?;
+    lock_for_direct_edit(conn, team, instance, None, actor).await?;
     let existed: Option<bool> = sqlx::query_scalar(
         "select value_ciphertext is not null from env_vars where instance_id = $1 and key = $2",
     )
@@ -533,7 +618,7 @@ pub(super) async fn remove_env_var(
     key: &EnvKey,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_edit(conn, team, instance, None).await?;
+    lock_for_direct_edit(conn, team, instance, None, actor).await?;
     let done = sqlx::query("delete from env_vars where instance_id = $1 and key = $2")
         .bind(instance.0)
         .bind(key.as_str())

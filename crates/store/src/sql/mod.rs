@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use stagehand_domain::{
     EnvKey, FlowContent, FlowName, InstanceId, Name, PermissionSet, PipelineId, PromotionId,
-    SecretValue, SnapshotId, StageId, StageProtection, TeamId, TokenId, UserId, Username,
+    Protection, SecretValue, SnapshotId, StageId, TeamId, TokenId, UserId, Username,
     ValidationError,
 };
 
@@ -313,6 +313,15 @@ impl Store for Backend {
     ) -> StoreResult<()> {
         write_tx!(self, c => instances::delete(c, team, id, actor))
     }
+    async fn set_instance_protection(
+        &self,
+        team: TeamId,
+        id: InstanceId,
+        protection: Protection,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::set_protection(c, team, id, protection, actor))
+    }
     async fn flows(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<FlowMeta>> {
         read!(self, c => instances::flows(c, team, instance))
     }
@@ -448,16 +457,6 @@ impl Store for Backend {
     ) -> StoreResult<Pipeline> {
         write_tx!(self, c => pipelines::reorder(c, team, pipeline, order, actor))
     }
-    async fn set_stage_protection(
-        &self,
-        team: TeamId,
-        pipeline: PipelineId,
-        stage: StageId,
-        protection: StageProtection,
-        actor: &Actor,
-    ) -> StoreResult<Pipeline> {
-        write_tx!(self, c => pipelines::set_protection(c, team, pipeline, stage, protection, actor))
-    }
 
     async fn preview(
         &self,
@@ -467,7 +466,7 @@ impl Store for Backend {
     ) -> StoreResult<Preview> {
         read!(self, c => promotions::preview(c, team, pipeline, stage))
     }
-    async fn promote(&self, request: PromotionRequest) -> StoreResult<Promotion> {
+    async fn play(&self, request: PromotionRequest) -> StoreResult<Played> {
         write_tx!(self, c => promotions::promote(c, request))
     }
     async fn rollback(

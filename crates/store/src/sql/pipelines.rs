@@ -1,4 +1,7 @@
-//! Pipelines and their stages: add, remove, reorder, protect.
+//! Pipelines and their stages: add, remove, reorder. A stage shows the
+//! protection of its instance; removing a protected instance from a
+//! pipeline (or deleting the pipeline) is a change of that instance's
+//! existence in the pipeline, refused unless the actor manages protection.
 
 use super::{Conn, audit, history, now, stored};
 use crate::error::{StoreError, StoreResult};
@@ -6,8 +9,8 @@ use crate::model::{Actor, NewAuditEvent, Pipeline, PromotionHead, Stage, StageOv
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{
-    AuditEventKind, InstanceId, Name, PipelineId, PromotionStatus, StageId, StageOrder,
-    StageProtection, TeamId, ValidationError,
+    AuditEventKind, InstanceId, Name, PipelineId, PromotionStatus, Protection, StageId, StageOrder,
+    TeamId, ValidationError,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -41,7 +44,7 @@ impl StageRow {
             instance_id: InstanceId(self.instance_id),
             instance_name: stored(Name::parse("name", &self.instance_name))?,
             position: self.position.into(),
-            protection: stored(StageProtection::new(
+            protection: stored(Protection::new(
                 u32::try_from(self.required_approvals).unwrap_or(0),
                 self.requires_all_env_values,
             ))?,
@@ -51,7 +54,7 @@ impl StageRow {
 
 const STAGE_SELECT: &str =
     "select s.id, s.pipeline_id, s.instance_id, i.name as instance_name, s.position,
-        s.required_approvals, s.requires_all_env_values
+        i.required_approvals, i.requires_all_env_values
      from stages s join instances i on i.id = s.instance_id";
 
 fn assemble(row: PipelineRow, stages: Vec<Stage>) -> StoreResult<Pipeline> {
@@ -212,6 +215,9 @@ pub(super) async fn delete(
     actor: &Actor,
 ) -> StoreResult<()> {
     let pipeline = lock(conn, team, id).await?;
+    for stage in &pipeline.stages {
+        check_removable(conn, team, stage, actor).await?;
+    }
     sqlx::query("delete from pipelines where id = $1")
         .bind(id.0)
         .execute(&mut *conn)
@@ -224,6 +230,19 @@ pub(super) async fn delete(
         json!({}),
     )
     .await
+}
+
+/// A protected instance leaves a pipeline only at the hands of someone
+/// who manages protection (under the instance's row lock).
+async fn check_removable(
+    conn: &mut Conn,
+    team: TeamId,
+    stage: &Stage,
+    actor: &Actor,
+) -> StoreResult<()> {
+    super::instances::lock_for_direct_edit(conn, team, stage.instance_id, None, actor)
+        .await
+        .map(|_| ())
 }
 
 /// Gives the stages the positions of `order` (0, 1, …). Two passes, so the
@@ -315,6 +334,7 @@ pub(super) async fn remove_stage(
     let Some((removed, _)) = pipeline.stage_and_next(stage) else {
         return Err(StoreError::NotFound("stage"));
     };
+    check_removable(conn, team, removed, actor).await?;
     let instance = removed.instance_name.clone();
     sqlx::query("delete from stages where id = $1")
         .bind(stage.0)
@@ -363,38 +383,6 @@ pub(super) async fn reorder(
     Ok(updated)
 }
 
-pub(super) async fn set_protection(
-    conn: &mut Conn,
-    team: TeamId,
-    pipeline_id: PipelineId,
-    stage: StageId,
-    protection: StageProtection,
-    actor: &Actor,
-) -> StoreResult<Pipeline> {
-    let pipeline = lock(conn, team, pipeline_id).await?;
-    if pipeline.stage_and_next(stage).is_none() {
-        return Err(StoreError::NotFound("stage"));
-    }
-    sqlx::query(
-        "update stages set required_approvals = $2, requires_all_env_values = $3 where id = $1",
-    )
-    .bind(stage.0)
-    .bind(i32::try_from(protection.required_approvals).unwrap_or(i32::MAX))
-    .bind(protection.requires_all_env_values)
-    .execute(&mut *conn)
-    .await?;
-    let updated = get(conn, team, pipeline_id).await?;
-    record(
-        conn,
-        &updated,
-        actor,
-        AuditEventKind::StageProtectionChanged,
-        json!({ "stage": stage, "protection": protection }),
-    )
-    .await?;
-    Ok(updated)
-}
-
 /// The pipeline with what each stage's card shows, in two queries whatever
 /// the number of stages: the pipeline with its stages, their counts and the
 /// ids of their last promotions (correlated index lookups), then those
@@ -423,7 +411,7 @@ pub(super) async fn overview(
     let joined: Vec<Row> = sqlx::query_as(
         "select p.name as pipeline_name, p.created_at as pipeline_created_at,
             s.id, s.instance_id, i.name as instance_name, s.position,
-            s.required_approvals, s.requires_all_env_values,
+            i.required_approvals, i.requires_all_env_values,
             (select count(*) from flows f where f.instance_id = s.instance_id) as flow_count,
             (select count(*) from env_vars e
               where e.instance_id = s.instance_id and e.value_ciphertext is null) as awaiting,

@@ -10,7 +10,7 @@ use super::snapshots::{snapshot, take_snapshot};
 use super::{Conn, audit, instances, lock_instance, now, pipelines};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
-    Actor, NewAuditEvent, Preview, Promotion, PromotionRequest, SnapshotReason, Stage,
+    Actor, NewAuditEvent, Played, Preview, Promotion, PromotionRequest, SnapshotReason, Stage,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -159,7 +159,7 @@ async fn lock_pair(
     target_version.ok_or(StoreError::NotFound("instance"))
 }
 
-pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResult<Promotion> {
+pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResult<Played> {
     let team = req.team;
     if let Some(key) = &req.idempotency_key {
         check_idempotency_key(key)?;
@@ -174,7 +174,10 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         let same_request =
             existing.pipeline_id == req.pipeline && existing.source_stage_id == req.stage;
         return if same_request {
-            Ok(existing)
+            Ok(Played {
+                promotion: existing,
+                replayed: true,
+            })
         } else {
             Err(Conflict::IdempotencyKeyReused.into())
         };
@@ -189,10 +192,14 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         .into());
     }
 
+    // The protection of the target instance, read under its lock.
+    let protection = instances::get(conn, team, target.instance_id)
+        .await?
+        .protection;
     let source_state = instances::state(conn, source.instance_id).await?;
     let target_state = instances::state(conn, target.instance_id).await?;
     let plan = PromotionPlan::between(&source_state, &target_state);
-    if target.protection.requires_all_env_values {
+    if protection.requires_all_env_values {
         let missing = plan.keys_awaiting_value_after();
         if !missing.is_empty() {
             return Err(Conflict::EnvValuesMissing(missing).into());
@@ -219,15 +226,16 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         backup_snapshot_id: None,
         target_version: None,
         plan,
-        requested_by_user_id: req.actor.user_id,
+        requested_by_user_id: req.actor.accountable_user_id,
         requested_by: req.actor.name.clone(),
         idempotency_key: req.idempotency_key.clone(),
+        rollback_of: None,
         created_at: now(),
         applied_at: None,
         rolled_back_at: None,
     };
 
-    let kind = if target.protection.is_protected() {
+    let kind = if protection.is_protected() {
         // What was reviewed is what ships: the approval applies the pinned
         // source snapshot, not whatever the source holds by then.
         AuditEventKind::PromotionRequested
@@ -268,7 +276,10 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         },
     )
     .await?;
-    Ok(promotion)
+    Ok(Played {
+        promotion,
+        replayed: false,
+    })
 }
 
 pub(super) async fn rollback(
@@ -291,6 +302,10 @@ pub(super) async fn rollback(
     let backup_id = promotion.backup_snapshot_id.ok_or_else(|| {
         StoreError::Corrupt(format!("applied promotion {id} has no backup snapshot"))
     })?;
+    let target = instances::get(conn, team, promotion.target_instance_id).await?;
+    if target.protection.is_protected() {
+        return request_rollback(conn, team, &promotion, backup_id, actor).await;
+    }
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, promotion.target_instance_id).await?;
     let safety = take_snapshot(
@@ -340,9 +355,80 @@ pub(super) async fn rollback(
     Ok(promotion)
 }
 
+/// A rollback into a protected instance: a pending promotion of the
+/// backup snapshot into the same instance, applied once approved (flows
+/// only, as a direct rollback). A second request while one is pending
+/// returns the first.
+async fn request_rollback(
+    conn: &mut Conn,
+    team: TeamId,
+    original: &Promotion,
+    backup_id: SnapshotId,
+    actor: &Actor,
+) -> StoreResult<Promotion> {
+    let pending: Option<PromotionRow> = sqlx::query_as(&format!(
+        "select {PROMOTION_COLUMNS} from promotions
+         where team_id = $1 and rollback_of = $2 and status = 'pending_approval'"
+    ))
+    .bind(team.0)
+    .bind(original.id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = pending {
+        return row.into_promotion();
+    }
+    let backup = snapshot(conn, team, backup_id).await?;
+    let current = instances::state(conn, original.target_instance_id).await?;
+    let plan = PromotionPlan::between(
+        &InstanceState {
+            flows: backup.flows,
+            env: BTreeMap::new(),
+        },
+        &current,
+    );
+    let request = Promotion {
+        id: PromotionId::new(),
+        team_id: team,
+        pipeline_id: original.pipeline_id,
+        source_stage_id: original.target_stage_id,
+        target_stage_id: original.target_stage_id,
+        source_instance_id: original.target_instance_id,
+        target_instance_id: original.target_instance_id,
+        status: PromotionStatus::PendingApproval,
+        source_snapshot_id: backup_id,
+        backup_snapshot_id: None,
+        target_version: None,
+        plan,
+        requested_by_user_id: actor.accountable_user_id,
+        requested_by: actor.name.clone(),
+        idempotency_key: None,
+        rollback_of: Some(original.id),
+        created_at: now(),
+        applied_at: None,
+        rolled_back_at: None,
+    };
+    insert(conn, &request).await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::RollbackRequested,
+            subject: Some(request.id.0),
+            details: json!({
+                "rollback_of": original.id,
+                "restores_snapshot": backup_id,
+                "summary": request.plan.summary(),
+            }),
+        },
+    )
+    .await?;
+    Ok(request)
+}
+
 pub(super) const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
     target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, plan, requested_by_user_id,
-    requested_by, idempotency_key, created_at, applied_at, rolled_back_at";
+    requested_by, idempotency_key, rollback_of, created_at, applied_at, rolled_back_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct PromotionRow {
@@ -361,6 +447,7 @@ pub(super) struct PromotionRow {
     requested_by_user_id: Option<Uuid>,
     requested_by: String,
     idempotency_key: Option<String>,
+    rollback_of: Option<Uuid>,
     created_at: DateTime<Utc>,
     applied_at: Option<DateTime<Utc>>,
     rolled_back_at: Option<DateTime<Utc>>,
@@ -386,6 +473,7 @@ impl PromotionRow {
             requested_by_user_id: self.requested_by_user_id.map(UserId),
             requested_by: self.requested_by,
             idempotency_key: self.idempotency_key,
+            rollback_of: self.rollback_of.map(PromotionId),
             created_at: self.created_at,
             applied_at: self.applied_at,
             rolled_back_at: self.rolled_back_at,
@@ -396,7 +484,7 @@ impl PromotionRow {
 async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     sqlx::query(&format!(
         "insert into promotions ({PROMOTION_COLUMNS})
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(p.id.0)
     .bind(p.team_id.0)
@@ -413,6 +501,7 @@ async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     .bind(p.requested_by_user_id.map(|u| u.0))
     .bind(&p.requested_by)
     .bind(&p.idempotency_key)
+    .bind(p.rollback_of.map(|r| r.0))
     .bind(p.created_at)
     .bind(p.applied_at)
     .bind(p.rolled_back_at)

@@ -14,8 +14,8 @@ use uuid::Uuid;
 /// Last use is written back at most this often.
 const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
-const COLUMNS: &str = "id, team_id, name, user_id, role, created_by, expires_at, last_used_at,
-    revoked_at, created_at";
+const COLUMNS: &str = "id, team_id, name, user_id, role, created_by, created_by_user_id,
+    expires_at, last_used_at, revoked_at, created_at";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -25,6 +25,7 @@ struct Row {
     user_id: Option<Uuid>,
     role: String,
     created_by: String,
+    created_by_user_id: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
@@ -40,6 +41,7 @@ impl Row {
             user_id: self.user_id.map(UserId),
             role: self.role,
             created_by: self.created_by,
+            created_by_user_id: self.created_by_user_id.map(UserId),
             expires_at: self.expires_at,
             last_used_at: self.last_used_at,
             revoked_at: self.revoked_at,
@@ -85,8 +87,8 @@ pub(super) async fn create(
     }
     let token: Row = sqlx::query_as(&format!(
         "insert into api_tokens (id, team_id, name, secret_hash, user_id, role, created_by,
-            expires_at, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {COLUMNS}"
+            created_by_user_id, expires_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning {COLUMNS}"
     ))
     .bind(Uuid::new_v4())
     .bind(new.team.0)
@@ -95,6 +97,7 @@ pub(super) async fn create(
     .bind(new.user_id.map(|u| u.0))
     .bind(&new.role)
     .bind(&actor.name)
+    .bind(actor.user_id.map(|u| u.0))
     .bind(new.expires_at)
     .bind(at)
     .fetch_one(&mut *conn)

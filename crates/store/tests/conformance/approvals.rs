@@ -1,10 +1,10 @@
-//! Approvals of promotions into protected stages.
+//! Approvals of promotions and rollbacks into protected instances.
 
 use crate::harness::*;
-use stagehand_domain::{PromotionStatus, StageProtection, TeamId, Username};
+use stagehand_domain::{PromotionStatus, Protection, TeamId, Username};
 use stagehand_store::{Actor, Conflict, Decision, NewUser, StoreError};
 
-async fn person(h: &Harness, name: &str) -> Actor {
+pub(crate) async fn person(h: &Harness, name: &str) -> Actor {
     let user = h
         .store
         .create_user(
@@ -20,7 +20,7 @@ async fn person(h: &Harness, name: &str) -> Actor {
     Actor::user(user.id, &user.username)
 }
 
-fn conflict(r: Result<impl std::fmt::Debug, StoreError>) -> Conflict {
+pub(crate) fn conflict(r: Result<impl std::fmt::Debug, StoreError>) -> Conflict {
     match r {
         Err(StoreError::Conflict(c)) => c,
         other => panic!("expected a conflict, got {other:?}"),
@@ -29,11 +29,10 @@ fn conflict(r: Result<impl std::fmt::Debug, StoreError>) -> Conflict {
 
 async fn protect(h: &Harness, team: TeamId, p: &stagehand_store::Pipeline, approvals: u32) {
     h.store
-        .set_stage_protection(
+        .set_instance_protection(
             team,
-            p.id,
-            p.stages[1].id,
-            StageProtection::new(approvals, false).unwrap(),
+            p.stages[1].instance_id,
+            Protection::new(approvals, false).unwrap(),
             &actor(),
         )
         .await
@@ -116,7 +115,7 @@ pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
             "promotion.approved"
         ]
     );
-    // Applied is final for reviewers; rollback still works.
+    // Applied is final for reviewers.
     assert!(matches!(
         conflict(
             h.store
@@ -125,8 +124,54 @@ pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
         ),
         Conflict::Transition { .. }
     ));
-    h.store.rollback(team, promo.id, &ann).await.unwrap();
+    // A rollback into the protected instance is a request too: nothing
+    // changes until two people other than its requester approve it.
+    let request = h.store.rollback(team, promo.id, &ann).await.unwrap();
+    assert_eq!(request.status, PromotionStatus::PendingApproval);
+    assert_eq!(request.rollback_of, Some(promo.id));
+    assert_eq!(h.flows_of(team, qa.id).await.len(), 1);
+    assert_eq!(
+        h.store.promotion(team, promo.id).await.unwrap().status,
+        PromotionStatus::Applied
+    );
+    // Asking again while it waits is the same request.
+    assert_eq!(
+        h.store.rollback(team, promo.id, &bob).await.unwrap().id,
+        request.id
+    );
+    assert_eq!(
+        conflict(
+            h.store
+                .decide(team, request.id, Decision::Approve, &ann)
+                .await
+        ),
+        Conflict::OwnPromotion
+    );
+    h.store
+        .decide(team, request.id, Decision::Approve, &rita)
+        .await
+        .unwrap();
+    assert_eq!(h.flows_of(team, qa.id).await.len(), 1);
+    let restored = h
+        .store
+        .decide(team, request.id, Decision::Approve, &bob)
+        .await
+        .unwrap();
+    assert_eq!(restored.status, PromotionStatus::Applied);
     assert!(h.flows_of(team, qa.id).await.is_empty());
+    assert_eq!(
+        h.store.promotion(team, promo.id).await.unwrap().status,
+        PromotionStatus::RolledBack
+    );
+    let kinds: Vec<String> = h
+        .store
+        .audit_events(team, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["promotion.applied", "promotion.rolled_back"]);
 }
 
 pub async fn one_rejection_rejects_and_writes_nothing_to_the_target(h: &Harness) {

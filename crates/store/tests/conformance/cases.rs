@@ -3,7 +3,7 @@
 use crate::harness::*;
 use stagehand_domain::{
     BuiltinRole, EnvKey, FlowContent, Permission, PermissionSet, PromotionPlan, PromotionStatus,
-    SecretValue, StageProtection, Username,
+    Protection, SecretValue, Username,
 };
 use stagehand_store::crypto::SecretKey;
 use stagehand_store::{Conflict, NewUser, StoreError};
@@ -1033,11 +1033,10 @@ pub async fn a_stage_requiring_all_values_refuses_promotions_that_leave_keys_emp
     let team = h.team("t").await;
     let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
     h.store
-        .set_stage_protection(
+        .set_instance_protection(
             team,
-            p.id,
-            p.stages[1].id,
-            StageProtection::new(0, true).unwrap(),
+            p.stages[1].instance_id,
+            Protection::new(0, true).unwrap(),
             &actor(),
         )
         .await
@@ -1069,11 +1068,10 @@ pub async fn a_protected_stage_gets_a_pending_promotion_pinned_to_the_source(h: 
     let team = h.team("t").await;
     let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
     h.store
-        .set_stage_protection(
+        .set_instance_protection(
             team,
-            p.id,
-            p.stages[1].id,
-            StageProtection::new(2, false).unwrap(),
+            p.stages[1].instance_id,
+            Protection::new(2, false).unwrap(),
             &actor(),
         )
         .await

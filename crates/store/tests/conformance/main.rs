@@ -9,6 +9,7 @@ mod approvals;
 mod cases;
 mod concurrency;
 mod harness;
+mod protection;
 mod reads;
 mod trust;
 
@@ -65,4 +66,8 @@ conformance!(
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
     approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,
+    protection::protection_belongs_to_the_instance_in_every_pipeline,
+    protection::nothing_changes_a_protected_instance_directly_but_its_manager,
+    protection::a_service_account_is_not_a_person,
+    protection::a_replayed_play_says_so,
 );

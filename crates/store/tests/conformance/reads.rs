@@ -2,7 +2,7 @@
 //! pipeline overview.
 
 use crate::harness::*;
-use stagehand_domain::{PromotionStatus, StageProtection};
+use stagehand_domain::{PromotionStatus, Protection};
 use stagehand_store::StoreError;
 
 pub async fn the_history_filters_and_pages_by_keyset(h: &Harness) {
@@ -106,11 +106,10 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
     h.set(team, dev.id, "TOKEN", Some("v")).await;
     h.set(team, dev.id, "EMPTY", None).await;
     h.store
-        .set_stage_protection(
+        .set_instance_protection(
             team,
-            p.id,
-            p.stages[2].id,
-            StageProtection::new(1, false).unwrap(),
+            p.stages[2].instance_id,
+            Protection::new(1, false).unwrap(),
             &actor(),
         )
         .await

@@ -300,3 +300,41 @@ pub(crate) async fn delete(
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// `{"required_approvals": N, "requires_all_env_values": bool}`: how the
+/// instance guards itself.
+#[derive(Deserialize)]
+pub(crate) struct ProtectionBody {
+    required_approvals: u32,
+    #[serde(default)]
+    requires_all_env_values: bool,
+}
+
+pub(crate) async fn protection_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let instance = state
+        .store
+        .instance(ctx.team_id(), instance_id(&id)?)
+        .await?;
+    Ok(axum::Json(instance.protection).into_response())
+}
+
+/// Needs the permission that manages protection (the route declares it;
+/// the store checks it again in the transaction).
+pub(crate) async fn protection_put(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    Json(body): Json<ProtectionBody>,
+) -> AppResult<Response> {
+    let protection =
+        stagehand_domain::Protection::new(body.required_approvals, body.requires_all_env_values)?;
+    let updated = state
+        .store
+        .set_instance_protection(ctx.team_id(), instance_id(&id)?, protection, &ctx.actor())
+        .await?;
+    Ok(axum::Json(updated.protection).into_response())
+}

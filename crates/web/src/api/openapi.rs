@@ -95,6 +95,7 @@ fn response_schema(handler: &str) -> Value {
         | "instances::flows_put"
         | "instances::flow_put" => r("Instance"),
         "instances::flows_get" => list("flows", "FlowMeta"),
+        "instances::protection_get" | "instances::protection_put" => r("Protection"),
         "instances::env_get" => list("env", "EnvVar"),
         "instances::env_value_get" => json!({ "type": "object", "required": ["key", "value"],
             "properties": { "key": { "type": "string" }, "value": { "type": ["string", "null"] } } }),
@@ -132,6 +133,12 @@ fn request_schema(handler: &str) -> Value {
         "instances::flows_put" => json!({ "type": "object", "required": ["flows"], "properties": {
             "flows": { "type": "object", "description": "flow name → flow document" },
             "expected_version": { "type": "integer" } } }),
+        "instances::protection_put" => {
+            json!({ "type": "object", "required": ["required_approvals"], "properties": {
+            "required_approvals": { "type": "integer", "minimum": 0, "maximum": 10,
+                                    "description": "approvals from people other than the requester; 0 means unprotected" },
+            "requires_all_env_values": { "type": "boolean" } } })
+        }
         "instances::env_put" => json!({ "type": "object", "required": ["value"], "properties": {
             "value": { "type": ["string", "null"], "description": "null leaves the key awaiting a value" } } }),
         "pipelines::create_post" | "pipelines::patch" => name,
@@ -169,16 +176,20 @@ fn schemas() -> Value {
             .unwrap_or_default();
         json!({ "type": "object", "required": required, "properties": props })
     };
+    let protection = object(
+        json!({ "required_approvals": int, "requires_all_env_values": { "type": "boolean" } }),
+    );
     let stage = object(json!({
         "id": uuid, "instance_id": uuid, "instance_name": string, "position": int,
-        "protection": object(json!({ "required_approvals": int, "requires_all_env_values": { "type": "boolean" } })),
+        "protection": protection,
     }));
     let named_hash = object(json!({ "name": string, "hash": string }));
     json!({
         "Instance": object(json!({
             "id": uuid, "team_id": uuid, "name": string, "settings": { "type": "object" },
-            "version": int, "created_at": time, "updated_at": time,
+            "protection": protection, "version": int, "created_at": time, "updated_at": time,
         })),
+        "Protection": protection,
         "FlowMeta": object(json!({ "name": string, "hash": string, "size_bytes": int, "updated_at": time })),
         "EnvVar": object(json!({ "key": string, "has_value": { "type": "boolean" }, "updated_at": time })),
         "Stage": stage,
@@ -206,7 +217,8 @@ fn schemas() -> Value {
             "source_snapshot_id": uuid, "backup_snapshot_id": opt(&uuid), "target_version": opt(&int),
             "plan": { "$ref": "#/components/schemas/Plan" },
             "requested_by_user_id": opt(&uuid), "requested_by": string,
-            "idempotency_key": opt(&string), "created_at": time, "applied_at": opt(&time),
+            "idempotency_key": opt(&string), "rollback_of": opt(&uuid),
+            "created_at": time, "applied_at": opt(&time),
             "rolled_back_at": opt(&time),
         })),
         "AuditEvent": object(json!({
@@ -258,10 +270,19 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
             json!({ "description": "A retry: the first promotion", "content": body }),
         );
     }
+    if route.path.ends_with("/promote") || route.path.ends_with("/rollback") {
+        responses.insert(
+            "202".into(),
+            json!({ "description": "Into a protected instance: a request, `pending_approval`, applied once approved", "content": body }),
+        );
+    }
     for (status, why) in [
         ("400", "The request could not be read"),
         ("401", "No valid API token"),
-        ("403", "The token's role lacks the permission"),
+        (
+            "403",
+            "The token lacks the permission (`forbidden`), or the instance is protected (`protected`)",
+        ),
         ("404", "No such thing in the token's team"),
         ("405", "Method not allowed"),
         ("409", "A conflict with the current state"),

@@ -90,11 +90,8 @@ pub(crate) async fn promote_post(
                 })?,
         ),
     };
-    // A retry gets back a promotion created before this request began.
-    let started = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
-    let promotion = crate::play::promote(
+    let played = crate::play::promote(
         &state,
-        &ctx.permissions,
         PromotionRequest {
             team: ctx.team_id(),
             pipeline,
@@ -105,12 +102,16 @@ pub(crate) async fn promote_post(
         },
     )
     .await?;
-    let status = if promotion.created_at < started {
+    // Only the request that created the promotion says so; a retry with
+    // the same idempotency key (even a concurrent one) gets 200.
+    let status = if played.replayed {
         StatusCode::OK
+    } else if played.promotion.status == stagehand_domain::PromotionStatus::PendingApproval {
+        StatusCode::ACCEPTED
     } else {
         StatusCode::CREATED
     };
-    Ok((status, axum::Json(promotion)).into_response())
+    Ok((status, axum::Json(played.promotion)).into_response())
 }
 
 #[derive(serde::Deserialize)]

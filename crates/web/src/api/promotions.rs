@@ -133,7 +133,13 @@ pub(crate) async fn rollback_post(
         .store
         .rollback(ctx.team_id(), parse_id(&id, "promotion")?, &ctx.actor())
         .await?;
-    Ok(axum::Json(promotion).into_response())
+    // Into a protected instance, the rollback is a request: 202.
+    let status = if promotion.status == stagehand_domain::PromotionStatus::PendingApproval {
+        axum::http::StatusCode::ACCEPTED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, axum::Json(promotion)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use stagehand_domain::{
-    EnvKey, FlowContent, FlowName, MAX_FLOW_BYTES, Name, SecretValue, ValidationError,
+    EnvKey, FlowContent, FlowName, MAX_FLOW_BYTES, Name, Permission, Protection, SecretValue,
+    ValidationError,
 };
 use stagehand_store::{EnvVarMeta, FlowMeta, Instance};
 
@@ -67,6 +68,12 @@ struct InstancePage {
     settings: String,
     max_flow_mib: usize,
     snapshots: Vec<SnapshotLine>,
+    /// Whether this user may change the instance directly: `instance.edit`
+    /// and, on a protected instance, the permission managing protection.
+    may_edit: bool,
+    /// The same for values: `envvar.set` (and managing protection).
+    may_set_values: bool,
+    max_approvals: u32,
 }
 
 struct SnapshotLine {
@@ -98,8 +105,12 @@ pub(crate) async fn view_instance_get(
             at: when(&s.created_at),
         })
         .collect();
+    let direct = !instance.protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION);
     render(InstancePage {
         snapshots,
+        may_edit: direct && ctx.can(Permission::InstanceEdit),
+        may_set_values: direct && ctx.can(Permission::EnvvarSet),
+        max_approvals: stagehand_domain::pipeline::MAX_REQUIRED_APPROVALS,
         chrome: Chrome::new(&ctx),
         settings: serde_json::to_string_pretty(&instance.settings).unwrap_or_default(),
         instance,
@@ -117,6 +128,60 @@ pub(crate) async fn delete_post(
     let (team, id) = path.ids()?;
     state.store.delete_instance(team, id, &ctx.actor()).await?;
     Ok(see_other(&format!("/teams/{team}/instances")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProtectionForm {
+    required_approvals: String,
+    /// A checkbox: present when ticked.
+    requires_all_env_values: Option<String>,
+    /// The pipeline page the form was sent from, to go back to.
+    pipeline: Option<String>,
+}
+
+pub(crate) async fn protection_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<ProtectionForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let protection = parse_protection(
+        &form.required_approvals,
+        form.requires_all_env_values.is_some(),
+    )?;
+    state
+        .store
+        .set_instance_protection(team, id, protection, &ctx.actor())
+        .await?;
+    // Back where the form was: a pipeline of this team (an id, never a
+    // path), or the instance.
+    let back = match form
+        .pipeline
+        .as_deref()
+        .map(str::parse::<stagehand_domain::PipelineId>)
+    {
+        Some(Ok(p)) if state.store.pipeline(team, p).await.is_ok() => {
+            format!("/teams/{team}/pipelines/{p}")
+        }
+        _ => format!("/teams/{team}/instances/{id}"),
+    };
+    Ok(see_other(&back))
+}
+
+/// The protection form's fields, as a [`Protection`].
+pub(crate) fn parse_protection(
+    approvals: &str,
+    requires_all_env_values: bool,
+) -> AppResult<Protection> {
+    let max = stagehand_domain::pipeline::MAX_REQUIRED_APPROVALS;
+    let approvals = approvals.trim().parse::<u32>().map_err(|_| {
+        ValidationError::new(
+            "required_approvals",
+            format!("must be a whole number from 0 to {max}"),
+        )
+    })?;
+    Ok(Protection::new(approvals, requires_all_env_values)?)
 }
 
 #[derive(Deserialize)]

@@ -14,9 +14,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
-use stagehand_domain::{
-    InstanceId, Name, Permission, StageId, StageProtection, pipeline::MAX_REQUIRED_APPROVALS,
-};
+use stagehand_domain::{InstanceId, Name, Permission, StageId, pipeline::MAX_REQUIRED_APPROVALS};
 use stagehand_store::{Instance, Pipeline};
 
 #[derive(Deserialize)]
@@ -218,34 +216,6 @@ pub(crate) async fn move_stage_post(
     state
         .store
         .reorder_stages(team, id, order, &ctx.actor())
-        .await?;
-    Ok(see_other(&format!("/teams/{team}/pipelines/{id}")))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ProtectionForm {
-    required_approvals: String,
-    /// A checkbox: present when ticked.
-    requires_all_env_values: Option<String>,
-}
-
-pub(crate) async fn protection_post(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(path): Path<StagePath>,
-    Form(form): Form<ProtectionForm>,
-) -> AppResult<Response> {
-    let (team, id, stage) = path.ids()?;
-    let approvals = form.required_approvals.trim().parse::<u32>().map_err(|_| {
-        stagehand_domain::ValidationError::new(
-            "required_approvals",
-            format!("must be a whole number from 0 to {MAX_REQUIRED_APPROVALS}"),
-        )
-    })?;
-    let protection = StageProtection::new(approvals, form.requires_all_env_values.is_some())?;
-    state
-        .store
-        .set_stage_protection(team, id, stage, protection, &ctx.actor())
         .await?;
     Ok(see_other(&format!("/teams/{team}/pipelines/{id}")))
 }

@@ -196,11 +196,6 @@ pub(crate) async fn view_preview_get(
             preview.target.instance_name,
             awaiting_after.join(", ")
         ))
-    } else if protection.is_protected() && !ctx.can(Permission::StagePromoteProtected) {
-        Some(format!(
-            "{} is protected; your role cannot request promotions into it.",
-            preview.target.instance_name
-        ))
     } else {
         None
     };
@@ -235,7 +230,6 @@ pub(crate) async fn promote_post(
     let (team, pipeline, stage) = path.ids()?;
     let promotion = crate::play::promote(
         &state,
-        &ctx.team()?.permissions,
         PromotionRequest {
             team,
             pipeline,
@@ -245,7 +239,8 @@ pub(crate) async fn promote_post(
             expected_target_version: form.expected_target_version,
         },
     )
-    .await?;
+    .await?
+    .promotion;
     Ok(see_other(&format!(
         "/teams/{team}/promotions/{}",
         promotion.id
@@ -282,11 +277,12 @@ pub(crate) async fn view_promotion_get(
     let promotion = state.store.promotion(team, id).await?;
     let pipelines = state.store.pipelines(team).await?;
     let names = Names::new(&pipelines, &state.store.instances(team).await?);
-    let required_approvals = pipelines
-        .iter()
-        .flat_map(|p| &p.stages)
-        .find(|s| s.id == promotion.target_stage_id)
-        .map_or(0, |s| s.protection.required_approvals);
+    // Protection belongs to the target instance (0 if it is gone).
+    let required_approvals = state
+        .store
+        .instance(team, promotion.target_instance_id)
+        .await
+        .map_or(0, |i| i.protection.required_approvals);
     let decisions = state
         .store
         .approvals(team, id)
@@ -360,6 +356,8 @@ pub(crate) async fn rollback_post(
     Path(path): Path<PromotionPath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
-    state.store.rollback(team, id, &ctx.actor()).await?;
-    Ok(see_other(&format!("/teams/{team}/promotions/{id}")))
+    // Into a protected instance, this is a new request awaiting approval:
+    // show it.
+    let done = state.store.rollback(team, id, &ctx.actor()).await?;
+    Ok(see_other(&format!("/teams/{team}/promotions/{}", done.id)))
 }

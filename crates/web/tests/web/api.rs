@@ -77,6 +77,7 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
         "put" if path.ends_with("/flows") => Some(json!({ "flows": { "from-ci": {"v": 1} } })),
         "put" if path.contains("/env/") => Some(json!({ "value": "v" })),
         "put" if path.ends_with("/stages") => Some(json!({ "order": [] })),
+        "put" if path.ends_with("/protection") => Some(json!({ "required_approvals": 1 })),
         "put" => Some(json!({ "steps": [] })),
         "post" if path.ends_with("/instances") || path.ends_with("/pipelines") => {
             Some(json!({ "name": format!("api-{}", uuid::Uuid::new_v4().simple()) }))

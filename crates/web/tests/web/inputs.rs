@@ -288,19 +288,20 @@ async fn bad_stage_and_decision_forms_are_answered_and_change_nothing() {
     let (pipeline, stages) = app.pipeline(team, "p", &[dev, prod]).await;
     let admin = app.member(team, "adam", BuiltinRole::Admin).await;
     let base = format!("/teams/{team}/pipelines/{pipeline}/stages/{}", stages[1]);
+    let protection = format!("/teams/{team}/instances/{prod}/protection");
     for (path, fields, field) in [
         (
-            format!("{base}/protection"),
+            protection.clone(),
             vec![("required_approvals", "many")],
             "required_approvals",
         ),
         (
-            format!("{base}/protection"),
+            protection.clone(),
             vec![("required_approvals", "99")],
             "required_approvals",
         ),
         (
-            format!("{base}/protection"),
+            protection.clone(),
             vec![("required_approvals", "-1")],
             "required_approvals",
         ),

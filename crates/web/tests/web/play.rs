@@ -214,7 +214,7 @@ async fn a_stale_preview_is_refused_with_a_clear_conflict() {
 }
 
 #[tokio::test]
-async fn a_protected_stage_needs_approvals_from_others_and_ships_what_was_reviewed() {
+async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_ships() {
     let app = spawn_app().await;
     let team = app.team("t").await;
     let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
@@ -225,8 +225,8 @@ async fn a_protected_stage_needs_approvals_from_others_and_ships_what_was_review
     let second = app.member(team, "sara", BuiltinRole::Admin).await;
     let base = format!("/teams/{team}/pipelines/{pipeline}/stages");
 
-    // Only an admin may protect a stage.
-    let protect = format!("{base}/{}/protection", stages[1]);
+    // Only those who manage protection may protect an instance.
+    let protect = format!("/teams/{team}/instances/{prod}/protection");
     assert_eq!(
         lead.post(&protect, &[("required_approvals", "2")])
             .await
@@ -234,21 +234,25 @@ async fn a_protected_stage_needs_approvals_from_others_and_ships_what_was_review
         403
     );
     admin
-        .post(&protect, &[("required_approvals", "2")])
+        .post(
+            &protect,
+            &[
+                ("required_approvals", "2"),
+                ("pipeline", &pipeline.to_string()),
+            ],
+        )
         .await
         .assert_redirect_to(&format!("/teams/{team}/pipelines/{pipeline}"));
 
-    // A lead cannot request a promotion into a protected stage.
+    // A lead requests the promotion: the preview says it will wait.
     let preview = lead.get(&format!("{base}/{}/preview", stages[0])).await;
-    assert!(preview.body.contains("protected"));
-    assert!(!preview.body.contains("/promote"));
+    assert!(
+        preview.body.contains("Request promotion"),
+        "{}",
+        preview.body
+    );
     let promote = format!("{base}/{}/promote", stages[0]);
-    assert_eq!(lead.post(&promote, &[]).await.status, 403);
-
-    // The admin requests it; the request waits.
-    let preview = admin.get(&format!("{base}/{}/preview", stages[0])).await;
-    assert!(preview.body.contains("Request promotion"));
-    let requested = admin.post(&promote, &[]).await;
+    let requested = lead.post(&promote, &[]).await;
     let promotion_url = requested.location.clone().unwrap();
     assert!(app.store.flows(team, prod).await.unwrap().is_empty());
     // The source changes after the request.
@@ -265,12 +269,13 @@ async fn a_protected_stage_needs_approvals_from_others_and_ships_what_was_review
         .await;
     assert!(page.body.contains("awaiting approval"), "{}", page.body);
 
-    // The requester cannot approve; a lead and a second admin can.
+    // The requester cannot approve; two others can.
     let decide = format!("{promotion_url}/decision");
-    let own = admin.post(&decide, &[("decision", "approve")]).await;
+    let own = lead.post(&decide, &[("decision", "approve")]).await;
     assert_eq!(own.status, 409);
     assert!(own.body.contains("someone else must approve"));
-    lead.post(&decide, &[("decision", "approve")])
+    admin
+        .post(&decide, &[("decision", "approve")])
         .await
         .assert_redirect_to(&promotion_url);
     assert!(
@@ -289,5 +294,24 @@ async fn a_protected_stage_needs_approvals_from_others_and_ships_what_was_review
     assert_eq!(shipped.content.to_value(), serde_json::json!({"v": 1}));
     let detail = lead.get(&promotion_url).await;
     assert!(detail.body.contains("applied") && detail.body.contains("sara"));
+
+    // The lead's rollback into prod is a request too; prod keeps what
+    // shipped until two others approve it.
+    let rollback = lead.post(&format!("{promotion_url}/rollback"), &[]).await;
+    let request_url = rollback.location.clone().unwrap();
+    assert_ne!(request_url, promotion_url);
+    let request = lead.get(&request_url).await;
+    assert!(request.body.contains("pending"), "{}", request.body);
+    assert_eq!(app.store.flows(team, prod).await.unwrap().len(), 1);
+    for reviewer in [&admin, &second] {
+        reviewer
+            .post(
+                &format!("{request_url}/decision"),
+                &[("decision", "approve")],
+            )
+            .await
+            .assert_redirect_to(&request_url);
+    }
+    assert!(app.store.flows(team, prod).await.unwrap().is_empty());
     app.stop().await;
 }
