@@ -10,19 +10,19 @@ use stagehand_web::authz::Access;
 use stagehand_web::routes::ROUTES;
 
 /// An API client holding one token.
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
-struct Answer {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
 }
 
 impl Api {
-    fn new(app: &TestApp, token: Option<String>) -> Self {
+    pub(crate) fn new(app: &TestApp, token: Option<String>) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: app.url(""),
@@ -30,7 +30,7 @@ impl Api {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,

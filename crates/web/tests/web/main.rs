@@ -12,3 +12,4 @@ mod auth;
 mod harness;
 mod inputs;
 mod play;
+mod protection;
