@@ -9,6 +9,7 @@ mod approvals;
 mod cases;
 mod concurrency;
 mod harness;
+mod migrations;
 mod protection;
 mod reads;
 mod trust;
@@ -70,4 +71,5 @@ conformance!(
     protection::nothing_changes_a_protected_instance_directly_but_its_manager,
     protection::a_service_account_is_not_a_person,
     protection::a_replayed_play_says_so,
+    migrations::protection_moves_from_stages_to_their_instances,
 );

@@ -1,0 +1,169 @@
+//! Migrations that move data keep it: a database as it was before a
+//! migration, with rows written then, opened by today's store.
+
+use crate::harness::Harness;
+use stagehand_domain::{InstanceId, TeamId};
+use stagehand_store::Database;
+use stagehand_store::crypto::SecretKey;
+use std::borrow::Cow;
+use uuid::Uuid;
+
+/// Rows as a database at migration 0005 held them: `prod` is a stage of
+/// two pipelines, protected in one (2 approvals) and requiring every value
+/// in the other; a token created by `ada`.
+macro_rules! seed_before_0006 {
+    ($pool:expr, $team:expr, $prod:expr) => {{
+        let at = chrono::Utc::now();
+        let (p1, p2, dev, ada) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let q = |sql: &'static str| sqlx::query(sql);
+        q("insert into teams (id, name, created_at) values ($1, 'acme', $2)")
+            .bind($team)
+            .bind(at)
+            .execute($pool)
+            .await
+            .unwrap();
+        q(
+            "insert into users (id, username, password_hash, is_platform_admin, created_at)
+           values ($1, 'ada', 'x', false, $2)",
+        )
+        .bind(ada)
+        .bind(at)
+        .execute($pool)
+        .await
+        .unwrap();
+        for (id, name) in [($prod, "prod"), (dev, "dev")] {
+            q("insert into instances (id, team_id, name, settings, version, created_at, updated_at)
+               values ($1, $2, $3, '{}', 1, $4, $4)")
+                .bind(id)
+                .bind($team)
+                .bind(name)
+                .bind(at)
+                .execute($pool)
+                .await
+                .unwrap();
+        }
+        for (pipeline, name, approvals, all_values) in [(p1, "one", 2, false), (p2, "two", 0, true)]
+        {
+            q("insert into pipelines (id, team_id, name, created_at) values ($1, $2, $3, $4)")
+                .bind(pipeline)
+                .bind($team)
+                .bind(name)
+                .bind(at)
+                .execute($pool)
+                .await
+                .unwrap();
+            for (position, instance) in [(0, dev), (1, $prod)] {
+                q(
+                    "insert into stages (id, pipeline_id, team_id, instance_id, position,
+                     required_approvals, requires_all_env_values, created_at)
+                   values ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(Uuid::new_v4())
+                .bind(pipeline)
+                .bind($team)
+                .bind(instance)
+                .bind(position)
+                .bind(if instance == dev { 0 } else { approvals })
+                .bind(instance != dev && all_values)
+                .bind(at)
+                .execute($pool)
+                .await
+                .unwrap();
+            }
+        }
+        q(
+            "insert into api_tokens (id, team_id, name, secret_hash, role, created_by, created_at)
+           values ($1, $2, 'ci', 'hash', 'lead', 'ada', $3)",
+        )
+        .bind(Uuid::new_v4())
+        .bind($team)
+        .bind(at)
+        .execute($pool)
+        .await
+        .unwrap();
+        ada
+    }};
+}
+
+fn before_0006(mut m: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    m.migrations = Cow::Owned(
+        m.migrations
+            .iter()
+            .filter(|x| x.version < 6)
+            .cloned()
+            .collect(),
+    );
+    m
+}
+
+pub async fn protection_moves_from_stages_to_their_instances(h: &Harness) {
+    let (team, prod) = (Uuid::new_v4(), Uuid::new_v4());
+    let (database, cleanup): (Database, Option<(String, String)>) = match &h.database {
+        Database::Sqlite { path } => {
+            let path = path.with_file_name(format!("old-{}.db", Uuid::new_v4()));
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            before_0006(sqlx::migrate!("../../migrations/sqlite"))
+                .run(&pool)
+                .await
+                .unwrap();
+            seed_before_0006!(&pool, team, prod);
+            pool.close().await;
+            (Database::Sqlite { path }, None)
+        }
+        Database::Postgres { .. } => {
+            let admin = std::env::var("DATABASE_URL").unwrap();
+            let name = format!("m_{}", Uuid::new_v4().simple());
+            let server = sqlx::PgPool::connect(&admin).await.unwrap();
+            sqlx::query(&format!("create database {name}"))
+                .execute(&server)
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').unwrap().0;
+            let url = format!("{base}/{name}");
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            before_0006(sqlx::migrate!("../../migrations/postgres"))
+                .run(&pool)
+                .await
+                .unwrap();
+            seed_before_0006!(&pool, team, prod);
+            pool.close().await;
+            (Database::Postgres { url }, Some((admin, name)))
+        }
+    };
+    let store = stagehand_store::open(&database, &SecretKey::generate())
+        .await
+        .unwrap();
+    let prod = store
+        .instance(TeamId(team), InstanceId(prod))
+        .await
+        .unwrap();
+    assert_eq!(prod.protection.required_approvals, 2);
+    assert!(prod.protection.requires_all_env_values);
+    let dev = store
+        .instances(TeamId(team))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.name.as_str() == "dev")
+        .unwrap();
+    assert!(!dev.protection.is_protected() && !dev.protection.requires_all_env_values);
+    let token = &store.tokens(TeamId(team)).await.unwrap()[0];
+    assert!(token.created_by_user_id.is_some());
+    drop(store);
+    if let Some((admin, name)) = cleanup {
+        let server = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(&format!("drop database if exists {name} with (force)"))
+            .execute(&server)
+            .await
+            .unwrap();
+    }
+}
