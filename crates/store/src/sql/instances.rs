@@ -186,8 +186,8 @@ pub(super) async fn set_protection(
             "changing an instance's protection needs stage.promote_protected",
         ));
     }
-    let before = get(conn, team, id).await?;
     lock_for_edit(conn, team, id, None).await?;
+    let before = get(conn, team, id).await?;
     let instance = sqlx::query_as::<_, InstanceRow>(&format!(
         "update instances set required_approvals = $3, requires_all_env_values = $4, updated_at = $5
          where id = $1 and team_id = $2 returning {INSTANCE_COLUMNS}"
