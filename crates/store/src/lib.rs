@@ -33,8 +33,11 @@ pub enum BackendKind {
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
-    /// Answers once the database does.
-    async fn ping(&self) -> StoreResult<()>;
+    /// Answers once the database takes a write: the readiness probe. It
+    /// writes a row of more than a page in a write transaction and rolls it
+    /// back, so a database that cannot take the write lock or grow by a
+    /// page (a full disk) is not ready. It leaves nothing behind.
+    async fn ready(&self) -> StoreResult<()>;
 
     // Users, teams, roles.
     async fn create_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;
@@ -386,6 +389,22 @@ pub async fn open(database: &Database, key: &crypto::SecretKey) -> StoreResult<A
             Arc::new(s)
         }
     })
+}
+
+/// Whether a connection handed back to a pool may serve again: only if it
+/// is outside any transaction. A transaction dropped on an error (or a
+/// cancelled request) queues its rollback, which the ping runs; if that
+/// rollback did not take (SQLite rolls back by itself on `database or disk
+/// is full`, so sqlx's own `ROLLBACK` then fails and its transaction depth
+/// stays at one), the connection is closed rather than pooled: pooled, every
+/// later `BEGIN` on it would fail until a restart.
+pub(crate) async fn outside_transaction<C: sqlx::Connection>(conn: &mut C) -> sqlx::Result<bool> {
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a database connection left inside a transaction");
+    }
+    Ok(clean)
 }
 
 /// Applies pending migrations only.

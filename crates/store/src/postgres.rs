@@ -24,6 +24,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(32)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn)))
             .connect_with(options)
             .await?;
         Ok(Self { pool, cipher })

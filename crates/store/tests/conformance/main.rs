@@ -10,6 +10,7 @@ mod cases;
 mod concurrency;
 mod harness;
 mod reads;
+mod sqlite_only;
 mod trust;
 
 /// Generates `sqlite::name` and `postgres::name` for each case.

@@ -52,6 +52,12 @@ pub async fn spawn_app_with(backend: Backend, config: WebConfig) -> TestApp {
             .expect("postgres")
             .expect("DATABASE_URL: run scripts/test.sh"),
     };
+    spawn_app_over(db, config).await
+}
+
+/// The server over a database the test prepared (a disk it can fill, a
+/// PostgreSQL it can take away).
+pub async fn spawn_app_over(db: TestDatabase, config: WebConfig) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -9,6 +9,7 @@ mod access;
 mod admin;
 mod api;
 mod auth;
+mod failures;
 mod harness;
 mod inputs;
 mod play;
