@@ -19,6 +19,7 @@ use stagehand_domain::{
 };
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which database a store keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,13 +372,44 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How the store waits on its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a call waits for a PostgreSQL connection (a free one from
+    /// the pool, or a new one) before it fails as
+    /// [`StoreError::Unavailable`]: with the server down, requests are
+    /// answered 503 after this long instead of hanging.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
 /// Opens the database, applies pending migrations, and checks that `key`
 /// is the key the data was encrypted with (recording it on first use).
 pub async fn open(database: &Database, key: &crypto::SecretKey) -> StoreResult<Arc<dyn Store>> {
+    open_with(database, key, &StoreOptions::default()).await
+}
+
+/// [`open`] with options other than the defaults.
+pub async fn open_with(
+    database: &Database,
+    key: &crypto::SecretKey,
+    options: &StoreOptions,
+) -> StoreResult<Arc<dyn Store>> {
     let cipher = crypto::Cipher::new(key);
     Ok(match database {
         Database::Postgres { url } => {
-            let s = postgres::PgStore::connect(url, cipher).await?;
+            let s = postgres::PgStore::connect_with(url, cipher, options).await?;
             s.migrate().await?;
             s.check_key().await?;
             Arc::new(s)
@@ -408,11 +440,11 @@ pub(crate) async fn outside_transaction<C: sqlx::Connection>(conn: &mut C) -> sq
 }
 
 /// Applies pending migrations only.
-pub async fn migrate(database: &Database) -> StoreResult<()> {
+pub async fn migrate(database: &Database, options: &StoreOptions) -> StoreResult<()> {
     let cipher = crypto::Cipher::new(&crypto::SecretKey::generate());
     match database {
         Database::Postgres { url } => {
-            postgres::PgStore::connect(url, cipher)
+            postgres::PgStore::connect_with(url, cipher, options)
                 .await?
                 .migrate()
                 .await
