@@ -23,8 +23,14 @@ fn query_parameters(path: &str) -> Vec<Value> {
         "description": "rows per page, 1 to 500 (default 100)",
         "schema": { "type": "integer", "minimum": 1, "maximum": 500 } });
     let window = [
-        string("since", "RFC 3339 time, inclusive"),
-        string("until", "RFC 3339 time, exclusive"),
+        string(
+            "since",
+            "RFC 3339 time in the years 0001 to 9999 (UTC), inclusive",
+        ),
+        string(
+            "until",
+            "RFC 3339 time in the years 0001 to 9999 (UTC), exclusive",
+        ),
         string("cursor", "next_cursor of the previous page"),
     ];
     match path {

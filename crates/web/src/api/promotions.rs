@@ -4,7 +4,9 @@
 use crate::AppState;
 use crate::authz::ApiCtx;
 use crate::error::{AppError, AppResult};
-use crate::views::listing::{cursor_filter, id_filter, paginate, status_filter, text_filter};
+use crate::views::listing::{
+    cursor_filter, id_filter, paginate, status_filter, storable, text_filter,
+};
 use crate::views::paths::parse_id;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -27,16 +29,17 @@ fn limit(raw: Option<i64>) -> AppResult<i64> {
     }
 }
 
-/// Times in RFC 3339, e.g. `2026-11-23T12:00:00Z`.
+/// Times in RFC 3339, e.g. `2026-11-23T12:00:00Z`, in the years 1 to 9999
+/// (UTC).
 fn parse_time(raw: &Option<String>, field: &'static str) -> AppResult<Option<DateTime<Utc>>> {
     raw.as_deref()
         .filter(|s| !s.is_empty())
         .map(|s| {
             DateTime::parse_from_rfc3339(s)
-                .map(|t| t.to_utc())
                 .map_err(|_| {
                     AppError::invalid(field, "must be an RFC 3339 time, e.g. 2026-11-23T12:00:00Z")
                 })
+                .and_then(|t| storable(t.to_utc(), field))
         })
         .transpose()
 }

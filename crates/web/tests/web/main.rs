@@ -13,3 +13,4 @@ mod failures;
 mod harness;
 mod inputs;
 mod play;
+mod queries;
