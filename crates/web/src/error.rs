@@ -45,9 +45,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     /// One field that needs another value, and why.
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Invalid(vec![FieldError {
-            field,
+            field: field.into(),
             message: message.into(),
         }])
     }
@@ -255,7 +258,7 @@ fn api_error(info: ErrorInfo, request_id: &str) -> Response {
         .iter()
         .map(|f| {
             (
-                f.field.to_owned(),
+                f.field.to_string(),
                 serde_json::Value::String(f.message.clone()),
             )
         })

@@ -148,3 +148,48 @@ async fn out_of_range_dates_and_cursors_are_422_naming_the_field_on_sqlite() {
 async fn out_of_range_dates_and_cursors_are_422_naming_the_field_on_postgres() {
     out_of_range_dates_and_cursors(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn every_bad_query_value_is_a_422_naming_the_parameter() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let token = app.token(team, "ci", "lead").await;
+    for list in ["/api/v1/promotions", "/api/v1/audit"] {
+        for (query, field) in [
+            ("limit=abc", "limit"),
+            ("limit=1.5", "limit"),
+            ("limit=99999999999999999999", "limit"),
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("since=yesterday", "since"),
+            ("cursor=nope", "cursor"),
+            // Bytes that are not UTF-8 once decoded are refused, not
+            // turned into U+FFFD.
+            ("since=%FF", "since"),
+            ("actor=%C3%28", "actor"),
+        ] {
+            let path = format!("{list}?{query}");
+            let (status, body) = api_get(&app, &token, &path).await;
+            assert_api_names(status, &body, &path, field);
+        }
+        // Blank is absent, as everywhere else.
+        let (status, body) = api_get(&app, &token, &format!("{list}?limit=")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for (path, field) in [
+        (format!("/teams/{team}/promotions?status=%FF"), "status"),
+        (format!("/teams/{team}/promotions?actor=%FF"), "actor"),
+        (format!("/teams/{team}/audit?kind=%E2%82"), "kind"),
+        (format!("/teams/{team}/audit/export?since=%FF"), "since"),
+        (
+            format!("/teams/{team}/promotions/export?format=xml"),
+            "format",
+        ),
+    ] {
+        assert_page_names(&lead.get(&path).await, &path, field);
+    }
+    let login = Client::new(&app).get("/login?next=%FF").await;
+    assert_page_names(&login, "/login?next=%FF", "next");
+    app.stop().await;
+}
