@@ -35,7 +35,7 @@ impl InstanceRow {
         Ok(Instance {
             id: InstanceId(self.id),
             team_id: TeamId(self.team_id),
-            name: stored(Name::parse("name", &self.name))?,
+            name: stored(Name::from_stored(&self.name))?,
             settings: self.settings.0,
             version: self.version,
             created_at: self.created_at,

@@ -14,3 +14,4 @@ mod harness;
 mod inputs;
 mod play;
 mod queries;
+mod text;
