@@ -5,8 +5,8 @@ mod remote;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use stagehand_store::Database;
 use stagehand_store::crypto::SecretKey;
+use stagehand_store::{Database, StoreOptions};
 use std::path::PathBuf;
 
 /// Stagehand: a self-hosted control plane for dev → prod pipelines.
@@ -32,6 +32,16 @@ pub(crate) struct StorageArgs {
         default_value = "stagehand-data"
     )]
     data_dir: PathBuf,
+    /// How long a request waits for a PostgreSQL connection before it is
+    /// answered 503 `unavailable` (milliseconds).
+    #[arg(
+        long,
+        env = "STAGEHAND_DB_ACQUIRE_TIMEOUT_MS",
+        global = true,
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
+    )]
+    db_acquire_timeout_ms: u64,
 }
 
 impl StorageArgs {
@@ -55,10 +65,16 @@ impl StorageArgs {
         )?)
     }
 
+    fn options(&self) -> StoreOptions {
+        StoreOptions {
+            acquire_timeout: std::time::Duration::from_millis(self.db_acquire_timeout_ms),
+        }
+    }
+
     pub(crate) async fn open(&self) -> Result<std::sync::Arc<dyn stagehand_store::Store>> {
         let database = self.database();
         let key = self.key()?;
-        stagehand_store::open(&database, &key)
+        stagehand_store::open_with(&database, &key, &self.options())
             .await
             .with_context(|| format!("could not open the database {database:?}"))
     }
@@ -174,7 +190,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { bind, public_url } => serve(&cli.storage, &bind, public_url).await,
         Command::Migrate => {
             let database = cli.storage.database();
-            stagehand_store::migrate(&database).await?;
+            stagehand_store::migrate(&database, &cli.storage.options()).await?;
             eprintln!("migrations applied to {database:?}");
             Ok(())
         }

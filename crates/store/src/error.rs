@@ -74,6 +74,11 @@ pub enum StoreError {
     /// A value could not be decrypted, or the key does not fit the data.
     #[error("encryption: {0}")]
     Crypto(String),
+    /// The database cannot serve right now: unreachable, shutting down,
+    /// out of connections, or out of disk. Nothing was changed; the same
+    /// call may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
     #[error("database: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration: {0}")]
@@ -138,8 +143,43 @@ const UNIQUE: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Whether the database failed for a reason of its own that may pass: it
+/// cannot be reached or is shutting down, is out of connections or disk,
+/// or cannot take writes. Not the caller's fault, and not a bug.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // The primary result code is the low byte of the extended
+                // one: SQLITE_BUSY (after the busy timeout), SQLITE_READONLY,
+                // SQLITE_IOERR, SQLITE_FULL.
+                let primary = code.parse::<i32>().unwrap_or(0) & 0xff;
+                matches!(primary, 5 | 8 | 10 | 13)
+            } else {
+                // SQLSTATE classes 08 (connection exception) and 53
+                // (insufficient resources: disk full, out of memory, too
+                // many connections); 57P01-03 (shutting down, starting up);
+                // 25006 (a read-only standby).
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+            }
+        }
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            return StoreError::Unavailable(e);
+        }
         if let sqlx::Error::Database(db) = &e {
             if db.is_unique_violation() {
                 let (constraint, message) = (db.constraint().unwrap_or(""), db.message());

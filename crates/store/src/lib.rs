@@ -19,6 +19,7 @@ use stagehand_domain::{
 };
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which database a store keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +34,11 @@ pub enum BackendKind {
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
-    /// Answers once the database does.
-    async fn ping(&self) -> StoreResult<()>;
+    /// Answers once the database takes a write: the readiness probe. It
+    /// writes a row of more than a page in a write transaction and rolls it
+    /// back, so a database that cannot take the write lock or grow by a
+    /// page (a full disk) is not ready. It leaves nothing behind.
+    async fn ready(&self) -> StoreResult<()>;
 
     // Users, teams, roles.
     async fn create_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;
@@ -375,13 +379,44 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How the store waits on its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a call waits for a PostgreSQL connection (a free one from
+    /// the pool, or a new one) before it fails as
+    /// [`StoreError::Unavailable`]: with the server down, requests are
+    /// answered 503 after this long instead of hanging.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
 /// Opens the database, applies pending migrations, and checks that `key`
 /// is the key the data was encrypted with (recording it on first use).
 pub async fn open(database: &Database, key: &crypto::SecretKey) -> StoreResult<Arc<dyn Store>> {
+    open_with(database, key, &StoreOptions::default()).await
+}
+
+/// [`open`] with options other than the defaults.
+pub async fn open_with(
+    database: &Database,
+    key: &crypto::SecretKey,
+    options: &StoreOptions,
+) -> StoreResult<Arc<dyn Store>> {
     let cipher = crypto::Cipher::new(key);
     Ok(match database {
         Database::Postgres { url } => {
-            let s = postgres::PgStore::connect(url, cipher).await?;
+            let s = postgres::PgStore::connect_with(url, cipher, options).await?;
             s.migrate().await?;
             s.check_key().await?;
             Arc::new(s)
@@ -395,12 +430,28 @@ pub async fn open(database: &Database, key: &crypto::SecretKey) -> StoreResult<A
     })
 }
 
+/// Whether a connection handed back to a pool may serve again: only if it
+/// is outside any transaction. A transaction dropped on an error (or a
+/// cancelled request) queues its rollback, which the ping runs; if that
+/// rollback did not take (SQLite rolls back by itself on `database or disk
+/// is full`, so sqlx's own `ROLLBACK` then fails and its transaction depth
+/// stays at one), the connection is closed rather than pooled: pooled, every
+/// later `BEGIN` on it would fail until a restart.
+pub(crate) async fn outside_transaction<C: sqlx::Connection>(conn: &mut C) -> sqlx::Result<bool> {
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a database connection left inside a transaction");
+    }
+    Ok(clean)
+}
+
 /// Applies pending migrations only.
-pub async fn migrate(database: &Database) -> StoreResult<()> {
+pub async fn migrate(database: &Database, options: &StoreOptions) -> StoreResult<()> {
     let cipher = crypto::Cipher::new(&crypto::SecretKey::generate());
     match database {
         Database::Postgres { url } => {
-            postgres::PgStore::connect(url, cipher)
+            postgres::PgStore::connect_with(url, cipher, options)
                 .await?
                 .migrate()
                 .await

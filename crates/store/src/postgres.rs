@@ -6,7 +6,6 @@ use crate::crypto::Cipher;
 use crate::error::StoreResult;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
-use std::time::Duration;
 
 pub(crate) type Db = sqlx::Postgres;
 pub(crate) type Conn = sqlx::PgConnection;
@@ -20,11 +19,23 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, cipher: Cipher) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)?.application_name("stagehand");
+        Self::connect_with(url, cipher, &crate::StoreOptions::default()).await
+    }
+
+    /// Connects with a pool that waits at most `options.acquire_timeout`
+    /// for a connection. With the server down, that is how long a request
+    /// waits before its 503 (sqlx retries a refused connection until then).
+    pub async fn connect_with(
+        url: &str,
+        cipher: Cipher,
+        options: &crate::StoreOptions,
+    ) -> StoreResult<Self> {
+        let connect = PgConnectOptions::from_str(url)?.application_name("stagehand");
         let pool = PgPoolOptions::new()
             .max_connections(32)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .acquire_timeout(options.acquire_timeout)
+            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn)))
+            .connect_with(connect)
             .await?;
         Ok(Self { pool, cipher })
     }

@@ -23,6 +23,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub async fn connect(path: &Path, cipher: Cipher) -> StoreResult<Self> {
+        Self::connect_with(path, cipher, None).await
+    }
+
+    /// [`connect`](Self::connect), with a disk a test can fill.
+    pub(crate) async fn connect_with(
+        path: &Path,
+        cipher: Cipher,
+        disk: Option<crate::testing::DiskSpace>,
+    ) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| crate::StoreError::Database(sqlx::Error::Io(e)))?;
@@ -34,10 +43,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
+        let mut pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
-            .await?;
+            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn)));
+        if let Some(disk) = disk {
+            let (a, b) = (disk.clone(), disk);
+            pool = pool
+                .after_connect(move |c, _| Box::pin(a.clone().apply(c)))
+                .before_acquire(move |c, _| {
+                    let b = b.clone();
+                    Box::pin(async move { b.apply(c).await.map(|()| true) })
+                });
+        }
+        let pool = pool.connect_with(options).await?;
         Ok(Self { pool, cipher })
     }
 

@@ -7,6 +7,40 @@ use crate::crypto::SecretKey;
 use crate::{Database, Store, StoreResult};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A SQLite disk a test can fill and free again: while full, every pooled
+/// connection runs with `PRAGMA max_page_count` at the database's current
+/// size, so a write that needs one more page fails with SQLite's own
+/// `database or disk is full`, as on a full disk.
+#[derive(Debug, Clone, Default)]
+pub struct DiskSpace(Arc<AtomicBool>);
+
+impl DiskSpace {
+    pub fn fill(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn free(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    /// Applies the current state to a connection (on connect and on every
+    /// acquire, so a change reaches connections already in the pool).
+    pub(crate) async fn apply(self, conn: &mut sqlx::SqliteConnection) -> sqlx::Result<()> {
+        // SQLite never lowers the limit below the current size, and caps
+        // it at its own maximum.
+        let pages: u64 = if self.0.load(Ordering::SeqCst) {
+            1
+        } else {
+            4_294_967_294
+        };
+        sqlx::query(&format!("pragma max_page_count = {pages}"))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
 
 /// One empty, migrated database, removed by [`TestDatabase::cleanup`].
 #[derive(Debug)]
@@ -20,12 +54,25 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn sqlite() -> StoreResult<Self> {
+        Self::sqlite_on(None).await
+    }
+
+    /// A SQLite database on a disk the test can fill (see [`DiskSpace`]).
+    pub async fn sqlite_with_disk(disk: DiskSpace) -> StoreResult<Self> {
+        Self::sqlite_on(Some(disk)).await
+    }
+
+    async fn sqlite_on(disk: Option<DiskSpace>) -> StoreResult<Self> {
         let dir = std::env::temp_dir().join(format!("stagehand-test-{}", uuid::Uuid::new_v4()));
-        let database = Database::Sqlite {
-            path: dir.join("stagehand.db"),
-        };
+        let path = dir.join("stagehand.db");
+        let database = Database::Sqlite { path: path.clone() };
         let key = SecretKey::generate();
-        let store = crate::open(&database, &key).await?;
+        let s =
+            crate::sqlite::SqliteStore::connect_with(&path, crate::crypto::Cipher::new(&key), disk)
+                .await?;
+        s.migrate().await?;
+        s.check_key().await?;
+        let store: Arc<dyn Store> = Arc::new(s);
         Ok(Self {
             store,
             database,

@@ -17,6 +17,9 @@ pub struct WebConfig {
     /// A session ends this long after login, however active.
     pub session_absolute: Duration,
     pub throttle: LoginThrottle,
+    /// How long `/readyz` waits for its write probe before it answers
+    /// "unavailable": under a second, as probes expect.
+    pub ready_timeout: Duration,
 }
 
 /// Failed logins allowed inside `window` before further attempts are
@@ -39,6 +42,7 @@ impl Default for WebConfig {
                 per_account: 5,
                 per_address: 30,
             },
+            ready_timeout: Duration::from_millis(800),
         }
     }
 }

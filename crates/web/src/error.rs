@@ -39,6 +39,10 @@ pub enum AppError {
     TooManyRequests(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The database cannot serve right now (unreachable, out of disk):
+    /// worth retrying, and nothing the user can fix.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -47,9 +51,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     /// One field that needs another value, and why.
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Invalid(vec![FieldError {
-            field,
+            field: field.into(),
             message: message.into(),
         }])
     }
@@ -76,6 +83,7 @@ impl From<StoreError> for AppError {
             e @ (StoreError::Forbidden(_) | StoreError::BeyondGrantor(_)) => {
                 Self::Refused(e.to_string())
             }
+            StoreError::Unavailable(cause) => Self::Unavailable(cause.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -105,6 +113,7 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,6 +136,7 @@ impl AppError {
             Self::Csrf(m) => ("Request refused", (*m).into()),
             Self::TooManyRequests(m) => ("Slow down", m.clone()),
             Self::PayloadTooLarge(m) => ("Too large", m.clone()),
+            Self::Unavailable(_) => ("Try again in a moment", "Stagehand cannot use its database right now, so this was not done. Try again in a moment; if it keeps happening, give your administrator the request id below.".into()),
             Self::Internal(_) => ("Something went wrong", "Something went wrong on our side. If it keeps happening, give your administrator the request id below.".into()),
         };
         let code = match self {
@@ -140,6 +150,7 @@ impl AppError {
             Self::Csrf(_) => "csrf",
             Self::TooManyRequests(_) => "too_many_requests",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         };
         ErrorInfo {
@@ -157,10 +168,12 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            // The cause goes to the log only; `render_errors` adds the
-            // request id to the line it writes.
-            tracing::error!(%cause, "request failed");
+        // The cause goes to the log only; `render_errors` adds the request
+        // id to the line it writes.
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            _ => {}
         }
         let info = self.info();
         let mut res = info.status.into_response();
@@ -193,14 +206,15 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     let info = match res.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
         // A rejection from axum itself (a path, query or body it could not
-        // read): a page too, unless the handler already rendered one.
+        // read): a page too, unless the handler already rendered one (a
+        // page, or JSON such as `/readyz`).
         None if res.status().is_client_error() || res.status().is_server_error() => {
-            let is_html = res
+            let rendered = res
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/html"));
-            if is_html {
+                .is_some_and(|v| v.starts_with("text/html") || v.starts_with("application/json"));
+            if rendered {
                 return res;
             }
             fallback_info(res.status())
@@ -244,6 +258,7 @@ fn fallback_info(status: StatusCode) -> ErrorInfo {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         s if s.is_server_error() => "internal",
         _ => "bad_request",
     };
@@ -264,7 +279,7 @@ fn api_error(info: ErrorInfo, request_id: &str) -> Response {
         .iter()
         .map(|f| {
             (
-                f.field.to_owned(),
+                f.field.to_string(),
                 serde_json::Value::String(f.message.clone()),
             )
         })

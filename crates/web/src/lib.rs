@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authz;
 mod config;
 mod error;
+mod extract;
 mod health;
 mod play;
 pub mod routes;

@@ -111,7 +111,7 @@ impl TeamRow {
     pub(super) fn into_team(self) -> StoreResult<Team> {
         Ok(Team {
             id: TeamId(self.id),
-            name: stored(Name::parse("name", &self.name))?,
+            name: stored(Name::from_stored(&self.name))?,
             created_at: self.created_at,
         })
     }
@@ -354,7 +354,7 @@ pub(super) async fn roles(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Cust
             Ok(CustomRole {
                 id: RoleId(r.id),
                 team_id: team,
-                name: stored(Name::parse("name", &r.name))?,
+                name: stored(Name::from_stored(&r.name))?,
                 permissions: r.permissions.0,
             })
         })

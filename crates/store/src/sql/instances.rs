@@ -37,7 +37,7 @@ impl InstanceRow {
         Ok(Instance {
             id: InstanceId(self.id),
             team_id: TeamId(self.team_id),
-            name: stored(Name::parse("name", &self.name))?,
+            name: stored(Name::from_stored(&self.name))?,
             settings: self.settings.0,
             protection: stored(Protection::new(
                 u32::try_from(self.required_approvals).unwrap_or(u32::MAX),

@@ -69,7 +69,9 @@ pub(crate) fn push_window_and_page(
 }
 
 /// Runs `$body` on a write transaction and commits it if the body succeeds;
-/// on error the transaction is dropped, which rolls it back.
+/// on error (of the body or of the commit) the transaction is dropped, which
+/// rolls it back, and the pool takes the connection back only once it is
+/// outside the transaction (see `outside_transaction`).
 macro_rules! write_tx {
     ($self:ident, $conn:ident => $body:expr) => {{
         let mut tx = $self.begin_write().await?;
@@ -90,6 +92,10 @@ macro_rules! read {
 }
 
 const KEY_CHECK: &str = "key_check";
+
+/// The size of the readiness probe's row: over two SQLite pages, so the
+/// probe fails where a write would need the database to grow and cannot.
+const READY_PROBE_BYTES: usize = 9 * 1024;
 
 impl Backend {
     /// Fails if the data was encrypted with another key; records the key
@@ -130,8 +136,15 @@ impl Store for Backend {
         Self::KIND
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1").execute(&self.pool).await?;
+    async fn ready(&self) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("insert into stagehand_meta (key, value, created_at) values ($1, $2, $3)")
+            .bind(format!("ready_probe_{}", uuid::Uuid::new_v4().simple()))
+            .bind("x".repeat(READY_PROBE_BYTES))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.rollback().await?;
         Ok(())
     }
 

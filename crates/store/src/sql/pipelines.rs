@@ -42,7 +42,7 @@ impl StageRow {
         Ok(Stage {
             id: StageId(self.id),
             instance_id: InstanceId(self.instance_id),
-            instance_name: stored(Name::parse("name", &self.instance_name))?,
+            instance_name: stored(Name::from_stored(&self.instance_name))?,
             position: self.position.into(),
             protection: stored(Protection::new(
                 u32::try_from(self.required_approvals).unwrap_or(0),
@@ -61,7 +61,7 @@ fn assemble(row: PipelineRow, stages: Vec<Stage>) -> StoreResult<Pipeline> {
     Ok(Pipeline {
         id: PipelineId(row.id),
         team_id: TeamId(row.team_id),
-        name: stored(Name::parse("name", &row.name))?,
+        name: stored(Name::from_stored(&row.name))?,
         created_at: row.created_at,
         stages,
     })

@@ -37,7 +37,7 @@ impl Row {
         Ok(ApiToken {
             id: TokenId(self.id),
             team_id: TeamId(self.team_id),
-            name: stored(Name::parse("name", &self.name))?,
+            name: stored(Name::from_stored(&self.name))?,
             user_id: self.user_id.map(UserId),
             role: self.role,
             created_by: self.created_by,

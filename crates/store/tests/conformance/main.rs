@@ -12,6 +12,7 @@ mod harness;
 mod migrations;
 mod protection;
 mod reads;
+mod sqlite_only;
 mod trust;
 
 /// Generates `sqlite::name` and `postgres::name` for each case.

@@ -39,13 +39,13 @@ macro_rules! seed_before_0006 {
         for (id, name) in [($prod, "prod"), (dev, "dev")] {
             q("insert into instances (id, team_id, name, settings, version, created_at, updated_at)
                values ($1, $2, $3, '{}', 1, $4, $4)")
-                .bind(id)
-                .bind($team)
-                .bind(name)
-                .bind(at)
-                .execute($pool)
-                .await
-                .unwrap();
+                    .bind(id)
+                    .bind($team)
+                    .bind(name)
+                    .bind(at)
+                    .execute($pool)
+                    .await
+                    .unwrap();
         }
         for (pipeline, name, approvals, all_values) in [(p1, "one", 2, false), (p2, "two", 0, true)]
         {

@@ -97,7 +97,7 @@ pub(crate) async fn flows_put(
             (n, c) => {
                 for e in [n.err(), c.err()].into_iter().flatten() {
                     errors.push(stagehand_domain::FieldError {
-                        field: "flows",
+                        field: "flows".into(),
                         message: format!("{name}: {} {}", e.field(), e.message()),
                     });
                 }

@@ -8,12 +8,15 @@ pub mod pipelines;
 pub mod promotions;
 
 use crate::error::AppError;
-use axum::extract::rejection::JsonRejection;
+use crate::extract::{body_error, field_of};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::header;
 use serde::de::DeserializeOwned;
 
-/// A JSON body; a malformed one is a 400/422 in the API's error format.
+/// A JSON body; a malformed one is a 422 in the API's error format that
+/// names the field where reading stopped (text that is not UTF-8
+/// included), or `body` when it stopped outside any field.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
@@ -21,16 +24,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::invalid(
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        if !is_json {
+            return Err(AppError::invalid(
                 "body",
                 "send JSON with Content-Type: application/json",
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
-                AppError::PayloadTooLarge("The body is over the size limit.".into()),
-            ),
-            Err(e) => Err(AppError::invalid("body", e.body_text())),
+            ));
         }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text(), "body"))?;
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = field_of(e.path(), "body");
+            AppError::invalid(field, e.into_inner().to_string())
+        })?;
+        de.end()
+            .map_err(|e| AppError::invalid("body", e.to_string()))?;
+        Ok(Self(value))
     }
 }

@@ -20,11 +20,17 @@ fn query_parameters(path: &str) -> Vec<Value> {
                 "description": description, "schema": { "type": "string" } })
     };
     let limit = json!({ "name": "limit", "in": "query", "required": false,
-        "description": "rows per page, 1 to 500 (default 100)",
+        "description": "rows per page, 1 to 500 (blank or absent: 100)",
         "schema": { "type": "integer", "minimum": 1, "maximum": 500 } });
     let window = [
-        string("since", "RFC 3339 time, inclusive"),
-        string("until", "RFC 3339 time, exclusive"),
+        string(
+            "since",
+            "RFC 3339 time in the years 0001 to 9999 (UTC), inclusive",
+        ),
+        string(
+            "until",
+            "RFC 3339 time in the years 0001 to 9999 (UTC), exclusive",
+        ),
         string("cursor", "next_cursor of the previous page"),
     ];
     match path {
@@ -289,6 +295,10 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
         ("413", "The body is over the size limit"),
         ("415", "Not JSON"),
         ("422", "A value is invalid; `fields` names it"),
+        (
+            "503",
+            "The database is unavailable; nothing was done, retry later",
+        ),
     ] {
         responses.insert(
             status.into(),

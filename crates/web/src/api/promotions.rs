@@ -4,10 +4,13 @@
 use crate::AppState;
 use crate::authz::ApiCtx;
 use crate::error::{AppError, AppResult};
-use crate::views::listing::{cursor_filter, id_filter, paginate, status_filter, text_filter};
+use crate::extract::Query;
+use crate::views::listing::{
+    cursor_filter, id_filter, paginate, status_filter, storable, text_filter,
+};
 use crate::views::paths::parse_id;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -19,24 +22,29 @@ use stagehand_store::{AuditFilter, Decision, PromotionFilter};
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
-fn limit(raw: Option<i64>) -> AppResult<i64> {
-    match raw {
+/// The page size: blank is the default.
+fn limit(raw: Option<&str>) -> AppResult<i64> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(AppError::invalid("limit", "must be between 1 and 500")),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| AppError::invalid("limit", "must be a whole number from 1 to 500")),
     }
 }
 
-/// Times in RFC 3339, e.g. `2026-11-23T12:00:00Z`.
+/// Times in RFC 3339, e.g. `2026-11-23T12:00:00Z`, in the years 1 to 9999
+/// (UTC).
 fn parse_time(raw: &Option<String>, field: &'static str) -> AppResult<Option<DateTime<Utc>>> {
     raw.as_deref()
         .filter(|s| !s.is_empty())
         .map(|s| {
             DateTime::parse_from_rfc3339(s)
-                .map(|t| t.to_utc())
                 .map_err(|_| {
                     AppError::invalid(field, "must be an RFC 3339 time, e.g. 2026-11-23T12:00:00Z")
                 })
+                .and_then(|t| storable(t.to_utc(), field))
         })
         .transpose()
 }
@@ -50,7 +58,7 @@ pub(crate) struct HistoryQuery {
     since: Option<String>,
     until: Option<String>,
     cursor: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 pub(crate) async fn list_get(
@@ -58,7 +66,7 @@ pub(crate) async fn list_get(
     Extension(ctx): Extension<ApiCtx>,
     Query(q): Query<HistoryQuery>,
 ) -> AppResult<Response> {
-    let size = limit(q.limit)?;
+    let size = limit(q.limit.as_deref())?;
     let filter = PromotionFilter {
         pipeline: id_filter(q.pipeline.as_deref(), "pipeline")?.map(stagehand_domain::PipelineId),
         stage: id_filter(q.stage.as_deref(), "stage")?.map(stagehand_domain::StageId),
@@ -149,7 +157,7 @@ pub(crate) struct AuditQuery {
     since: Option<String>,
     until: Option<String>,
     cursor: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 pub(crate) async fn audit_get(
@@ -157,7 +165,7 @@ pub(crate) async fn audit_get(
     Extension(ctx): Extension<ApiCtx>,
     Query(q): Query<AuditQuery>,
 ) -> AppResult<Response> {
-    let size = limit(q.limit)?;
+    let size = limit(q.limit.as_deref())?;
     let filter = AuditFilter {
         actor: text_filter(q.actor.as_deref(), "actor")?,
         kind: text_filter(q.kind.as_deref(), "kind")?,

@@ -271,14 +271,21 @@ pub(crate) async fn upload_flow_post(
         match field.name() {
             Some("file") => {
                 let file_name = field.file_name().unwrap_or_default().to_owned();
-                let text = field
-                    .text()
+                let bytes = field
+                    .bytes()
                     .await
-                    .map_err(|e| bad(format!("could not be read as text: {e}")))?;
+                    .map_err(|e| bad(format!("could not be read: {e}")))?;
+                // Refused, not decoded with U+FFFD in place of what is not
+                // UTF-8.
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| bad("is not UTF-8 text".into()))?;
                 file = Some((file_name, text));
             }
             Some("name") => {
-                name = Some(field.text().await.unwrap_or_default());
+                let bytes = field.bytes().await.unwrap_or_default();
+                name = Some(String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    AppError::from(ValidationError::new("name", "is not UTF-8 text"))
+                })?);
             }
             _ => {}
         }

@@ -5,7 +5,7 @@ use super::url_encode;
 use crate::error::{AppError, AppResult};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use stagehand_domain::PromotionStatus;
 
 /// Rows per page on screen.
@@ -51,6 +51,24 @@ pub(crate) fn status_filter(raw: Option<&str>) -> AppResult<Option<PromotionStat
         .transpose()
 }
 
+/// The years a date filter or cursor may name. Both databases store and
+/// compare every time in them the same way: PostgreSQL's `timestamptz`
+/// ends at 4713 BC, and SQLite compares times as text, which holds only
+/// while the year has four digits and no sign.
+pub(crate) const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// `t`, if its year is in [`YEARS`].
+pub(crate) fn storable(t: DateTime<Utc>, field: &'static str) -> AppResult<DateTime<Utc>> {
+    if YEARS.contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(AppError::invalid(
+            field,
+            "must be between the years 0001 and 9999 (UTC)",
+        ))
+    }
+}
+
 /// An optional keyset cursor (see [`encode_cursor`]).
 pub(crate) fn cursor_filter(raw: Option<&str>) -> AppResult<Option<(DateTime<Utc>, uuid::Uuid)>> {
     raw.map(str::trim)
@@ -71,6 +89,7 @@ pub(crate) fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, uuid::Uuid)>
         .parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
+        .filter(|t| YEARS.contains(&t.year()))
         .ok_or_else(bad)?;
     Ok((at, id.parse().map_err(|_| bad())?))
 }
@@ -93,8 +112,9 @@ pub(crate) fn paginate<T>(
     })
 }
 
-/// `YYYY-MM-DD` as the start of that day (UTC); `end` gives the start of the
-/// next day, so an `until` date includes its whole day.
+/// `YYYY-MM-DD` (a year in [`YEARS`]) as the start of that day (UTC);
+/// `end` gives the start of the next day, so an `until` date includes its
+/// whole day. The end of 9999-12-31 is no bound at all: nothing is later.
 pub(crate) fn parse_day(
     raw: Option<&str>,
     name: &'static str,
@@ -103,8 +123,17 @@ pub(crate) fn parse_day(
     let Some(raw) = raw else { return Ok(None) };
     let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .map_err(|_| AppError::invalid(name, "must be a date like 2026-01-31"))?;
+    if !YEARS.contains(&day.year()) {
+        return Err(AppError::invalid(
+            name,
+            "must be a date between 0001-01-01 and 9999-12-31",
+        ));
+    }
     let day = if end {
-        day.succ_opt().unwrap_or(day)
+        match day.succ_opt().filter(|d| YEARS.contains(&d.year())) {
+            Some(next) => next,
+            None => return Ok(None),
+        }
     } else {
         day
     };
@@ -217,6 +246,25 @@ mod tests {
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_cell("=SUM(A1)"), "'=SUM(A1)");
+    }
+
+    #[test]
+    fn dates_and_cursors_outside_the_years_1_to_9999_are_refused() {
+        assert!(parse_day(Some("0000-12-31"), "since", false).is_err());
+        assert!(parse_day(Some("-5000-01-01"), "since", false).is_err());
+        assert!(parse_day(Some("+10000-01-01"), "since", false).is_err());
+        assert!(
+            parse_day(Some("0001-01-01"), "since", false)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(parse_day(Some("9999-12-31"), "until", true).unwrap(), None);
+        let id = uuid::Uuid::new_v4();
+        assert!(decode_cursor(&format!("-7922000000000000000_{id}")).is_err());
+        assert!(decode_cursor(&format!("253402300800000000_{id}")).is_err());
+        assert!(decode_cursor(&format!("253402300799999999_{id}")).is_ok());
+        let late = DateTime::parse_from_rfc3339("9999-12-31T23:59:59-05:00").unwrap();
+        assert!(storable(late.to_utc(), "until").is_err());
     }
 
     #[test]

@@ -16,10 +16,8 @@ use crate::assets::HTMX;
 use crate::authz::Ctx;
 use crate::error::{AppError, ErrorInfo};
 use askama::Template;
-use axum::extract::{FromRequest, Request};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use stagehand_domain::{Permission, PermissionSet};
 
 /// What the layout needs on every page: who is logged in, their CSRF token
@@ -74,22 +72,7 @@ impl Chrome {
 }
 
 /// A form body; a malformed one is answered like any invalid input.
-#[derive(Debug)]
-pub struct Form<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
-    type Rejection = AppError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Form::<T>::from_request(req, state).await {
-            Ok(axum::Form(v)) => Ok(Self(v)),
-            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(
-                AppError::PayloadTooLarge("The form is over the size limit.".into()),
-            ),
-            Err(e) => Err(AppError::invalid("form", e.body_text())),
-        }
-    }
-}
+pub use crate::extract::Form;
 
 /// After a successful POST: back to a page (303, so a reload does not
 /// resubmit).

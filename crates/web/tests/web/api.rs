@@ -325,11 +325,13 @@ async fn bad_api_requests_get_json_errors_naming_the_field() {
     let url = |p: &str| app.url(p);
     let token = admin.token.clone().unwrap();
 
-    // Malformed JSON, wrong content type, wrong shape.
-    for (body, ctype) in [
-        ("{not json", "application/json"),
-        ("{}", "text/plain"),
-        ("{\"flows\": 3}", "application/json"),
+    // Malformed JSON, wrong content type, wrong shape: the field where
+    // reading stopped, or the whole body.
+    for (body, ctype, field) in [
+        ("{not json", "application/json", "body"),
+        ("{}", "text/plain", "body"),
+        ("{\"flows\": 3}", "application/json", "flows"),
+        ("{\"flows\": {}} trailing", "application/json", "body"),
     ] {
         let res = raw
             .put(url(&format!("/api/v1/instances/{dev}/flows")))
@@ -342,7 +344,7 @@ async fn bad_api_requests_get_json_errors_naming_the_field() {
         assert_eq!(res.status(), 422, "{body} as {ctype}");
         let err: Value = res.json().await.unwrap();
         assert_eq!(err["error"]["code"], "invalid");
-        assert!(err["error"]["fields"]["body"].is_string(), "{err}");
+        assert!(err["error"]["fields"][field].is_string(), "{err}");
     }
     // Field errors name the field.
     let bad_name = admin

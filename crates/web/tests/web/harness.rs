@@ -52,6 +52,12 @@ pub async fn spawn_app_with(backend: Backend, config: WebConfig) -> TestApp {
             .expect("postgres")
             .expect("DATABASE_URL: run scripts/test.sh"),
     };
+    spawn_app_over(db, config).await
+}
+
+/// The server over a database the test prepared (a disk it can fill, a
+/// PostgreSQL it can take away).
+pub async fn spawn_app_over(db: TestDatabase, config: WebConfig) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -348,4 +354,72 @@ pub fn field_value(body: &str, name: &str) -> Option<String> {
     let at = body.find(&marker)?;
     let rest = &body[at + marker.len()..];
     Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut: its port then
+/// refuses connections and every connection through it drops, as when the
+/// server stops; and restore, as when it is back.
+pub struct PgProxy {
+    /// The database, reached through the proxy.
+    pub database: stagehand_store::Database,
+    listen: SocketAddr,
+    server: String,
+    accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl PgProxy {
+    pub async fn start(database: &stagehand_store::Database) -> Self {
+        let stagehand_store::Database::Postgres { url } = database else {
+            panic!("a proxy needs PostgreSQL");
+        };
+        // postgres://user@host:port/name
+        let (head, rest) = url.split_once('@').unwrap();
+        let (server, tail) = rest.split_once('/').unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = listener.local_addr().unwrap();
+        let proxy = Self {
+            database: stagehand_store::Database::Postgres {
+                url: format!("{head}@{listen}/{tail}"),
+            },
+            listen,
+            server: server.to_owned(),
+            accept: std::sync::Mutex::new(None),
+            links: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (server, links) = (self.server.clone(), self.links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let server = server.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(&server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                links.lock().unwrap().push(link);
+            }
+        });
+        *self.accept.lock().unwrap() = Some(accept);
+    }
+
+    /// PostgreSQL is gone: the port refuses, open connections drop.
+    pub fn cut(&self) {
+        if let Some(accept) = self.accept.lock().unwrap().take() {
+            accept.abort();
+        }
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// PostgreSQL is back, on the same address.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.listen).await.unwrap();
+        self.serve(listener);
+    }
 }

@@ -1,0 +1,65 @@
+//! Cases that run on SQLite only, each saying why.
+
+use stagehand_domain::Name;
+use stagehand_store::testing::{DiskSpace, TestDatabase};
+use stagehand_store::{Actor, StoreError};
+
+fn name(n: &str) -> Name {
+    Name::parse("name", n).unwrap()
+}
+
+/// SQLite only: the full disk is simulated with SQLite's `max_page_count`
+/// pragma; PostgreSQL's equivalent failure (a server that stops answering)
+/// is the web suite's `a_stopped_postgres_answers_a_fast_503`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_cleanly_and_they_recover_once_space_returns() {
+    let disk = DiskSpace::default();
+    let db = TestDatabase::sqlite_with_disk(disk.clone()).await.unwrap();
+    let store = db.store.clone();
+    let team = store
+        .create_team(name("payments"), &Actor::system())
+        .await
+        .unwrap()
+        .id;
+    store.ready().await.unwrap();
+
+    disk.fill();
+    // Settings large enough to need new pages, whatever the free list holds.
+    let big = serde_json::json!({ "blob": "x".repeat(200 * 1024) });
+    for i in 0..6 {
+        let err = store
+            .create_instance(
+                team,
+                name(&format!("big-{i}")),
+                big.clone(),
+                &Actor::system(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+    let err = store.ready().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+    disk.free();
+    store.ready().await.unwrap();
+    // Every pooled connection takes writes again: none was left inside a
+    // transaction by the failures.
+    for i in 0..12 {
+        store
+            .create_instance(
+                team,
+                name(&format!("small-{i}")),
+                serde_json::json!({}),
+                &Actor::system(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after space returned: {e}"));
+    }
+    store
+        .create_instance(team, name("big-again"), big, &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(store.instances(team).await.unwrap().len(), 13);
+    db.cleanup().await;
+}
