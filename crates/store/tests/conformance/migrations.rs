@@ -8,85 +8,54 @@ use stagehand_store::crypto::SecretKey;
 use std::borrow::Cow;
 use uuid::Uuid;
 
+const INSERT_TEAM: &str = "insert into teams (id, name, created_at) values ($1, 'acme', $2)";
+const INSERT_USER: &str = "insert into users (id, username, password_hash, is_platform_admin, \
+    created_at) values ($1, 'ada', 'x', false, $2)";
+const INSERT_INSTANCE: &str = "insert into instances (id, team_id, name, settings, version, \
+    created_at, updated_at) values ($1, $2, $3, '{}', 1, $4, $4)";
+const INSERT_PIPELINE: &str =
+    "insert into pipelines (id, team_id, name, created_at) values ($1, $2, $3, $4)";
+const INSERT_STAGE: &str = "insert into stages (id, pipeline_id, team_id, instance_id, position, \
+    required_approvals, requires_all_env_values, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8)";
+const INSERT_TOKEN: &str = "insert into api_tokens (id, team_id, name, secret_hash, role, \
+    created_by, created_at) values ($1, $2, 'ci', 'hash', 'lead', 'ada', $3)";
+
 /// Rows as a database at migration 0005 held them: `prod` is a stage of
 /// two pipelines, protected in one (2 approvals) and requiring every value
 /// in the other; a token created by `ada`.
 macro_rules! seed_before_0006 {
     ($pool:expr, $team:expr, $prod:expr) => {{
         let at = chrono::Utc::now();
-        let (p1, p2, dev, ada) = (
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-        );
-        let q = |sql: &'static str| sqlx::query(sql);
-        q("insert into teams (id, name, created_at) values ($1, 'acme', $2)")
-            .bind($team)
-            .bind(at)
-            .execute($pool)
-            .await
-            .unwrap();
-        q(
-            "insert into users (id, username, password_hash, is_platform_admin, created_at)
-           values ($1, 'ada', 'x', false, $2)",
-        )
-        .bind(ada)
-        .bind(at)
-        .execute($pool)
-        .await
-        .unwrap();
+        let (dev, ada) = (Uuid::new_v4(), Uuid::new_v4());
+        let q = sqlx::query(INSERT_TEAM).bind($team).bind(at);
+        q.execute($pool).await.unwrap();
+        let q = sqlx::query(INSERT_USER).bind(ada).bind(at);
+        q.execute($pool).await.unwrap();
         for (id, name) in [($prod, "prod"), (dev, "dev")] {
-            q("insert into instances (id, team_id, name, settings, version, created_at, updated_at)
-               values ($1, $2, $3, '{}', 1, $4, $4)")
-                    .bind(id)
-                    .bind($team)
-                    .bind(name)
-                    .bind(at)
-                    .execute($pool)
-                    .await
-                    .unwrap();
+            let q = sqlx::query(INSERT_INSTANCE).bind(id).bind($team).bind(name);
+            q.bind(at).execute($pool).await.unwrap();
         }
-        for (pipeline, name, approvals, all_values) in [(p1, "one", 2, false), (p2, "two", 0, true)]
-        {
-            q("insert into pipelines (id, team_id, name, created_at) values ($1, $2, $3, $4)")
-                .bind(pipeline)
-                .bind($team)
-                .bind(name)
-                .bind(at)
-                .execute($pool)
-                .await
-                .unwrap();
+        let pipelines = [("one", 2, false), ("two", 0, true)];
+        for (name, approvals, all_values) in pipelines {
+            let pipeline = Uuid::new_v4();
+            let q = sqlx::query(INSERT_PIPELINE).bind(pipeline).bind($team);
+            q.bind(name).bind(at).execute($pool).await.unwrap();
             for (position, instance) in [(0, dev), (1, $prod)] {
-                q(
-                    "insert into stages (id, pipeline_id, team_id, instance_id, position,
-                     required_approvals, requires_all_env_values, created_at)
-                   values ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(Uuid::new_v4())
-                .bind(pipeline)
-                .bind($team)
-                .bind(instance)
-                .bind(position)
-                .bind(if instance == dev { 0 } else { approvals })
-                .bind(instance != dev && all_values)
-                .bind(at)
-                .execute($pool)
-                .await
-                .unwrap();
+                let is_prod = instance == $prod;
+                let q = sqlx::query(INSERT_STAGE)
+                    .bind(Uuid::new_v4())
+                    .bind(pipeline)
+                    .bind($team)
+                    .bind(instance)
+                    .bind(position)
+                    .bind(if is_prod { approvals } else { 0 })
+                    .bind(is_prod && all_values)
+                    .bind(at);
+                q.execute($pool).await.unwrap();
             }
         }
-        q(
-            "insert into api_tokens (id, team_id, name, secret_hash, role, created_by, created_at)
-           values ($1, $2, 'ci', 'hash', 'lead', 'ada', $3)",
-        )
-        .bind(Uuid::new_v4())
-        .bind($team)
-        .bind(at)
-        .execute($pool)
-        .await
-        .unwrap();
-        ada
+        let q = sqlx::query(INSERT_TOKEN).bind(Uuid::new_v4()).bind($team);
+        q.bind(at).execute($pool).await.unwrap();
     }};
 }
 
