@@ -4,6 +4,7 @@
 
 pub mod crypto;
 mod error;
+pub mod files;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
