@@ -47,7 +47,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let mut pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn)));
+            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, true)));
         if let Some(disk) = disk {
             let (a, b) = (disk.clone(), disk);
             pool = pool
