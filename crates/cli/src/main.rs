@@ -54,11 +54,32 @@ impl StorageArgs {
         }
     }
 
+    fn key_from_env() -> Option<String> {
+        std::env::var("STAGEHAND_SECRET_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    }
+
+    /// Makes the data directory 0700 (creating it if missing) when this
+    /// run keeps anything there: the SQLite database, or the generated key.
+    /// The database files and the key are made 0600 by the store.
+    fn secure_data_dir(&self) -> Result<()> {
+        let used =
+            matches!(self.database(), Database::Sqlite { .. }) || Self::key_from_env().is_none();
+        if used {
+            stagehand_store::files::private_dir(&self.data_dir).with_context(|| {
+                format!(
+                    "could not make the data directory {} private (mode 0700)",
+                    self.data_dir.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// The key from STAGEHAND_SECRET_KEY, or the one in the data directory.
     fn key(&self) -> Result<SecretKey> {
-        let from_env = std::env::var("STAGEHAND_SECRET_KEY")
-            .ok()
-            .filter(|k| !k.is_empty());
+        let from_env = Self::key_from_env();
         Ok(SecretKey::load_or_generate(
             from_env.as_deref(),
             &self.data_dir,
@@ -72,6 +93,7 @@ impl StorageArgs {
     }
 
     pub(crate) async fn open(&self) -> Result<std::sync::Arc<dyn stagehand_store::Store>> {
+        self.secure_data_dir()?;
         let database = self.database();
         let key = self.key()?;
         stagehand_store::open_with(&database, &key, &self.options())
@@ -190,6 +212,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { bind, public_url } => serve(&cli.storage, &bind, public_url).await,
         Command::Migrate => {
             let database = cli.storage.database();
+            if matches!(database, Database::Sqlite { .. }) {
+                cli.storage.secure_data_dir()?;
+            }
             stagehand_store::migrate(&database, &cli.storage.options()).await?;
             eprintln!("migrations applied to {database:?}");
             Ok(())

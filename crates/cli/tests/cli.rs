@@ -577,3 +577,56 @@ async fn audit_verify_finds_a_row_edited_behind_the_servers_back() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("1 audit chain(s) broken"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_0700_and_its_files_0600_even_when_they_were_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let dir = temp_dir();
+    let data = dir.join("stagehand-data");
+    let create_user = |name: &str| {
+        let mut child = stagehand(&dir)
+            .args(["user", "create", name, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "a long enough password").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let files = [
+        "stagehand.db",
+        "stagehand.db-wal",
+        "stagehand.db-shm",
+        "secret.key",
+    ];
+
+    // First start: created private.
+    create_user("ada");
+    assert_eq!(mode(&data), 0o700);
+    for f in files.iter().map(|f| data.join(f)).filter(|p| p.exists()) {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    assert!(data.join("secret.key").exists() && data.join("stagehand.db").exists());
+
+    // Loosened (an older version, a restore from backup): tightened again.
+    set(&data, 0o755);
+    for f in files.iter().map(|f| data.join(f)).filter(|p| p.exists()) {
+        set(&f, 0o644);
+    }
+    create_user("bob");
+    assert_eq!(mode(&data), 0o700);
+    for f in files.iter().map(|f| data.join(f)).filter(|p| p.exists()) {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

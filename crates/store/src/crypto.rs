@@ -82,9 +82,13 @@ impl SecretKey {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_base64(&text).ok_or_else(|| KeyError::BadKeyFile(path.clone())),
+            Ok(text) => {
+                // A key file left readable by others is made private again.
+                crate::files::private_file(&path).map_err(io)?;
+                Self::from_base64(&text).ok_or_else(|| KeyError::BadKeyFile(path.clone()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(io)?;
+                crate::files::create_private_dir(data_dir).map_err(io)?;
                 let key = Self::generate();
                 let mut file = create_private(&path).map_err(io)?;
                 file.write_all(key.to_base64().as_bytes()).map_err(io)?;

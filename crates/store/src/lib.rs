@@ -4,6 +4,7 @@
 
 pub mod crypto;
 mod error;
+pub mod files;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -432,13 +433,21 @@ pub async fn open_with(
 
 /// Whether a connection handed back to a pool may serve again: only if it
 /// is outside any transaction. A transaction dropped on an error (or a
-/// cancelled request) queues its rollback, which the ping runs; if that
-/// rollback did not take (SQLite rolls back by itself on `database or disk
-/// is full`, so sqlx's own `ROLLBACK` then fails and its transaction depth
-/// stays at one), the connection is closed rather than pooled: pooled, every
-/// later `BEGIN` on it would fail until a restart.
-pub(crate) async fn outside_transaction<C: sqlx::Connection>(conn: &mut C) -> sqlx::Result<bool> {
-    conn.ping().await?;
+/// cancelled request) queues its rollback; if that rollback did not take
+/// (SQLite rolls back by itself on `database or disk is full`, so sqlx's
+/// own `ROLLBACK` then fails and its transaction depth stays at one), the
+/// connection is closed rather than pooled: pooled, every later `BEGIN` on
+/// it would fail until a restart. `flush` first runs what the connection
+/// has queued (SQLite's queued rollback only updates the depth once its
+/// worker has run it; PostgreSQL updates it at once, and the pool pings
+/// the connection after this anyway).
+pub(crate) async fn outside_transaction<C: sqlx::Connection>(
+    conn: &mut C,
+    flush: bool,
+) -> sqlx::Result<bool> {
+    if flush {
+        conn.ping().await?;
+    }
     let clean = !conn.is_in_transaction();
     if !clean {
         tracing::warn!("closing a database connection left inside a transaction");

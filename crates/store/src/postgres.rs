@@ -34,7 +34,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(32)
             .acquire_timeout(options.acquire_timeout)
-            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn)))
+            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, false)))
             .connect_with(connect)
             .await?;
         Ok(Self { pool, cipher })

@@ -32,10 +32,12 @@ impl SqliteStore {
         cipher: Cipher,
         disk: Option<crate::testing::DiskSpace>,
     ) -> StoreResult<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| crate::StoreError::Database(sqlx::Error::Io(e)))?;
+        let io = |e| crate::StoreError::Database(sqlx::Error::Io(e));
+        if let Some(dir) = path.parent() {
+            crate::files::create_private_dir(dir).map_err(io)?;
         }
+        crate::files::create_private_file(path).map_err(io)?;
+        Self::private_files(path).map_err(io)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -45,7 +47,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let mut pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn)));
+            .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, true)));
         if let Some(disk) = disk {
             let (a, b) = (disk.clone(), disk);
             pool = pool
@@ -56,7 +58,20 @@ impl SqliteStore {
                 });
         }
         let pool = pool.connect_with(options).await?;
+        // The first connection created the -wal and -shm.
+        Self::private_files(path).map_err(io)?;
         Ok(Self { pool, cipher })
+    }
+
+    /// The database and the files SQLite keeps next to it, 0600.
+    fn private_files(path: &Path) -> std::io::Result<()> {
+        crate::files::private_file(path)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            crate::files::private_file(Path::new(&side))?;
+        }
+        Ok(())
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {

@@ -63,3 +63,48 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_once_space_returns() 
     assert_eq!(store.instances(team).await.unwrap().len(), 13);
     db.cleanup().await;
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// SQLite only: PostgreSQL keeps its files itself.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_directory_and_files_are_private_to_the_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::env::temp_dir().join(format!("stagehand-modes-{}", uuid::Uuid::new_v4()));
+
+    // Created here: a 0700 directory with 0600 files, whatever the umask.
+    let fresh = root.join("fresh").join("data");
+    let path = fresh.join("stagehand.db");
+    let database = stagehand_store::Database::Sqlite { path: path.clone() };
+    let key = stagehand_store::crypto::SecretKey::generate();
+    let store = stagehand_store::open(&database, &key).await.unwrap();
+    store
+        .create_team(name("payments"), &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(mode(&fresh), 0o700);
+    for file in ["stagehand.db", "stagehand.db-wal", "stagehand.db-shm"] {
+        assert_eq!(mode(&fresh.join(file)), 0o600, "{file}");
+    }
+    drop(store);
+
+    // Left readable by an older version: made private again at start.
+    for file in ["stagehand.db", "stagehand.db-wal", "stagehand.db-shm"] {
+        let p = fresh.join(file);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let store = stagehand_store::open(&database, &key).await.unwrap();
+    store.teams().await.unwrap();
+    for file in ["stagehand.db", "stagehand.db-wal", "stagehand.db-shm"] {
+        assert_eq!(mode(&fresh.join(file)), 0o600, "{file}");
+    }
+    drop(store);
+    std::fs::remove_dir_all(root).unwrap();
+}
