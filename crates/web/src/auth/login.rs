@@ -38,12 +38,33 @@ struct LoginPage {
     username: String,
 }
 
-/// Only local paths: never an open redirect to another site.
+/// Where to go after login: a path on this site, or `/`. Never an open
+/// redirect: browsers drop tabs and newlines from a URL and read `\` as
+/// `/`, so `/<TAB>/evil.example` is `//evil.example` to them. Anything with a
+/// control character or a backslash is refused outright; what remains must
+/// resolve against our own origin to a URL of that origin whose path does
+/// not start with `//` once dot segments are gone (`/.//evil.example`). The
+/// answer is the parsed URL's own serialisation (percent-encoded, so it is
+/// always a valid `Location` header).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+    const HOME: &str = "/";
+    let Some(next) = next else {
+        return HOME.to_owned();
+    };
+    if !next.starts_with('/') || next.chars().any(|c| c.is_control() || c == '\\') {
+        return HOME.to_owned();
     }
+    let Ok(base) = url::Url::parse("http://stagehand.invalid/") else {
+        return HOME.to_owned();
+    };
+    let Ok(resolved) = base.join(next) else {
+        return HOME.to_owned();
+    };
+    let local = &resolved[url::Position::BeforePath..];
+    if resolved.origin() != base.origin() || !local.starts_with('/') || local.starts_with("//") {
+        return HOME.to_owned();
+    }
+    local.to_owned()
 }
 
 fn login_page(
@@ -227,9 +248,37 @@ mod tests {
     #[test]
     fn next_is_only_ever_a_local_path() {
         assert_eq!(safe_next(Some("/teams/x")), "/teams/x");
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/teams/x?a=1#env")), "/teams/x?a=1#env");
         assert_eq!(safe_next(None), "/");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "\t//evil.example",
+            "/\r\n/evil.example",
+            "/\n/evil.example",
+            "/\u{b}/evil.example",
+            "/\0",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/.//evil.example",
+            "/..//evil.example",
+            "/%2e%2e//evil.example",
+            "/./%2e//evil.example",
+            " /evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn next_comes_back_percent_encoded() {
+        assert_eq!(safe_next(Some("/teams/a b")), "/teams/a%20b");
+        assert_eq!(safe_next(Some("/%09/evil.example")), "/%09/evil.example");
+        assert_eq!(safe_next(Some("/caf\u{e9}")), "/caf%C3%A9");
     }
 }

@@ -384,3 +384,116 @@ async fn an_internal_error_shows_a_request_id_and_nothing_internal() {
     }
     app.stop().await;
 }
+
+/// Inputs for `next` that have led browsers off-site or servers into a 500.
+const NASTY_NEXT: &[&str] = &[
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "\t//evil.example",
+    "/\r\n/evil.example",
+    "/\n/evil.example",
+    "/\r/evil.example",
+    "/\u{b}/evil.example",
+    "/\0/evil.example",
+    "/\u{7f}/evil.example",
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/.//evil.example",
+    "/%2e%2e//evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    " /evil.example",
+    "/\u{2028}/evil.example",
+];
+
+/// Asserts that a browser following `location` stays on `app`'s origin,
+/// even after it strips tabs and newlines and reads `\` as `/`.
+fn assert_same_origin(app: &TestApp, location: &str, input: &str) {
+    assert!(
+        !location.chars().any(|c| c.is_control() || c == '\\'),
+        "{input:?} → {location:?}"
+    );
+    let browser_view: String = location
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    assert!(
+        browser_view.starts_with('/') && !browser_view.starts_with("//"),
+        "{input:?} → {location:?}"
+    );
+    let base = reqwest::Url::parse(&app.url("/")).unwrap();
+    let resolved = base.join(&browser_view).unwrap();
+    assert_eq!(resolved.origin(), base.origin(), "{input:?} → {location:?}");
+}
+
+#[tokio::test]
+async fn login_next_never_leads_off_site_nor_to_a_500() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    for &next in NASTY_NEXT {
+        let c = Client::new(&app);
+        // The form carries a cleaned `next`.
+        let res = c
+            .http
+            .get(app.url("/login"))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        let form = c.page(res).await;
+        assert_eq!(form.status, StatusCode::OK, "GET {next:?}: {}", form.body);
+        let carried = field_value(&form.body, "next").unwrap();
+        assert_same_origin(&app, &carried, next);
+        // A forged form with the raw value is cleaned on the way out.
+        let login = c
+            .post_raw(
+                "/login",
+                &[
+                    ("csrf_token", &csrf_of(&form.body).unwrap()),
+                    ("username", "lena"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+                true,
+            )
+            .await;
+        assert_eq!(
+            login.status,
+            StatusCode::SEE_OTHER,
+            "POST {next:?}: {}",
+            login.body
+        );
+        assert_same_origin(&app, login.location.as_deref().unwrap(), next);
+        // Logged in, the login page sends the user on at once: cleaned too.
+        let res = c
+            .http
+            .get(app.url("/login"))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        let again = c.page(res).await;
+        assert_eq!(
+            again.status,
+            StatusCode::SEE_OTHER,
+            "{next:?}: {}",
+            again.body
+        );
+        assert_same_origin(&app, again.location.as_deref().unwrap(), next);
+    }
+    // A plain local path survives, query and all.
+    let c = Client::new(&app);
+    c.login("lena", PASSWORD).await;
+    let res = c
+        .http
+        .get(app.url("/login"))
+        .query(&[("next", "/teams?x=1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.page(res).await.location.as_deref(), Some("/teams?x=1"));
+    app.stop().await;
+}
