@@ -304,6 +304,22 @@ pub struct NewAuditEvent<'a> {
     pub details: serde_json::Value,
 }
 
+/// A login throttling scope (`user:NAME`, `ip:ADDRESS`) and how many
+/// failed attempts it may hold inside the throttle window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginScope {
+    pub scope: String,
+    pub limit: i64,
+}
+
+/// A login attempt, counted against each of its scopes before its password
+/// is checked (one counted row per scope). A failure leaves it counted; a
+/// success releases it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    pub(crate) rows: Vec<uuid::Uuid>,
+}
+
 /// A web session about to be created. The store keeps only the token's
 /// hash; the token itself lives in the user's cookie.
 #[derive(Clone)]

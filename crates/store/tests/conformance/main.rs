@@ -65,4 +65,5 @@ conformance!(
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
     approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,
+    concurrency::concurrent_login_attempts_never_exceed_the_limit,
 );

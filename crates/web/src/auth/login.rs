@@ -2,9 +2,9 @@
 //!
 //! The login form, sent before any session exists, carries its own CSRF
 //! token, double-submitted in a short-lived cookie. Failed logins are
-//! counted in the database per account and per address; past the limit,
-//! attempts are refused until the window has passed, whether or not the
-//! password is right.
+//! counted in the database per account and per address, each reserved
+//! before its password is checked; past the limit, attempts are refused
+//! until the window has passed, whether or not the password is right.
 
 use super::{csrf, password, session};
 use crate::AppState;
@@ -20,7 +20,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use chrono::Utc;
 use serde::Deserialize;
 use stagehand_domain::{SecretValue, Username};
-use stagehand_store::{Actor, NewSession};
+use stagehand_store::{Actor, LoginScope, NewSession};
 
 const LOGIN_CSRF_COOKIE: &str = "stagehand_login_csrf";
 
@@ -146,20 +146,27 @@ pub(crate) async fn view_login_post(
         Ok(name) => format!("user:{name}"),
         Err(_) => "user:(not a username)".to_owned(),
     };
-    let mut scopes = vec![account_scope.clone()];
-    if let Some(ip) = &ip {
-        scopes.push(format!("ip:{ip}"));
-    }
     let t = &state.config.throttle;
+    let mut scopes = vec![LoginScope {
+        scope: account_scope.clone(),
+        limit: t.per_account,
+    }];
+    if let Some(ip) = &ip {
+        scopes.push(LoginScope {
+            scope: format!("ip:{ip}"),
+            limit: t.per_address,
+        });
+    }
+    // Counted before the password is checked, in one atomic step with the
+    // check of the limit: a burst of parallel attempts gets no more
+    // password checks than the limit allows. A success releases it.
     let since = Utc::now() - chrono::TimeDelta::from_std(t.window).unwrap_or_default();
-    let counts = state.store.login_failure_counts(&scopes, since).await?;
-    let limits = [t.per_account, t.per_address];
-    if counts.iter().zip(limits).any(|(n, limit)| *n >= limit) {
+    let Some(attempt) = state.store.reserve_login_attempt(&scopes, since).await? else {
         return Err(AppError::TooManyRequests(format!(
             "Too many failed logins. Wait {} minutes, then try again.",
             t.window.as_secs().div_ceil(60)
         )));
-    }
+    };
 
     let credentials = match Username::parse(&typed_name) {
         Ok(name) => state.store.user_credentials(&name).await?,
@@ -179,13 +186,16 @@ pub(crate) async fn view_login_post(
             }
             state
                 .store
-                .record_login_failure(&scopes, known.as_deref(), &actor)
+                .record_login_failure(&attempt, known.as_deref(), &actor)
                 .await?;
             return refuse("Wrong username or password.");
         }
     };
 
-    state.store.clear_login_failures(&account_scope).await?;
+    state
+        .store
+        .clear_login_failures(&attempt, &account_scope)
+        .await?;
     // A fresh token at every login: a token planted before login is useless.
     if let Some(old) = session::cookie_value(&headers, session::COOKIE) {
         state
