@@ -416,6 +416,13 @@ struct RevealedPage {
     value: Option<String>,
 }
 
+/// A reveal's address asked for with GET (Back in the browser, where htmx
+/// asks the server for the page again): the instance page, never a value.
+pub(crate) async fn reveal_get(Path(path): Path<KeyPath>) -> AppResult<Response> {
+    let (team, id, _) = path.ids()?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+}
+
 /// Shows one value, once: the page is not cached and the reveal is audited.
 pub(crate) async fn reveal_post(
     State(state): State<AppState>,

@@ -13,3 +13,4 @@ mod connections;
 mod harness;
 mod inputs;
 mod play;
+mod secrets;
