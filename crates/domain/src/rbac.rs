@@ -130,6 +130,15 @@ impl PermissionSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether these permissions let one read an instance's settings
+    /// *values*: only with `instance.edit`, since settings may hold
+    /// credentials of their own (a Node-RED `credentialSecret`). Anyone
+    /// with `instance.view` sees that settings exist, their top-level keys
+    /// and when they last changed.
+    pub fn may_read_settings(&self) -> bool {
+        self.contains(Permission::InstanceEdit)
+    }
 }
 
 impl FromIterator<Permission> for PermissionSet {
@@ -217,6 +226,14 @@ mod tests {
         assert!(!l.contains(EnvvarReveal));
         assert!(!l.contains(StagePromoteProtected));
         assert!(!l.contains(MemberManage) && !l.contains(RoleManage) && !l.contains(TokenManage));
+    }
+
+    #[test]
+    fn settings_values_are_for_those_who_may_edit_the_instance() {
+        assert!(!BuiltinRole::Viewer.permissions().may_read_settings());
+        assert!(BuiltinRole::Lead.permissions().may_read_settings());
+        let view_only: PermissionSet = [InstanceView, EnvvarReveal].into_iter().collect();
+        assert!(!view_only.may_read_settings());
     }
 
     #[test]

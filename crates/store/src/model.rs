@@ -90,7 +90,10 @@ pub struct CustomRole {
     pub permissions: PermissionSet,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An instance with its settings. Not `Serialize` on purpose: the settings'
+/// values are for those who may edit the instance, so every answer that
+/// shows an instance chooses what of the settings it shows.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub id: InstanceId,
     pub team_id: TeamId,
@@ -100,6 +103,18 @@ pub struct Instance {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the settings last changed (the creation time if never since).
+    pub settings_updated_at: DateTime<Utc>,
+}
+
+impl Instance {
+    /// The settings' top-level keys, in order.
+    pub fn setting_keys(&self) -> Vec<String> {
+        self.settings
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// A flow without its content.

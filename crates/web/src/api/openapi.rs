@@ -169,16 +169,24 @@ fn schemas() -> Value {
             .unwrap_or_default();
         json!({ "type": "object", "required": required, "properties": props })
     };
+    let optional = |mut schema: Value, names: &[&str]| {
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.retain(|r| !names.iter().any(|n| r == n));
+        }
+        schema
+    };
     let stage = object(json!({
         "id": uuid, "instance_id": uuid, "instance_name": string, "position": int,
         "protection": object(json!({ "required_approvals": int, "requires_all_env_values": { "type": "boolean" } })),
     }));
     let named_hash = object(json!({ "name": string, "hash": string }));
     json!({
-        "Instance": object(json!({
+        // `settings` (the values) only for a caller with instance.edit.
+        "Instance": optional(object(json!({
             "id": uuid, "team_id": uuid, "name": string, "settings": { "type": "object" },
+            "setting_keys": strings, "settings_updated_at": time,
             "version": int, "created_at": time, "updated_at": time,
-        })),
+        })), &["settings"]),
         "FlowMeta": object(json!({ "name": string, "hash": string, "size_bytes": int, "updated_at": time })),
         "EnvVar": object(json!({ "key": string, "has_value": { "type": "boolean" }, "updated_at": time })),
         "Stage": stage,
