@@ -55,7 +55,9 @@ pub(crate) async fn run(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Clamped: Semaphore::new panics past MAX_PERMITS.
+    let cap = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(cap));
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
