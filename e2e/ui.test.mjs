@@ -1,7 +1,9 @@
 // Stagehand in a real headless Chromium: an admin sets a team up and
 // creates a custom role, a lead edits a dev flow, previews, plays and sees
 // the history entry, a viewer sees no play button and no values but exports
-// the history. Started by scripts/e2e.sh, which builds the binary, provides
+// the history; a revealed value and a new token's secret never come back
+// with Back (htmx keeps no history snapshots, nothing is cached), not even
+// after logout. Started by scripts/e2e.sh, which builds the binary, provides
 // a database and installs Chromium and playwright-core.
 //
 // Env: STAGEHAND_BIN (the binary), STAGEHAND_E2E_DATABASE_URL (optional: an
@@ -254,5 +256,97 @@ test("a viewer sees no play button and no values, and exports the history", asyn
   assert.match(csv, /^id,created_at,pipeline,from,to,status,requested_by,summary\n/);
   assert.equal((csv.match(/checkout,dev,prod,applied,lena/g) ?? []).length, 2);
   assert.ok(!csv.includes(SECRET));
+  assert.deepEqual(page.errors, []);
+});
+
+/** Everything htmx or anything else keeps in this tab's sessionStorage. */
+async function sessionStorageText(page) {
+  return page.evaluate(() => {
+    let all = "";
+    for (let i = 0; i < sessionStorage.length; i++) {
+      const key = sessionStorage.key(i);
+      all += `${key}=${sessionStorage.getItem(key)}\n`;
+    }
+    return all;
+  });
+}
+
+/** Back, then whatever htmx fetches or restores for that entry. */
+async function back(page) {
+  await page.goBack();
+  await page.waitForLoadState("networkidle");
+  await page.waitForTimeout(200);
+}
+
+async function assertNoSecret(page, secret, when) {
+  assert.ok(!(await page.content()).includes(secret), `the value is shown ${when}`);
+  assert.ok(!(await sessionStorageText(page)).includes(secret), `sessionStorage holds the value ${when}`);
+}
+
+test("a revealed value and a new token's secret do not come back with Back, nor after logout", async () => {
+  const page = await loginAs("root");
+  const instance = `${base}/teams/${state.team}/instances/${state.dev}`;
+  const onInstance = (url) => url.pathname.endsWith(`/instances/${state.dev}`);
+  await page.goto(instance);
+  for (let round = 0; round < 2; round++) {
+    await Promise.all([
+      page.waitForURL(/\/env\/API_TOKEN\/reveal$/),
+      page.click("form[action$='/env/API_TOKEN/reveal'] button"),
+    ]);
+    assert.ok((await page.textContent("pre.secret")).includes(SECRET), "the reveal shows the value");
+    // Away through the page's own (boosted) link, then Back.
+    await page.click("text=Back to dev");
+    await page.waitForURL(onInstance);
+    await page.waitForLoadState("networkidle");
+    await assertNoSecret(page, SECRET, "on the instance page");
+    await back(page);
+    await assertNoSecret(page, SECRET, "after Back");
+    await page.goto(instance);
+  }
+
+  // Away from the reveal by a full navigation, then Back: the browser has
+  // nothing to show (no-store) and must not send the form again by itself.
+  await Promise.all([
+    page.waitForURL(/\/reveal$/),
+    page.click("form[action$='/env/API_TOKEN/reveal'] button"),
+  ]);
+  await page.goto(`${base}/teams/${state.team}`);
+  await page.goBack().catch(() => {}); // net::ERR_CACHE_MISS: fine
+  await page.waitForTimeout(200);
+  assert.ok(!(await page.content()).includes(SECRET), "the value is shown after a full navigation and Back");
+  await page.goto(instance);
+
+  // A token's secret, shown once.
+  await page.goto(`${base}/teams/${state.team}/tokens`);
+  await page.fill("input[name=name]", "e2e-once");
+  await Promise.all([page.waitForLoadState("load"), page.click("button:text('Create token')")]);
+  const tokenSecret = (await page.textContent("pre.secret")).trim();
+  assert.match(tokenSecret, /^sh_/);
+  await page.click("nav >> text=History");
+  await page.waitForURL(/\/promotions$/);
+  await page.waitForLoadState("networkidle");
+  await assertNoSecret(page, tokenSecret, "after leaving the tokens page");
+  await back(page);
+  await assertNoSecret(page, tokenSecret, "after Back to the tokens page");
+
+  // Reveal once more, leave, log out: Back shows neither the value nor any
+  // page of the team.
+  await page.goto(instance);
+  await Promise.all([
+    page.waitForURL(/\/reveal$/),
+    page.click("form[action$='/env/API_TOKEN/reveal'] button"),
+  ]);
+  await page.click("text=Back to dev");
+  await page.waitForURL(onInstance);
+  await page.waitForLoadState("networkidle");
+  await submit(page, "button:text('Log out')");
+  await page.waitForURL(/\/login$/);
+  for (let i = 0; i < 3; i++) {
+    await back(page);
+    await assertNoSecret(page, SECRET, `after logout and ${i + 1} × Back`);
+    await assertNoSecret(page, tokenSecret, `after logout and ${i + 1} × Back`);
+    const main = (await page.textContent("body")) ?? "";
+    assert.ok(!main.includes("API_TOKEN"), `a team page is shown after logout (${page.url()})`);
+  }
   assert.deepEqual(page.errors, []);
 });

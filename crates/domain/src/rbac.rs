@@ -147,6 +147,15 @@ impl PermissionSet {
     pub fn intersection(&self, other: &PermissionSet) -> PermissionSet {
         Self(self.0.intersection(&other.0).copied().collect())
     }
+
+    /// Whether these permissions let one read an instance's settings
+    /// *values*: only with `instance.edit`, since settings may hold
+    /// credentials of their own (a Node-RED `credentialSecret`). Anyone
+    /// with `instance.view` sees that settings exist, their top-level keys
+    /// and when they last changed.
+    pub fn may_read_settings(&self) -> bool {
+        self.contains(Permission::InstanceEdit)
+    }
 }
 
 impl FromIterator<Permission> for PermissionSet {
@@ -257,6 +266,14 @@ mod tests {
                 .intersection(&only_manage)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn settings_values_are_for_those_who_may_edit_the_instance() {
+        assert!(!BuiltinRole::Viewer.permissions().may_read_settings());
+        assert!(BuiltinRole::Lead.permissions().may_read_settings());
+        let view_only: PermissionSet = [InstanceView, EnvvarReveal].into_iter().collect();
+        assert!(!view_only.may_read_settings());
     }
 
     #[test]

@@ -116,20 +116,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn touch_session(&self, token_hash: &str) -> StoreResult<()>;
     /// Ends a session; with an actor, the logout is audited.
     async fn delete_session(&self, token_hash: &str, actor: Option<&Actor>) -> StoreResult<()>;
-    /// Failed logins per scope since `since`, in the order of `scopes`.
-    async fn login_failure_counts(
+    /// Counts one login attempt against every scope, in one atomic step
+    /// with checking that each scope has had fewer than its limit since
+    /// `since`: concurrent attempts on a scope are serialised, so no more
+    /// than the limit are ever let through to a password check. `None`
+    /// (nothing counted) when a scope is at its limit.
+    async fn reserve_login_attempt(
         &self,
-        scopes: &[String],
+        scopes: &[LoginScope],
         since: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<Vec<i64>>;
-    /// Counts a failed login against every scope, and audits it.
+    ) -> StoreResult<Option<LoginAttempt>>;
+    /// The reserved attempt failed: it stays counted; the failure is audited.
     async fn record_login_failure(
         &self,
-        scopes: &[String],
+        attempt: &LoginAttempt,
         known_username: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<()>;
-    async fn clear_login_failures(&self, scope: &str) -> StoreResult<()>;
+    /// The reserved attempt succeeded: it is released, and the failures
+    /// counted against `scope` (the account) are cleared.
+    async fn clear_login_failures(&self, attempt: &LoginAttempt, scope: &str) -> StoreResult<()>;
 
     // API tokens.
     /// Creates a token with a role in one team; the caller keeps the secret.

@@ -147,7 +147,10 @@ pub struct CustomRole {
     pub permissions: PermissionSet,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An instance with its settings. Not `Serialize` on purpose: the settings'
+/// values are for those who may edit the instance, so every answer that
+/// shows an instance chooses what of the settings it shows.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub id: InstanceId,
     pub team_id: TeamId,
@@ -159,6 +162,18 @@ pub struct Instance {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the settings last changed (the creation time if never since).
+    pub settings_updated_at: DateTime<Utc>,
+}
+
+impl Instance {
+    /// The settings' top-level keys, in order.
+    pub fn setting_keys(&self) -> Vec<String> {
+        self.settings
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// A flow without its content.
@@ -376,6 +391,22 @@ pub struct NewAuditEvent<'a> {
     pub kind: AuditEventKind,
     pub subject: Option<uuid::Uuid>,
     pub details: serde_json::Value,
+}
+
+/// A login throttling scope (`user:NAME`, `ip:ADDRESS`) and how many
+/// failed attempts it may hold inside the throttle window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginScope {
+    pub scope: String,
+    pub limit: i64,
+}
+
+/// A login attempt, counted against each of its scopes before its password
+/// is checked (one counted row per scope). A failure leaves it counted; a
+/// success releases it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    pub(crate) rows: Vec<uuid::Uuid>,
 }
 
 /// A web session about to be created. The store keeps only the token's

@@ -1,6 +1,6 @@
 //! The PostgreSQL store: the production backend. Its queries are the shared
 //! ones in `sql/`; this file holds only what the dialect forces: the pool,
-//! migrations, and row locks (`FOR UPDATE`).
+//! migrations, and locks (`FOR UPDATE`, advisory locks).
 
 use crate::crypto::Cipher;
 use crate::error::StoreResult;
@@ -75,6 +75,22 @@ pub(crate) async fn lock_instance(
     .bind(team.0)
     .fetch_optional(conn)
     .await?)
+}
+
+/// The advisory-lock class of login throttling scopes (`b"lgin"`), so its
+/// keys cannot collide with another use of advisory locks.
+const LOGIN_SCOPE_LOCK_CLASS: i32 = 0x6c67_696e;
+
+/// Serialises login attempts on one throttle scope until the transaction
+/// ends: a transaction-scoped advisory lock on the scope's hash (two scopes
+/// sharing a hash only wait for each other needlessly).
+pub(crate) async fn lock_login_scope(conn: &mut Conn, scope: &str) -> StoreResult<()> {
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(LOGIN_SCOPE_LOCK_CLASS)
+        .bind(scope)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 // Compiled once per backend on purpose: see sql/mod.rs.

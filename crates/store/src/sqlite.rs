@@ -111,6 +111,12 @@ pub(crate) async fn lock_instance(
     )
 }
 
+/// Nothing to take: the write transaction (`BEGIN IMMEDIATE`) already
+/// serialises login attempts, as every other writer.
+pub(crate) async fn lock_login_scope(_conn: &mut Conn, _scope: &str) -> StoreResult<()> {
+    Ok(())
+}
+
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

@@ -20,6 +20,37 @@ pub struct WebConfig {
     /// How long `/readyz` waits for its write probe before it answers
     /// "unavailable": under a second, as probes expect.
     pub ready_timeout: Duration,
+    pub connections: ConnectionLimits,
+}
+
+/// How long a client may hold a connection without doing its part, and how
+/// many connections are open at once (see `server.rs`). A client past a
+/// limit is disconnected; past the cap, new connections wait to be
+/// accepted.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// A request's headers must be complete this long after the connection
+    /// opened (its first request) or after their first byte (later ones).
+    pub header_read: Duration,
+    /// A request's body must have arrived this long after its headers.
+    pub body_read: Duration,
+    /// A kept-alive connection between requests, or one whose client does
+    /// not read the response, is closed after this long.
+    pub idle: Duration,
+    /// Connections open at once; keep it under the process's file
+    /// descriptor limit, with room for the database pool.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// Failed logins allowed inside `window` before further attempts are
@@ -43,6 +74,7 @@ impl Default for WebConfig {
                 per_address: 30,
             },
             ready_timeout: Duration::from_millis(800),
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -185,9 +185,12 @@ impl IntoResponse for AppError {
 /// Renders every [`ErrorInfo`] response (and any bare 404/405/413 from
 /// axum itself) as a page in the site's layout, or as a partial for htmx.
 pub async fn render_errors(req: Request, next: Next) -> Response {
-    // A boosted request swaps the whole body: it gets the whole page.
-    let htmx =
-        req.headers().contains_key("hx-request") && !req.headers().contains_key("hx-boosted");
+    // A boosted request swaps the whole body: it gets the whole page; so
+    // does htmx asking for a page again on Back (a history restore).
+    let h = req.headers();
+    let htmx = h.contains_key("hx-request")
+        && !h.contains_key("hx-boosted")
+        && !h.contains_key("hx-history-restore-request");
     let wants_html = req
         .headers()
         .get(header::ACCEPT)

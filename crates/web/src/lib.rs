@@ -1,6 +1,7 @@
 //! Stagehand's HTTP server. [`app`] builds the router so tests and `main`
 //! serve the same thing; [`serve`] runs it until a shutdown signal, letting
-//! in-flight requests finish.
+//! in-flight requests finish, with every connection on a clock
+//! ([`ConnectionLimits`]).
 //!
 //! Every route, with the permission it needs, is in [`routes`]; a request
 //! passes [`authz`] (session, CSRF, team permission) before its handler.
@@ -16,15 +17,15 @@ mod health;
 mod play;
 pub mod routes;
 mod security;
+mod server;
 mod views;
 
-pub use config::WebConfig;
+pub use config::{ConnectionLimits, LoginThrottle, WebConfig};
 pub use error::{AppError, AppResult};
 
 use axum::Router;
 use stagehand_store::Store;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -63,18 +64,15 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for
-/// in-flight requests to finish.
+/// in-flight requests to finish. Slow and idle connections are cut off and
+/// the number of connections is capped, as `state.config.connections` says.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = state.config.connections.clone();
+    server::run(listener, app(state), limits, shutdown).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -109,6 +109,8 @@ routes! {
     post "/teams/{team}/instances/{instance}/env" => instances::add_key_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/env/{key}/value" => instances::set_value_post, Team(EnvvarSet);
     post "/teams/{team}/instances/{instance}/env/{key}/remove" => instances::remove_key_post, Team(InstanceEdit);
+    // Back to a reveal asks for it again with GET: the instance, no value.
+    get  "/teams/{team}/instances/{instance}/env/{key}/reveal" => instances::reveal_get, Team(InstanceView);
     post "/teams/{team}/instances/{instance}/env/{key}/reveal" => instances::reveal_post, Team(EnvvarReveal);
 
     get  "/teams/{team}/audit" => audit::view_audit_get, Team(AuditView);

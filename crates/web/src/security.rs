@@ -1,5 +1,10 @@
 //! Security headers on every response. The CSP allows only our own
 //! scripts and styles, which is why no template has an inline script.
+//!
+//! Nothing is kept by a browser's cache unless its handler says otherwise
+//! (only the versioned static files do): an authenticated page may hold a
+//! secret or a team's state, and after logout, Back must not show a page
+//! the user may no longer see.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
@@ -17,6 +22,7 @@ pub(crate) async fn headers(req: Request, next: Next) -> Response {
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
     ] {
         h.entry(name).or_insert(HeaderValue::from_static(value));
     }

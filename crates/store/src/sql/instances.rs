@@ -30,6 +30,7 @@ struct InstanceRow {
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    settings_updated_at: DateTime<Utc>,
 }
 
 impl InstanceRow {
@@ -46,12 +47,15 @@ impl InstanceRow {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            settings_updated_at: self.settings_updated_at,
         })
     }
 }
 
-const INSTANCE_COLUMNS: &str = "id, team_id, name, settings, required_approvals,
-    requires_all_env_values, version, created_at, updated_at";
+/// Null `settings_updated_at`: unchanged since the instance was created.
+const INSTANCE_COLUMNS: &str = "id, team_id, name, settings, required_approvals, \
+     requires_all_env_values, version, created_at, updated_at, \
+     coalesce(settings_updated_at, created_at) as settings_updated_at";
 
 fn check_settings(settings: &serde_json::Value) -> StoreResult<()> {
     if !settings.is_object() {
@@ -246,9 +250,10 @@ pub(super) async fn update_settings(
 ) -> StoreResult<Instance> {
     check_settings(&settings)?;
     lock_for_direct_edit(conn, team, id, expected_version, actor).await?;
-    sqlx::query("update instances set settings = $2 where id = $1")
+    sqlx::query("update instances set settings = $2, settings_updated_at = $3 where id = $1")
         .bind(id.0)
         .bind(Json(&settings))
+        .bind(now())
         .execute(&mut *conn)
         .await?;
     let instance = bump_version(conn, team, id).await?;

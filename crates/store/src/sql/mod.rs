@@ -1,7 +1,7 @@
 //! The queries, written once and compiled twice: `postgres.rs` and
 //! `sqlite.rs` each include this module tree with `#[path]`, and `super::`
-//! resolves to the including backend (its `Db`, `Conn`, `Backend` and
-//! `lock_instance`). The SQL is the common subset of both dialects
+//! resolves to the including backend (its `Db`, `Conn`, `Backend`,
+//! `lock_instance` and `lock_login_scope`). The SQL is the common subset of both dialects
 //! (`$N` parameters, `on conflict`, `returning`); whatever the dialects
 //! force apart lives in the backend files, not here.
 
@@ -16,7 +16,7 @@ mod sessions;
 mod snapshots;
 mod tokens;
 
-use super::{Backend, Conn, Db, lock_instance};
+use super::{Backend, Conn, Db, lock_instance, lock_login_scope};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{BackendKind, Store};
@@ -253,23 +253,23 @@ impl Store for Backend {
     async fn delete_session(&self, token_hash: &str, actor: Option<&Actor>) -> StoreResult<()> {
         write_tx!(self, c => sessions::delete(c, token_hash, actor))
     }
-    async fn login_failure_counts(
+    async fn reserve_login_attempt(
         &self,
-        scopes: &[String],
+        scopes: &[LoginScope],
         since: DateTime<Utc>,
-    ) -> StoreResult<Vec<i64>> {
-        read!(self, c => sessions::failure_counts(c, scopes, since))
+    ) -> StoreResult<Option<LoginAttempt>> {
+        write_tx!(self, c => sessions::reserve_attempt(c, scopes, since))
     }
     async fn record_login_failure(
         &self,
-        scopes: &[String],
+        attempt: &LoginAttempt,
         known_username: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<()> {
-        write_tx!(self, c => sessions::record_failure(c, scopes, known_username, actor))
+        write_tx!(self, c => sessions::record_failure(c, attempt, known_username, actor))
     }
-    async fn clear_login_failures(&self, scope: &str) -> StoreResult<()> {
-        read!(self, c => sessions::clear_failures(c, scope))
+    async fn clear_login_failures(&self, attempt: &LoginAttempt, scope: &str) -> StoreResult<()> {
+        write_tx!(self, c => sessions::clear_failures(c, attempt, scope))
     }
 
     async fn create_token(&self, token: NewApiToken, actor: &Actor) -> StoreResult<ApiToken> {

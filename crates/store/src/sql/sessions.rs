@@ -1,9 +1,11 @@
 //! Web sessions, team memberships and login throttling counters.
 
 use super::identity::{self, TeamRow, UserRow};
-use super::{Conn, audit, now};
+use super::{Conn, audit, lock_login_scope, now};
 use crate::error::StoreResult;
-use crate::model::{Actor, Membership, NewAuditEvent, NewSession, Session, SessionInTeam};
+use crate::model::{
+    Actor, LoginAttempt, LoginScope, Membership, NewAuditEvent, NewSession, Session, SessionInTeam,
+};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{AuditEventKind, PermissionSet, TeamId, UserId};
@@ -202,48 +204,64 @@ pub(super) async fn memberships(conn: &mut Conn, user: UserId) -> StoreResult<Ve
     Ok(out)
 }
 
-/// How many failures each scope has had since `since`, in the order given.
-pub(super) async fn failure_counts(
+/// Counts one attempt against every scope, unless a scope already holds its
+/// limit of attempts since `since`. Each scope is locked first, in one
+/// order (so two attempts sharing scopes cannot deadlock), for the rest of
+/// the transaction (`lock_login_scope`: an advisory lock on PostgreSQL, the
+/// write transaction itself on SQLite): a concurrent attempt on the same
+/// scope waits there, then counts this one's row.
+pub(super) async fn reserve_attempt(
     conn: &mut Conn,
-    scopes: &[String],
+    scopes: &[LoginScope],
     since: DateTime<Utc>,
-) -> StoreResult<Vec<i64>> {
-    let mut counts = Vec::with_capacity(scopes.len());
+) -> StoreResult<Option<LoginAttempt>> {
+    let at = now();
+    let mut names: Vec<&str> = scopes.iter().map(|s| s.scope.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for scope in &names {
+        lock_login_scope(&mut *conn, scope).await?;
+    }
     for scope in scopes {
         let n: i64 = sqlx::query_scalar(
             "select count(*) from login_failures where scope = $1 and created_at > $2",
         )
-        .bind(scope)
+        .bind(&scope.scope)
         .bind(since)
         .fetch_one(&mut *conn)
         .await?;
-        counts.push(n);
+        if n >= scope.limit {
+            return Ok(None);
+        }
     }
-    Ok(counts)
-}
-
-/// Counts one failure against each scope, and audits it. The username is
-/// recorded only for an account that exists: a name typed at a login form
-/// may be a password typed into the wrong field.
-pub(super) async fn record_failure(
-    conn: &mut Conn,
-    scopes: &[String],
-    known_username: Option<&str>,
-    actor: &Actor,
-) -> StoreResult<()> {
-    let at = now();
+    // Housekeeping rides along: failures far older than any window.
     sqlx::query("delete from login_failures where created_at < $1")
         .bind(at - FAILURE_RETENTION)
         .execute(&mut *conn)
         .await?;
-    for scope in scopes {
+    let mut rows = Vec::with_capacity(names.len());
+    for scope in names {
+        let id = Uuid::new_v4();
         sqlx::query("insert into login_failures (id, scope, created_at) values ($1, $2, $3)")
-            .bind(Uuid::new_v4())
+            .bind(id)
             .bind(scope)
             .bind(at)
             .execute(&mut *conn)
             .await?;
+        rows.push(id);
     }
+    Ok(Some(LoginAttempt { rows }))
+}
+
+/// Audits a failed attempt (it was counted when reserved). The username is
+/// recorded only for an account that exists: a name typed at a login form
+/// may be a password typed into the wrong field.
+pub(super) async fn record_failure(
+    conn: &mut Conn,
+    _attempt: &LoginAttempt,
+    known_username: Option<&str>,
+    actor: &Actor,
+) -> StoreResult<()> {
     audit::record(
         conn,
         NewAuditEvent {
@@ -257,10 +275,24 @@ pub(super) async fn record_failure(
     .await
 }
 
-pub(super) async fn clear_failures(conn: &mut Conn, scope: &str) -> StoreResult<()> {
-    sqlx::query("delete from login_failures where scope = $1")
+/// Releases a successful attempt and clears the failures of `scope`.
+pub(super) async fn clear_failures(
+    conn: &mut Conn,
+    attempt: &LoginAttempt,
+    scope: &str,
+) -> StoreResult<()> {
+    for id in &attempt.rows {
+        sqlx::query("delete from login_failures where id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    // Rows past retention are the reservations' housekeeping: leaving them
+    // alone keeps the two deletes off each other's rows.
+    sqlx::query("delete from login_failures where scope = $1 and created_at >= $2")
         .bind(scope)
-        .execute(conn)
+        .bind(now() - FAILURE_RETENTION)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

@@ -97,3 +97,81 @@ pub async fn concurrent_promotions_into_one_target_serialise(h: &Harness) {
     assert_eq!(audited, promoted);
     assert_eq!(h.count("promotions").await, applied.len() as i64);
 }
+
+/// Many login attempts on one account at once: counting and checking the
+/// limit are one step, so no more than the limit get through, and a
+/// successful attempt gives its place back.
+pub async fn concurrent_login_attempts_never_exceed_the_limit(h: &Harness) {
+    use stagehand_store::LoginScope;
+    let since = chrono::Utc::now() - chrono::TimeDelta::minutes(15);
+    let scopes = |n: usize| {
+        vec![
+            LoginScope {
+                scope: "user:lena".into(),
+                limit: 5,
+            },
+            LoginScope {
+                scope: format!("ip:10.0.0.{}", n % 3),
+                limit: 30,
+            },
+        ]
+    };
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let store = h.store.clone();
+        let scopes = scopes(n);
+        tasks.push(tokio::spawn(async move {
+            store.reserve_login_attempt(&scopes, since).await
+        }));
+    }
+    let mut granted = Vec::new();
+    for t in tasks {
+        if let Some(attempt) = t.await.unwrap().expect("no error under contention") {
+            granted.push(attempt);
+        }
+    }
+    assert_eq!(granted.len(), 5, "exactly the limit gets through");
+    assert!(
+        h.store
+            .reserve_login_attempt(&scopes(0), since)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A success releases its place and clears the account's failures.
+    h.store
+        .clear_login_failures(&granted[0], "user:lena")
+        .await
+        .unwrap();
+    assert!(
+        h.store
+            .reserve_login_attempt(&scopes(0), since)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The per-address limit holds the same way across many accounts.
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let store = h.store.clone();
+        let scopes = vec![
+            LoginScope {
+                scope: format!("user:u{n}"),
+                limit: 5,
+            },
+            LoginScope {
+                scope: "ip:192.0.2.1".into(),
+                limit: 30,
+            },
+        ];
+        tasks.push(tokio::spawn(async move {
+            store.reserve_login_attempt(&scopes, since).await
+        }));
+    }
+    let mut through = 0;
+    for t in tasks {
+        through += usize::from(t.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(through, 30);
+}

@@ -73,4 +73,5 @@ conformance!(
     protection::a_service_account_is_not_a_person,
     protection::a_replayed_play_says_so,
     migrations::protection_moves_from_stages_to_their_instances,
+    concurrency::concurrent_login_attempts_never_exceed_the_limit,
 );

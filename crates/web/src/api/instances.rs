@@ -10,10 +10,50 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use stagehand_domain::{EnvKey, FlowContent, FlowName, InstanceId, Name, Permission, SecretValue};
+use stagehand_domain::{
+    EnvKey, FlowContent, FlowName, InstanceId, Name, Permission, PermissionSet, SecretValue, TeamId,
+};
+use stagehand_store::Instance;
 use std::collections::BTreeMap;
+
+/// An instance as the API shows it to its caller: the settings' values
+/// only to a caller who may read them (`instance.edit`, see
+/// [`PermissionSet::may_read_settings`]); to every caller, which top-level
+/// keys exist and when the settings last changed.
+#[derive(Debug, Serialize)]
+pub(crate) struct InstanceBody {
+    id: InstanceId,
+    team_id: TeamId,
+    name: Name,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<Value>,
+    setting_keys: Vec<String>,
+    settings_updated_at: DateTime<Utc>,
+    protection: stagehand_domain::Protection,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl InstanceBody {
+    pub(crate) fn new(instance: Instance, permissions: &PermissionSet) -> Self {
+        Self {
+            setting_keys: instance.setting_keys(),
+            settings: permissions.may_read_settings().then_some(instance.settings),
+            id: instance.id,
+            team_id: instance.team_id,
+            name: instance.name,
+            settings_updated_at: instance.settings_updated_at,
+            protection: instance.protection,
+            version: instance.version,
+            created_at: instance.created_at,
+            updated_at: instance.updated_at,
+        }
+    }
+}
 
 fn instance_id(raw: &str) -> AppResult<InstanceId> {
     parse_id(raw, "instance")
@@ -27,7 +67,13 @@ pub(crate) async fn list_get(
     State(state): State<AppState>,
     Extension(ctx): Extension<ApiCtx>,
 ) -> AppResult<Response> {
-    let instances = state.store.instances(ctx.team_id()).await?;
+    let instances: Vec<InstanceBody> = state
+        .store
+        .instances(ctx.team_id())
+        .await?
+        .into_iter()
+        .map(|i| InstanceBody::new(i, &ctx.permissions))
+        .collect();
     Ok(axum::Json(json!({ "instances": instances })).into_response())
 }
 
@@ -52,7 +98,11 @@ pub(crate) async fn create_post(
         .store
         .create_instance(ctx.team_id(), name, settings, &ctx.actor())
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InstanceBody::new(created, &ctx.permissions)),
+    )
+        .into_response())
 }
 
 pub(crate) async fn get(
@@ -64,7 +114,7 @@ pub(crate) async fn get(
         .store
         .instance(ctx.team_id(), instance_id(&id)?)
         .await?;
-    Ok(axum::Json(instance).into_response())
+    Ok(axum::Json(InstanceBody::new(instance, &ctx.permissions)).into_response())
 }
 
 pub(crate) async fn flows_get(
@@ -117,7 +167,7 @@ pub(crate) async fn flows_put(
             &ctx.actor(),
         )
         .await?;
-    Ok(axum::Json(updated).into_response())
+    Ok(axum::Json(InstanceBody::new(updated, &ctx.permissions)).into_response())
 }
 
 pub(crate) async fn flow_get(
@@ -156,7 +206,7 @@ pub(crate) async fn flow_put(
             &ctx.actor(),
         )
         .await?;
-    Ok(axum::Json(updated).into_response())
+    Ok(axum::Json(InstanceBody::new(updated, &ctx.permissions)).into_response())
 }
 
 pub(crate) async fn flow_delete(
@@ -271,7 +321,7 @@ pub(crate) async fn patch(
     let id = instance_id(&id)?;
     let Some(settings) = body.settings else {
         let instance = state.store.instance(ctx.team_id(), id).await?;
-        return Ok(axum::Json(instance).into_response());
+        return Ok(axum::Json(InstanceBody::new(instance, &ctx.permissions)).into_response());
     };
     if !settings.is_object() {
         return Err(AppError::invalid("settings", "must be a JSON object"));
@@ -286,7 +336,7 @@ pub(crate) async fn patch(
             &ctx.actor(),
         )
         .await?;
-    Ok(axum::Json(updated).into_response())
+    Ok(axum::Json(InstanceBody::new(updated, &ctx.permissions)).into_response())
 }
 
 pub(crate) async fn delete(

@@ -185,16 +185,24 @@ fn schemas() -> Value {
     let protection = object(
         json!({ "required_approvals": int, "requires_all_env_values": { "type": "boolean" } }),
     );
+    let optional = |mut schema: Value, names: &[&str]| {
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.retain(|r| !names.iter().any(|n| r == n));
+        }
+        schema
+    };
     let stage = object(json!({
         "id": uuid, "instance_id": uuid, "instance_name": string, "position": int,
         "protection": protection,
     }));
     let named_hash = object(json!({ "name": string, "hash": string }));
     json!({
-        "Instance": object(json!({
+        // `settings` (the values) only for a caller with instance.edit.
+        "Instance": optional(object(json!({
             "id": uuid, "team_id": uuid, "name": string, "settings": { "type": "object" },
-            "protection": protection, "version": int, "created_at": time, "updated_at": time,
-        })),
+            "protection": protection, "setting_keys": strings, "settings_updated_at": time,
+            "version": int, "created_at": time, "updated_at": time,
+        })), &["settings"]),
         "Protection": protection,
         "FlowMeta": object(json!({ "name": string, "hash": string, "size_bytes": int, "updated_at": time })),
         "EnvVar": object(json!({ "key": string, "has_value": { "type": "boolean" }, "updated_at": time })),

@@ -2,9 +2,9 @@
 //!
 //! The login form, sent before any session exists, carries its own CSRF
 //! token, double-submitted in a short-lived cookie. Failed logins are
-//! counted in the database per account and per address; past the limit,
-//! attempts are refused until the window has passed, whether or not the
-//! password is right.
+//! counted in the database per account and per address, each reserved
+//! before its password is checked; past the limit, attempts are refused
+//! until the window has passed, whether or not the password is right.
 
 use super::{csrf, password, session};
 use crate::AppState;
@@ -21,7 +21,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use chrono::Utc;
 use serde::Deserialize;
 use stagehand_domain::{SecretValue, Username};
-use stagehand_store::{Actor, NewSession};
+use stagehand_store::{Actor, LoginScope, NewSession};
 
 const LOGIN_CSRF_COOKIE: &str = "stagehand_login_csrf";
 
@@ -39,12 +39,33 @@ struct LoginPage {
     username: String,
 }
 
-/// Only local paths: never an open redirect to another site.
+/// Where to go after login: a path on this site, or `/`. Never an open
+/// redirect: browsers drop tabs and newlines from a URL and read `\` as
+/// `/`, so `/<TAB>/evil.example` is `//evil.example` to them. Anything with a
+/// control character or a backslash is refused outright; what remains must
+/// resolve against our own origin to a URL of that origin whose path does
+/// not start with `//` once dot segments are gone (`/.//evil.example`). The
+/// answer is the parsed URL's own serialisation (percent-encoded, so it is
+/// always a valid `Location` header).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+    const HOME: &str = "/";
+    let Some(next) = next else {
+        return HOME.to_owned();
+    };
+    if !next.starts_with('/') || next.chars().any(|c| c.is_control() || c == '\\') {
+        return HOME.to_owned();
     }
+    let Ok(base) = url::Url::parse("http://stagehand.invalid/") else {
+        return HOME.to_owned();
+    };
+    let Ok(resolved) = base.join(next) else {
+        return HOME.to_owned();
+    };
+    let local = &resolved[url::Position::BeforePath..];
+    if resolved.origin() != base.origin() || !local.starts_with('/') || local.starts_with("//") {
+        return HOME.to_owned();
+    }
+    local.to_owned()
 }
 
 fn login_page(
@@ -126,20 +147,27 @@ pub(crate) async fn view_login_post(
         Ok(name) => format!("user:{name}"),
         Err(_) => "user:(not a username)".to_owned(),
     };
-    let mut scopes = vec![account_scope.clone()];
-    if let Some(ip) = &ip {
-        scopes.push(format!("ip:{ip}"));
-    }
     let t = &state.config.throttle;
+    let mut scopes = vec![LoginScope {
+        scope: account_scope.clone(),
+        limit: t.per_account,
+    }];
+    if let Some(ip) = &ip {
+        scopes.push(LoginScope {
+            scope: format!("ip:{ip}"),
+            limit: t.per_address,
+        });
+    }
+    // Counted before the password is checked, in one atomic step with the
+    // check of the limit: a burst of parallel attempts gets no more
+    // password checks than the limit allows. A success releases it.
     let since = Utc::now() - chrono::TimeDelta::from_std(t.window).unwrap_or_default();
-    let counts = state.store.login_failure_counts(&scopes, since).await?;
-    let limits = [t.per_account, t.per_address];
-    if counts.iter().zip(limits).any(|(n, limit)| *n >= limit) {
+    let Some(attempt) = state.store.reserve_login_attempt(&scopes, since).await? else {
         return Err(AppError::TooManyRequests(format!(
             "Too many failed logins. Wait {} minutes, then try again.",
             t.window.as_secs().div_ceil(60)
         )));
-    }
+    };
 
     let credentials = match Username::parse(&typed_name) {
         Ok(name) => state.store.user_credentials(&name).await?,
@@ -159,13 +187,16 @@ pub(crate) async fn view_login_post(
             }
             state
                 .store
-                .record_login_failure(&scopes, known.as_deref(), &actor)
+                .record_login_failure(&attempt, known.as_deref(), &actor)
                 .await?;
             return refuse("Wrong username or password.");
         }
     };
 
-    state.store.clear_login_failures(&account_scope).await?;
+    state
+        .store
+        .clear_login_failures(&attempt, &account_scope)
+        .await?;
     // A fresh token at every login: a token planted before login is useless.
     if let Some(old) = session::cookie_value(&headers, session::COOKIE) {
         state
@@ -228,9 +259,37 @@ mod tests {
     #[test]
     fn next_is_only_ever_a_local_path() {
         assert_eq!(safe_next(Some("/teams/x")), "/teams/x");
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/teams/x?a=1#env")), "/teams/x?a=1#env");
         assert_eq!(safe_next(None), "/");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "\t//evil.example",
+            "/\r\n/evil.example",
+            "/\n/evil.example",
+            "/\u{b}/evil.example",
+            "/\0",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/.//evil.example",
+            "/..//evil.example",
+            "/%2e%2e//evil.example",
+            "/./%2e//evil.example",
+            " /evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn next_comes_back_percent_encoded() {
+        assert_eq!(safe_next(Some("/teams/a b")), "/teams/a%20b");
+        assert_eq!(safe_next(Some("/%09/evil.example")), "/%09/evil.example");
+        assert_eq!(safe_next(Some("/caf\u{e9}")), "/caf%C3%A9");
     }
 }

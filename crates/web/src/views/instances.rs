@@ -1,7 +1,8 @@
 //! Instances: the list; the instance page with its flows, env vars (keys,
 //! masked values, "awaiting a value"), and settings; a flow's page with its
 //! JSON editor. Values are never rendered, except on the one-off reveal
-//! page, which needs `envvar.reveal` and is audited.
+//! page, which needs `envvar.reveal` and is audited. Settings values are
+//! rendered only for those who may edit the instance.
 
 use super::paths::{FlowPath, InstancePath, KeyPath};
 use super::{Chrome, Form, non_blank, render, see_other, when};
@@ -65,7 +66,10 @@ struct InstancePage {
     instance: Instance,
     flows: Vec<FlowMeta>,
     env: Vec<EnvVarMeta>,
-    settings: String,
+    /// The settings document, only for those who may read its values.
+    settings: Option<String>,
+    setting_keys: Vec<String>,
+    settings_updated_at: String,
     max_flow_mib: usize,
     snapshots: Vec<SnapshotLine>,
     /// Whether this user may change the instance directly: `instance.edit`
@@ -106,13 +110,19 @@ pub(crate) async fn view_instance_get(
         })
         .collect();
     let direct = !instance.protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION);
+    // Settings may hold credentials: their values only for those who may
+    // edit the instance; everyone else sees the keys and when they changed.
+    let may_read_settings = ctx.team()?.permissions.may_read_settings();
     render(InstancePage {
         snapshots,
         may_edit: direct && ctx.can(Permission::InstanceEdit),
         may_set_values: direct && ctx.can(Permission::EnvvarSet),
         max_approvals: stagehand_domain::pipeline::MAX_REQUIRED_APPROVALS,
         chrome: Chrome::new(&ctx),
-        settings: serde_json::to_string_pretty(&instance.settings).unwrap_or_default(),
+        settings: may_read_settings
+            .then(|| serde_json::to_string_pretty(&instance.settings).unwrap_or_default()),
+        setting_keys: instance.setting_keys(),
+        settings_updated_at: when(&instance.settings_updated_at),
         instance,
         flows,
         env,
@@ -486,6 +496,13 @@ struct RevealedPage {
     instance: Instance,
     key: String,
     value: Option<String>,
+}
+
+/// A reveal's address asked for with GET (Back in the browser, where htmx
+/// asks the server for the page again): the instance page, never a value.
+pub(crate) async fn reveal_get(Path(path): Path<KeyPath>) -> AppResult<Response> {
+    let (team, id, _) = path.ids()?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
 }
 
 /// Shows one value, once: the page is not cached and the reveal is audited.

@@ -113,7 +113,7 @@ pub(crate) fn fill(route: &RouteSpec, world: &World) -> String {
     path
 }
 
-async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> Page {
+pub(crate) async fn send(client: &Client, route: &RouteSpec, path: &str, world: &World) -> Page {
     match route.method {
         "get" => client.get(path).await,
         "post" => {

@@ -384,3 +384,222 @@ async fn an_internal_error_shows_a_request_id_and_nothing_internal() {
     }
     app.stop().await;
 }
+
+/// Inputs for `next` that have led browsers off-site or servers into a 500.
+const NASTY_NEXT: &[&str] = &[
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "\t//evil.example",
+    "/\r\n/evil.example",
+    "/\n/evil.example",
+    "/\r/evil.example",
+    "/\u{b}/evil.example",
+    "/\0/evil.example",
+    "/\u{7f}/evil.example",
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/.//evil.example",
+    "/%2e%2e//evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    " /evil.example",
+    "/\u{2028}/evil.example",
+];
+
+/// Asserts that a browser following `location` stays on `app`'s origin,
+/// even after it strips tabs and newlines and reads `\` as `/`.
+fn assert_same_origin(app: &TestApp, location: &str, input: &str) {
+    assert!(
+        !location.chars().any(|c| c.is_control() || c == '\\'),
+        "{input:?} → {location:?}"
+    );
+    let browser_view: String = location
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    assert!(
+        browser_view.starts_with('/') && !browser_view.starts_with("//"),
+        "{input:?} → {location:?}"
+    );
+    let base = reqwest::Url::parse(&app.url("/")).unwrap();
+    let resolved = base.join(&browser_view).unwrap();
+    assert_eq!(resolved.origin(), base.origin(), "{input:?} → {location:?}");
+}
+
+#[tokio::test]
+async fn login_next_never_leads_off_site_nor_to_a_500() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    for &next in NASTY_NEXT {
+        let c = Client::new(&app);
+        // The form carries a cleaned `next`.
+        let res = c
+            .http
+            .get(app.url("/login"))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        let form = c.page(res).await;
+        assert_eq!(form.status, StatusCode::OK, "GET {next:?}: {}", form.body);
+        let carried = field_value(&form.body, "next").unwrap();
+        assert_same_origin(&app, &carried, next);
+        // A forged form with the raw value is cleaned on the way out.
+        let login = c
+            .post_raw(
+                "/login",
+                &[
+                    ("csrf_token", &csrf_of(&form.body).unwrap()),
+                    ("username", "lena"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+                true,
+            )
+            .await;
+        assert_eq!(
+            login.status,
+            StatusCode::SEE_OTHER,
+            "POST {next:?}: {}",
+            login.body
+        );
+        assert_same_origin(&app, login.location.as_deref().unwrap(), next);
+        // Logged in, the login page sends the user on at once: cleaned too.
+        let res = c
+            .http
+            .get(app.url("/login"))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        let again = c.page(res).await;
+        assert_eq!(
+            again.status,
+            StatusCode::SEE_OTHER,
+            "{next:?}: {}",
+            again.body
+        );
+        assert_same_origin(&app, again.location.as_deref().unwrap(), next);
+    }
+    // A plain local path survives, query and all.
+    let c = Client::new(&app);
+    c.login("lena", PASSWORD).await;
+    let res = c
+        .http
+        .get(app.url("/login"))
+        .query(&[("next", "/teams?x=1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.page(res).await.location.as_deref(), Some("/teams?x=1"));
+    app.stop().await;
+}
+
+/// Fires one login per `(username, password)` at once, each from its own
+/// browser (its own login form and CSRF cookie).
+async fn login_burst(app: &TestApp, attempts: &[(String, &str)]) -> Vec<Page> {
+    let mut ready = Vec::new();
+    for _ in attempts {
+        let c = Client::new(app);
+        let form = c.get("/login").await;
+        let csrf = csrf_of(&form.body).unwrap();
+        ready.push((c, csrf));
+    }
+    futures_util::future::join_all(ready.iter().zip(attempts).map(
+        |((c, csrf), (user, password))| async move {
+            c.post_raw(
+                "/login",
+                &[
+                    ("csrf_token", csrf.as_str()),
+                    ("username", user.as_str()),
+                    ("password", password),
+                    ("next", "/"),
+                ],
+                true,
+            )
+            .await
+        },
+    ))
+    .await
+}
+
+fn tally(pages: &[Page]) -> (usize, usize, usize) {
+    let count = |s: StatusCode| pages.iter().filter(|p| p.status == s).count();
+    let (wrong, throttled, in_) = (
+        count(StatusCode::UNAUTHORIZED),
+        count(StatusCode::TOO_MANY_REQUESTS),
+        count(StatusCode::SEE_OTHER),
+    );
+    assert_eq!(wrong + throttled + in_, pages.len(), "only 401, 429 or 303");
+    (wrong, throttled, in_)
+}
+
+async fn audit_kinds(app: &TestApp) -> Vec<String> {
+    app.store
+        .audit_history(
+            None,
+            &AuditFilter {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_parallel_logins_gets_no_more_password_checks_than_the_limit() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    let wrong: Vec<(String, &str)> = (0..40)
+        .map(|_| ("lena".to_owned(), "wrong password!!"))
+        .collect();
+    let (evaluated, throttled, _) = tally(&login_burst(&app, &wrong).await);
+    assert_eq!(
+        (evaluated, throttled),
+        (5, 35),
+        "40 parallel wrong passwords: the limit is 5"
+    );
+    let kinds = audit_kinds(&app).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "user.login_failed").count(),
+        5
+    );
+
+    // The limit is spent: the right password inside a burst of wrong ones
+    // does not get in.
+    let mut mixed: Vec<(String, &str)> = (0..39)
+        .map(|_| ("lena".to_owned(), "wrong password!!"))
+        .collect();
+    mixed.insert(20, ("lena".to_owned(), PASSWORD));
+    let pages = login_burst(&app, &mixed).await;
+    assert_eq!(tally(&pages), (0, 40, 0));
+    assert!(
+        !audit_kinds(&app)
+            .await
+            .iter()
+            .any(|k| k == "user.logged_in")
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_many_accounts_from_one_address_stops_at_the_address_limit() {
+    let app = spawn_app().await;
+    app.user("lena", false).await;
+    let spray: Vec<(String, &str)> = (0..40)
+        .map(|n| (format!("user-{n:02}"), "wrong password!!"))
+        .collect();
+    let (evaluated, throttled, _) = tally(&login_burst(&app, &spray).await);
+    assert_eq!((evaluated, throttled), (30, 10), "the address limit is 30");
+    // The address is locked, for a right password too.
+    let locked = Client::new(&app).login("lena", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+}
