@@ -8,6 +8,7 @@
 mod approvals;
 mod cases;
 mod concurrency;
+mod grants;
 mod harness;
 mod protection;
 mod reads;
@@ -70,4 +71,8 @@ conformance!(
     protection::nothing_changes_a_protected_instance_directly_but_its_manager,
     protection::a_service_account_is_not_a_person,
     protection::a_replayed_play_says_so,
+    grants::binding_or_defining_a_role_never_grants_more_than_the_grantor_holds,
+    grants::a_token_never_holds_more_than_the_people_behind_it,
+    grants::a_password_reset_revokes_every_token_the_user_owns,
+    grants::the_last_member_who_manages_a_team_cannot_be_unbound,
 );
