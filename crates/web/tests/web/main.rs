@@ -9,6 +9,7 @@ mod access;
 mod admin;
 mod api;
 mod auth;
+mod escalation;
 mod grants;
 mod harness;
 mod inputs;
