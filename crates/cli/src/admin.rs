@@ -2,6 +2,13 @@
 //! `DATABASE_URL` / `STAGEHAND_DATA_DIR` as `serve`): users, teams, role
 //! bindings and API tokens, for bootstrapping and scripts. Every change is
 //! audited with the actor `system`.
+//!
+//! The CLI acts as Stagehand itself: whoever runs it already holds the
+//! database and its key, so no team role caps it. It binds any role and
+//! creates team service-account tokens with any role. It does not create a
+//! token that acts for a user (approving, counting as that person): only
+//! the user makes one, for themselves, on the team's API tokens page. And,
+//! like everyone, it cannot leave a team with nobody who manages members.
 
 use crate::StorageArgs;
 use anyhow::{Context, Result, bail};
@@ -33,16 +40,15 @@ pub(crate) enum MemberCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
-    /// Create an API token and print its secret, once, on its own line.
+    /// Create a team service-account token and print its secret, once, on
+    /// its own line. (A token that acts for a user is created by that user
+    /// on the team's API tokens page.)
     Create {
         #[arg(long)]
         team: String,
         /// The role the token acts with in the team.
         #[arg(long)]
         role: String,
-        /// The user the token acts for; without it, a team service account.
-        #[arg(long)]
-        user: Option<String>,
         /// The token's name (shown as the actor in the audit log).
         #[arg(long)]
         name: Option<String>,
@@ -172,7 +178,6 @@ pub(crate) async fn token(storage: &StorageArgs, command: TokenCommand) -> Resul
     let TokenCommand::Create {
         team,
         role,
-        user,
         name,
         expires,
     } = command;
@@ -183,14 +188,8 @@ pub(crate) async fn token(storage: &StorageArgs, command: TokenCommand) -> Resul
         .map(|d| Utc::now() + d);
     let store = storage.open().await?;
     let team_id = team_named(store.as_ref(), &team).await?;
-    let user_id = match &user {
-        Some(u) => Some(user_named(store.as_ref(), u).await?),
-        None => None,
-    };
-    let name = name.unwrap_or_else(|| {
-        let owner = user.as_deref().unwrap_or("service");
-        format!("{owner}-{}", &tokens::new_secret()[3..9].to_lowercase())
-    });
+    let name =
+        name.unwrap_or_else(|| format!("service-{}", &tokens::new_secret()[3..9].to_lowercase()));
     let secret = tokens::new_secret();
     let token = store
         .create_token(
@@ -198,7 +197,7 @@ pub(crate) async fn token(storage: &StorageArgs, command: TokenCommand) -> Resul
                 team: team_id,
                 name: Name::parse("name", &name)?,
                 secret_hash: tokens::hash_secret(&secret),
-                user_id,
+                user_id: None,
                 role,
                 expires_at,
             },
@@ -207,7 +206,7 @@ pub(crate) async fn token(storage: &StorageArgs, command: TokenCommand) -> Resul
         .await
         .map_err(plain)?;
     eprintln!(
-        "created token {} for team {team} with role {}{}; the secret is shown once:",
+        "created service-account token {} for team {team} with role {}{}; the secret is shown once:",
         token.name,
         token.role,
         token

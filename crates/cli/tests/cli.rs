@@ -294,6 +294,11 @@ async fn an_admin_bootstraps_a_team_and_a_token_that_the_api_accepts() {
     ]);
     assert!(!ok && err.contains("--expires"), "{err}");
 
+    // The CLI makes service accounts only: a user's token is the user's to make.
+    let (ok, _, err) = run(&[
+        "token", "create", "--team", "payments", "--role", "viewer", "--user", "ci-owner",
+    ]);
+    assert!(!ok && err.contains("--user"), "{err}");
     let (ok, stdout, stderr) = run(&[
         "token",
         "create",
@@ -301,8 +306,6 @@ async fn an_admin_bootstraps_a_team_and_a_token_that_the_api_accepts() {
         "payments",
         "--role",
         "viewer",
-        "--user",
-        "ci-owner",
         "--name",
         "deploy-bot",
         "--expires",

@@ -34,6 +34,12 @@ pub enum Conflict {
     /// The user already approved or rejected this promotion.
     #[error("you already decided on this promotion")]
     AlreadyDecided,
+    /// The change would leave the team with no enabled member who holds
+    /// `member.manage`: nobody could give or take a role there again.
+    #[error(
+        "this would leave the team with nobody who can manage its members (member.manage); give another member a role with member.manage first"
+    )]
+    LastManager,
     /// The thing is still in use (e.g. an instance that is a stage).
     #[error("{0}")]
     InUse(&'static str),

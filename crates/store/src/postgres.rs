@@ -93,6 +93,21 @@ pub(crate) async fn lock_login_scope(conn: &mut Conn, scope: &str) -> StoreResul
     Ok(())
 }
 
+/// Locks a team row for the rest of the transaction, so changes that must
+/// see every other change to the team's memberships (the last member who
+/// manages it) take turns; `false` if there is no such team.
+pub(crate) async fn lock_team(
+    conn: &mut Conn,
+    team: stagehand_domain::TeamId,
+) -> StoreResult<bool> {
+    let found: Option<uuid::Uuid> =
+        sqlx::query_scalar("select id from teams where id = $1 for update")
+            .bind(team.0)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

@@ -117,6 +117,19 @@ pub(crate) async fn lock_login_scope(_conn: &mut Conn, _scope: &str) -> StoreRes
     Ok(())
 }
 
+/// Whether the team exists; the write transaction already excludes every
+/// other writer, so there is nothing to lock.
+pub(crate) async fn lock_team(
+    conn: &mut Conn,
+    team: stagehand_domain::TeamId,
+) -> StoreResult<bool> {
+    let found: Option<uuid::Uuid> = sqlx::query_scalar("select id from teams where id = $1")
+        .bind(team.0)
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}
+
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

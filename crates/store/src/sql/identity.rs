@@ -1,7 +1,10 @@
-//! Users, teams, custom roles and role bindings.
+//! Users, teams, custom roles and role bindings, and the rules that keep
+//! grants honest: nobody creates or binds a role holding a permission they
+//! do not hold themselves, and no unbind leaves a team without anyone who
+//! can manage its members.
 
-use super::{Conn, audit, now, stored};
-use crate::error::{StoreError, StoreResult};
+use super::{Conn, audit, lock_team, now, stored, tokens};
+use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
     Actor, CustomRole, Member, NewAuditEvent, NewUser, Team, User, UserCredentials,
 };
@@ -148,7 +151,10 @@ pub(super) async fn create_team_with_admin(
     actor: &Actor,
 ) -> StoreResult<Team> {
     let team = create_team(&mut *conn, name, actor).await?;
-    bind_role(conn, team.id, admin, BuiltinRole::Admin.as_str(), actor).await?;
+    // The platform administrator's own power, not a grant out of a team
+    // role: they hold nothing in a team that does not exist yet.
+    let member = self::user(conn, admin).await?;
+    insert_binding(conn, team.id, &member, BuiltinRole::Admin.as_str(), actor).await?;
     Ok(team)
 }
 
@@ -182,6 +188,12 @@ pub(super) async fn create_role(
     }
     if permissions.is_empty() {
         return Err(ValidationError::new("permissions", "tick at least one permission").into());
+    }
+    // A role is a grant waiting to be bound: nobody defines one beyond
+    // what they hold.
+    let beyond = actor.authority.lacks(&permissions);
+    if !beyond.is_empty() {
+        return Err(StoreError::BeyondGrantor(beyond));
     }
     self::team(conn, team).await?;
     let id = RoleId::new();
@@ -240,6 +252,8 @@ pub(super) async fn role_permissions(
     .transpose()
 }
 
+/// Binds `role` to `user`; the actor must hold every permission of the
+/// role.
 pub(super) async fn bind_role(
     conn: &mut Conn,
     team: TeamId,
@@ -249,16 +263,32 @@ pub(super) async fn bind_role(
 ) -> StoreResult<()> {
     self::team(conn, team).await?;
     let member = self::user(conn, user).await?;
-    if role_permissions(conn, team, role).await?.is_none() {
+    let Some(granted) = role_permissions(conn, team, role).await? else {
         return Err(
             ValidationError::new("role", format!("this team has no role named {role:?}")).into(),
         );
+    };
+    let beyond = actor.authority.lacks(&granted);
+    if !beyond.is_empty() {
+        return Err(StoreError::BeyondGrantor(beyond));
     }
+    insert_binding(conn, team, &member, role, actor).await
+}
+
+/// The binding row and its audit event, with no rule checked: the caller
+/// has checked the role exists and that the actor may grant it.
+async fn insert_binding(
+    conn: &mut Conn,
+    team: TeamId,
+    member: &User,
+    role: &str,
+    actor: &Actor,
+) -> StoreResult<()> {
     sqlx::query(
         "insert into role_bindings (team_id, user_id, role, created_at) values ($1, $2, $3, $4)",
     )
     .bind(team.0)
-    .bind(user.0)
+    .bind(member.id.0)
     .bind(role)
     .bind(now())
     .execute(&mut *conn)
@@ -269,7 +299,7 @@ pub(super) async fn bind_role(
             team: Some(team),
             actor,
             kind: AuditEventKind::MemberBound,
-            subject: Some(user.0),
+            subject: Some(member.id.0),
             details: json!({ "username": member.username, "role": role }),
         },
     )
@@ -361,6 +391,9 @@ pub(super) async fn roles(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Cust
         .collect()
 }
 
+/// Removes one role from a member. Refused when the member is the last
+/// enabled one holding `member.manage` and the role is what gave it to
+/// them: a team nobody can manage stays that way.
 pub(super) async fn unbind_role(
     conn: &mut Conn,
     team: TeamId,
@@ -368,7 +401,12 @@ pub(super) async fn unbind_role(
     role: &str,
     actor: &Actor,
 ) -> StoreResult<()> {
+    // Two admins unbinding each other at once must not both succeed.
+    if !lock_team(conn, team).await? {
+        return Err(StoreError::NotFound("team"));
+    }
     let member = self::user(conn, user).await?;
+    let managed_before = managers(conn, team).await?;
     let removed =
         sqlx::query("delete from role_bindings where team_id = $1 and user_id = $2 and role = $3")
             .bind(team.0)
@@ -379,6 +417,10 @@ pub(super) async fn unbind_role(
             .rows_affected();
     if removed == 0 {
         return Err(StoreError::NotFound("role binding"));
+    }
+    if managed_before > 0 && managers(conn, team).await? == 0 {
+        // Returning the error drops the transaction: the binding stays.
+        return Err(Conflict::LastManager.into());
     }
     audit::record(
         conn,
@@ -391,6 +433,28 @@ pub(super) async fn unbind_role(
         },
     )
     .await
+}
+
+/// How many enabled members of the team hold `member.manage` (through a
+/// built-in or a custom role). A disabled user manages nothing.
+async fn managers(conn: &mut Conn, team: TeamId) -> StoreResult<usize> {
+    let bindings: Vec<(Uuid, String)> = sqlx::query_as(
+        "select b.user_id, b.role from role_bindings b join users u on u.id = b.user_id
+         where b.team_id = $1 and u.disabled_at is null",
+    )
+    .bind(team.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut managing = std::collections::BTreeSet::new();
+    for (user, role) in bindings {
+        if role_permissions(conn, team, &role)
+            .await?
+            .is_some_and(|p| p.contains(Permission::MemberManage))
+        {
+            managing.insert(user);
+        }
+    }
+    Ok(managing.len())
 }
 
 /// Disables or re-enables a user. Disabling ends every session of theirs.
@@ -427,7 +491,9 @@ pub(super) async fn set_disabled(
     self::user(conn, id).await
 }
 
-/// Replaces a user's password hash and ends every session of theirs.
+/// Replaces a user's password hash, ends every session of theirs and
+/// revokes every API token they own: whoever had the old password may
+/// have made one.
 pub(super) async fn set_password(
     conn: &mut Conn,
     id: UserId,
@@ -441,6 +507,7 @@ pub(super) async fn set_password(
         .execute(&mut *conn)
         .await?;
     end_sessions(conn, id).await?;
+    tokens::revoke_all_owned_by(conn, &target, "password reset", actor).await?;
     audit::record(
         conn,
         NewAuditEvent {

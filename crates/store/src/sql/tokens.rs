@@ -1,9 +1,13 @@
 //! API tokens: created with a role in one team, found by the hash of their
-//! secret, revocable, with their last use recorded.
+//! secret, revocable, with their last use recorded. A token never holds
+//! more than the person behind it: its role is capped by its creator's
+//! permissions when it is made, a user's token is made only by that user,
+//! and on every request it holds only what its owner still holds in the
+//! team (nothing at all once the owner has left it or is disabled).
 
 use super::{Conn, audit, identity, now, stored};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, ApiToken, NewApiToken, NewAuditEvent, Team};
+use crate::model::{Actor, ApiToken, NewApiToken, NewAuditEvent, Team, User};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use stagehand_domain::{
@@ -56,31 +60,40 @@ pub(super) async fn create(
     actor: &Actor,
 ) -> StoreResult<ApiToken> {
     identity::team(conn, new.team).await?;
-    if identity::role_permissions(conn, new.team, &new.role)
-        .await?
-        .is_none()
-    {
+    let Some(granted) = identity::role_permissions(conn, new.team, &new.role).await? else {
         return Err(ValidationError::new(
             "role",
             format!("this team has no role named {:?}", new.role),
         )
         .into());
+    };
+    let beyond = actor.authority.lacks(&granted);
+    if !beyond.is_empty() {
+        return Err(StoreError::BeyondGrantor(beyond));
     }
-    if let Some(user) = new.user_id {
-        // A user's token acts for a member of the team, never more.
-        let roles: i64 = sqlx::query_scalar(
-            "select count(*) from role_bindings where team_id = $1 and user_id = $2",
-        )
-        .bind(new.team.0)
-        .bind(user.0)
-        .fetch_one(&mut *conn)
-        .await?;
-        if roles == 0 {
-            return Err(
-                ValidationError::new("user", "the user is not a member of this team").into(),
-            );
+    let owner = match new.user_id {
+        None => None,
+        // A token that acts for a person (approves in their name, counts
+        // as them) is made by that person, for themselves; nobody else,
+        // not even Stagehand itself, makes one for them.
+        Some(user) if actor.user_id != Some(user) => {
+            return Err(StoreError::Forbidden(
+                "a token that acts for a user can be created only by that user; \
+                 create a service account instead",
+            ));
         }
-    }
+        Some(user) => {
+            if identity::permissions(conn, new.team, user)
+                .await?
+                .is_empty()
+            {
+                return Err(
+                    ValidationError::new("user", "the user is not a member of this team").into(),
+                );
+            }
+            Some(identity::user(conn, user).await?)
+        }
+    };
     let at = now();
     if new.expires_at.is_some_and(|e| e <= at) {
         return Err(ValidationError::new("expires_at", "must be in the future").into());
@@ -110,15 +123,27 @@ pub(super) async fn create(
             actor,
             kind: AuditEventKind::TokenCreated,
             subject: Some(token.id.0),
-            details: json!({ "name": token.name, "role": token.role, "expires_at": token.expires_at }),
+            details: json!({
+                "name": token.name,
+                "role": token.role,
+                "expires_at": token.expires_at,
+                // `null`: a service account of the team.
+                "owner": owner.as_ref().map(|u| u.username.as_str()),
+                "owner_id": token.user_id,
+                "created_by": token.created_by,
+                "created_by_user_id": token.created_by_user_id,
+            }),
         },
     )
     .await?;
     Ok(token)
 }
 
-/// The live token with this secret hash, its team, and what its role
-/// grants there; `None` if unknown, revoked or expired.
+/// The live token with this secret hash, its team, and what it may do
+/// there: its role's permissions, and for a user's token only those its
+/// owner still holds in the team. `None` if unknown, revoked or expired,
+/// and for a user's token whose owner is disabled, has left the team, or
+/// did not create it (made before that was refused).
 pub(super) async fn authenticate(
     conn: &mut Conn,
     secret_hash: &str,
@@ -136,16 +161,21 @@ pub(super) async fn authenticate(
     if !token.is_live(at) {
         return Ok(None);
     }
-    if let Some(user) = token.user_id {
-        // A disabled user's tokens stop working with them.
-        if identity::user(conn, user).await?.disabled {
-            return Ok(None);
-        }
-    }
     let team = identity::team(conn, token.team_id).await?;
-    let permissions = identity::role_permissions(conn, token.team_id, &token.role)
+    let mut permissions = identity::role_permissions(conn, token.team_id, &token.role)
         .await?
         .unwrap_or_default();
+    if let Some(user) = token.user_id {
+        if token.created_by_user_id != Some(user) || identity::user(conn, user).await?.disabled {
+            return Ok(None);
+        }
+        let held = identity::permissions(conn, token.team_id, user).await?;
+        if held.is_empty() {
+            // The owner left the team: their token goes with them.
+            return Ok(None);
+        }
+        permissions = permissions.intersection(&held);
+    }
     if token.last_used_at.is_none_or(|t| t + TOUCH_EVERY <= at) {
         sqlx::query("update api_tokens set last_used_at = $2 where id = $1")
             .bind(token.id.0)
@@ -194,4 +224,43 @@ pub(super) async fn revoke(
     )
     .await?;
     Ok(token)
+}
+
+/// Revokes every live token `owner` owns, in every team, each audited in
+/// its team with the reason.
+pub(super) async fn revoke_all_owned_by(
+    conn: &mut Conn,
+    owner: &User,
+    reason: &str,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let at = now();
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "update api_tokens set revoked_at = $2
+         where user_id = $1 and revoked_at is null and (expires_at is null or expires_at > $2)
+         returning {COLUMNS}"
+    ))
+    .bind(owner.id.0)
+    .bind(at)
+    .fetch_all(&mut *conn)
+    .await?;
+    for token in rows {
+        let token = token.into_token()?;
+        audit::record(
+            conn,
+            NewAuditEvent {
+                team: Some(token.team_id),
+                actor,
+                kind: AuditEventKind::TokenRevoked,
+                subject: Some(token.id.0),
+                details: json!({
+                    "name": token.name,
+                    "owner": owner.username,
+                    "reason": reason,
+                }),
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }

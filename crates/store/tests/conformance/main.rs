@@ -8,6 +8,7 @@
 mod approvals;
 mod cases;
 mod concurrency;
+mod grants;
 mod harness;
 mod migrations;
 mod protection;
@@ -74,4 +75,8 @@ conformance!(
     protection::a_replayed_play_says_so,
     migrations::protection_moves_from_stages_to_their_instances,
     concurrency::concurrent_login_attempts_never_exceed_the_limit,
+    grants::binding_or_defining_a_role_never_grants_more_than_the_grantor_holds,
+    grants::a_token_never_holds_more_than_the_people_behind_it,
+    grants::a_password_reset_revokes_every_token_the_user_owns,
+    grants::the_last_member_who_manages_a_team_cannot_be_unbound,
 );

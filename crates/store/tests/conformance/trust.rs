@@ -60,8 +60,11 @@ pub async fn api_tokens_authenticate_until_revoked_expired_or_their_user_is_disa
         )
         .await
         .unwrap();
+    // A user's token is made by that user (see grants.rs).
+    let lee = stagehand_store::Actor::user(user.id, &user.username)
+        .holding(BuiltinRole::Viewer.permissions());
     assert!(matches!(
-        h.store.create_token(new("lee", "hash-4", Some(user.id), "viewer", None), &actor()).await,
+        h.store.create_token(new("lee", "hash-4", Some(user.id), "viewer", None), &lee).await,
         Err(StoreError::Invalid(v)) if v.field() == "user"
     ));
     h.store
@@ -69,10 +72,7 @@ pub async fn api_tokens_authenticate_until_revoked_expired_or_their_user_is_disa
         .await
         .unwrap();
     h.store
-        .create_token(
-            new("lee", "hash-4", Some(user.id), "viewer", None),
-            &actor(),
-        )
+        .create_token(new("lee", "hash-4", Some(user.id), "viewer", None), &lee)
         .await
         .unwrap();
     assert!(

@@ -162,13 +162,34 @@ struct PermissionChoice {
     name: &'static str,
 }
 
+/// The roles (built-in, then the team's custom ones) whose every
+/// permission the user holds in the route's team: the ones they may bind
+/// or give a token. Only decides what to offer; the store checks again.
+pub(crate) async fn grantable_roles(state: &AppState, ctx: &Ctx) -> AppResult<Vec<String>> {
+    let held = &ctx.team()?.permissions;
+    let custom = state.store.roles(ctx.team_id()?).await?;
+    Ok(BuiltinRole::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), r.permissions()))
+        .chain(
+            custom
+                .into_iter()
+                .map(|r| (r.name.to_string(), r.permissions)),
+        )
+        .filter(|(_, granted)| held.lacks(granted).is_empty())
+        .map(|(name, _)| name)
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "members.html")]
 struct MembersPage {
     chrome: Chrome,
     members: Vec<Member>,
-    builtin: Vec<&'static str>,
+    /// The roles the user may bind: those within their own permissions.
+    grantable: Vec<String>,
     custom: Vec<CustomRole>,
+    /// The permissions a new role may hold: those the user holds.
     all_permissions: Vec<PermissionChoice>,
 }
 
@@ -177,13 +198,15 @@ pub(crate) async fn view_members_get(
     Extension(ctx): Extension<Ctx>,
 ) -> AppResult<Response> {
     let team = ctx.team_id()?;
+    let held = &ctx.team()?.permissions;
     render(MembersPage {
         chrome: Chrome::new(&ctx),
         members: state.store.members(team).await?,
-        builtin: BuiltinRole::ALL.iter().map(|r| r.as_str()).collect(),
+        grantable: grantable_roles(&state, &ctx).await?,
         custom: state.store.roles(team).await?,
         all_permissions: Permission::ALL
             .iter()
+            .filter(|p| held.contains(**p))
             .map(|p| PermissionChoice { name: p.as_str() })
             .collect(),
     })

@@ -1,5 +1,8 @@
-//! A team's API tokens: list (role, owner, expiry, last use), create (the
-//! secret is shown once, on the page the form leads to), revoke.
+//! A team's API tokens: list (role, owner, creator, expiry, last use),
+//! create (the secret is shown once, on the page the form leads to),
+//! revoke. A token is the creator's own ("me": it acts for them and never
+//! holds more than they do) or a team service account; nobody makes a
+//! token that acts for someone else. The store enforces both.
 
 use super::paths::parse_id;
 use super::{Chrome, Form, non_blank, render, see_other, when};
@@ -14,7 +17,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
-use stagehand_domain::{BuiltinRole, Name, TokenId, Username, ValidationError};
+use stagehand_domain::{Name, TokenId, ValidationError};
 use stagehand_store::NewApiToken;
 
 struct TokenLine {
@@ -22,6 +25,7 @@ struct TokenLine {
     name: String,
     role: String,
     owner: String,
+    created_by: String,
     expires: String,
     last_used: String,
     live: bool,
@@ -32,6 +36,7 @@ struct TokenLine {
 struct TokensPage {
     chrome: Chrome,
     tokens: Vec<TokenLine>,
+    /// The roles the user may give a token: those within their own.
     roles: Vec<String>,
     /// Set once, right after creation.
     created: Option<(String, String)>,
@@ -59,6 +64,7 @@ async fn page(
                     || "service account".to_owned(),
                     |m| m.user.username.to_string(),
                 ),
+            created_by: t.created_by.clone(),
             expires: t
                 .expires_at
                 .as_ref()
@@ -72,18 +78,7 @@ async fn page(
             role: t.role,
         })
         .collect();
-    let roles = BuiltinRole::ALL
-        .iter()
-        .map(|r| r.as_str().to_owned())
-        .chain(
-            state
-                .store
-                .roles(team)
-                .await?
-                .into_iter()
-                .map(|r| r.name.to_string()),
-        )
-        .collect();
+    let roles = super::admin::grantable_roles(state, ctx).await?;
     let page = render(TokensPage {
         chrome: Chrome::new(ctx),
         tokens,
@@ -105,7 +100,11 @@ pub(crate) async fn view_tokens_get(
 pub(crate) struct NewTokenForm {
     name: String,
     role: String,
-    /// A member's username; blank for a team service account.
+    /// `me`: the token acts for the user creating it; `service`: a team
+    /// service account.
+    owner: String,
+    /// The form's old field naming another member to act for: refused
+    /// rather than ignored, so nobody silently gets a service account.
     user: Option<String>,
     /// Days until it expires; blank for never.
     expires_days: Option<String>,
@@ -118,17 +117,23 @@ pub(crate) async fn create_post(
 ) -> AppResult<Response> {
     let team = ctx.team_id()?;
     let name = Name::parse("name", &form.name)?;
-    let user_id = match non_blank(&form.user) {
-        None => None,
-        Some(u) => Some(
-            state
-                .store
-                .user_credentials(&Username::parse(u)?)
-                .await?
-                .ok_or_else(|| ValidationError::new("user", "there is no user with this name"))?
-                .user
-                .id,
-        ),
+    if non_blank(&form.user).is_some() {
+        return Err(ValidationError::new(
+            "user",
+            "a token that acts for a user is created by that user; choose me or a service account",
+        )
+        .into());
+    }
+    let user_id = match form.owner.trim() {
+        "me" => Some(ctx.session.user.id),
+        "service" => None,
+        _ => {
+            return Err(ValidationError::new(
+                "owner",
+                "must be me (the token acts for you) or service (a team service account)",
+            )
+            .into());
+        }
     };
     let expires_at = match non_blank(&form.expires_days) {
         None => None,

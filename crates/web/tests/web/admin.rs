@@ -218,6 +218,7 @@ async fn an_admin_creates_a_token_in_the_ui_sees_it_once_and_revokes_it() {
             &[
                 ("name", "deploy"),
                 ("role", "viewer"),
+                ("owner", "service"),
                 ("expires_days", "30"),
             ],
         )
@@ -254,12 +255,18 @@ async fn an_admin_creates_a_token_in_the_ui_sees_it_once_and_revokes_it() {
         .await
         .assert_redirect_to(&url);
     assert_eq!(call().await.unwrap().status(), 401);
-    let bad = admin.post(&url, &[("name", "x"), ("role", "wizard")]).await;
-    assert_eq!(bad.status, 422);
     let bad = admin
         .post(
             &url,
-            &[("name", "y"), ("role", "viewer"), ("user", "nobody")],
+            &[("name", "x"), ("role", "wizard"), ("owner", "service")],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("no role named"));
+    let bad = admin
+        .post(
+            &url,
+            &[("name", "y"), ("role", "viewer"), ("owner", "nobody")],
         )
         .await;
     assert_eq!(bad.status, 422);

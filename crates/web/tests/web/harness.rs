@@ -5,8 +5,8 @@
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use stagehand_domain::{
-    BuiltinRole, FlowContent, FlowName, InstanceId, Name, PipelineId, SecretValue, StageId, TeamId,
-    UserId, Username,
+    BuiltinRole, FlowContent, FlowName, InstanceId, Name, Permission, PipelineId, SecretValue,
+    StageId, TeamId, UserId, Username,
 };
 use stagehand_store::testing::TestDatabase;
 use stagehand_store::{Actor, NewUser, Store};
@@ -183,6 +183,58 @@ impl TestApp {
                     expires_at: None,
                 },
                 &Actor::system(),
+            )
+            .await
+            .unwrap();
+        secret
+    }
+
+    /// A user whose only role in `team` is a custom role `role` holding
+    /// exactly `permissions`, logged in; the client and the user's id.
+    pub async fn member_holding(
+        &self,
+        team: TeamId,
+        name: &str,
+        role: &str,
+        permissions: &[Permission],
+    ) -> (Client, UserId) {
+        self.store
+            .create_role(
+                team,
+                Name::parse("name", role).unwrap(),
+                permissions.iter().copied().collect(),
+                &Actor::system(),
+            )
+            .await
+            .unwrap();
+        let id = self.user(name, false).await;
+        self.store
+            .bind_role(team, id, role, &Actor::system())
+            .await
+            .unwrap();
+        let c = Client::new(self);
+        c.login(name, PASSWORD).await;
+        (c, id)
+    }
+
+    /// A token the user makes for themselves, acting with `role`; its
+    /// secret. Made as the tokens page makes it: by the user, holding what
+    /// they hold in the team.
+    pub async fn own_token(&self, team: TeamId, user: UserId, name: &str, role: &str) -> String {
+        let who = self.store.user(user).await.unwrap();
+        let held = self.store.permissions(team, user).await.unwrap();
+        let secret = stagehand_web::auth::tokens::new_secret();
+        self.store
+            .create_token(
+                stagehand_store::NewApiToken {
+                    team,
+                    name: Name::parse("name", name).unwrap(),
+                    secret_hash: stagehand_web::auth::tokens::hash_secret(&secret),
+                    user_id: Some(user),
+                    role: role.into(),
+                    expires_at: None,
+                },
+                &Actor::user(user, &who.username).holding(held),
             )
             .await
             .unwrap();

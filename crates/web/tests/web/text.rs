@@ -92,7 +92,11 @@ async fn names_with_invisible_characters_are_refused_and_lookalikes_are_one_name
         ),
         (
             format!("/teams/{team}/tokens"),
-            vec![("name", "ci\u{00AD}bot"), ("role", "viewer")],
+            vec![
+                ("name", "ci\u{00AD}bot"),
+                ("role", "viewer"),
+                ("owner", "service"),
+            ],
         ),
     ] {
         assert_names(&admin.post(&path, &fields).await, "name");
