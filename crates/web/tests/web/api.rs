@@ -601,3 +601,50 @@ async fn setting_a_value_needs_envvar_set_and_adding_a_key_needs_instance_edit()
     assert_eq!(keys, ["EXISTING"]);
     app.stop().await;
 }
+
+/// Retries racing each other: only the request that created the
+/// promotion says 201 (202 into a protected instance); every other says
+/// 200 with the same promotion.
+#[tokio::test]
+async fn concurrent_retries_with_one_idempotency_key_create_one_promotion_and_one_201() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let qa = app.instance(team, "qa", &[]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, qa, prod]).await;
+    app.store
+        .set_instance_protection(
+            team,
+            prod,
+            stagehand_domain::Protection::new(1, false).unwrap(),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let token = app.token(team, "ci", "lead").await;
+    for (stage, created) in [(stages[0], 201), (stages[1], 202)] {
+        let path = format!("/api/v1/pipelines/{pipeline}/stages/{stage}/promote");
+        let key = format!("retry-{stage}");
+        let answers = futures_util::future::join_all((0..8).map(|_| {
+            let api = Api::new(&app, Some(token.clone()));
+            let (path, key) = (path.clone(), key.clone());
+            async move {
+                api.send("post", &path, None, &[("idempotency-key", &key)])
+                    .await
+            }
+        }))
+        .await;
+        let mut statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+        statuses.sort_unstable();
+        let mut wanted = vec![200; 7];
+        wanted.push(created);
+        wanted.sort_unstable();
+        assert_eq!(statuses, wanted, "{stage}");
+        let ids: std::collections::BTreeSet<String> =
+            answers.iter().map(|a| a.body["id"].to_string()).collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+    }
+    assert_eq!(app.store.promotions(team, 10).await.unwrap().len(), 2);
+    app.stop().await;
+}
