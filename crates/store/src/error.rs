@@ -31,6 +31,16 @@ pub enum Conflict {
     /// The requester of a promotion tried to approve or reject it.
     #[error("you requested this promotion: someone else must approve or reject it")]
     OwnPromotion,
+    /// A request for the same promotion already waits for approval.
+    #[error(
+        "a request to promote {from} into {to} is already waiting for approval (promotion {id}); \
+         approve or reject it first"
+    )]
+    AlreadyPending {
+        from: String,
+        to: String,
+        id: stagehand_domain::PromotionId,
+    },
     /// The user already approved or rejected this promotion.
     #[error("you already decided on this promotion")]
     AlreadyDecided,

@@ -160,10 +160,19 @@ pub(super) async fn lock_for_direct_edit(
     expected_version: Option<i64>,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_edit(conn, team, id, expected_version).await?;
+    // Protection first: a stale form for a protected instance must say
+    // "protected", not "reload and try again" (there is nothing to retry).
+    lock_for_edit(conn, team, id, None).await?;
     let instance = get(conn, team, id).await?;
     check_unprotected(&instance, actor)?;
-    Ok(instance)
+    match expected_version {
+        Some(expected) if expected != instance.version => Err(Conflict::StaleVersion {
+            expected,
+            actual: instance.version,
+        }
+        .into()),
+        _ => Ok(instance),
+    }
 }
 
 /// Refuses a direct change of a protected instance by someone who does

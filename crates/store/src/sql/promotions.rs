@@ -235,6 +235,28 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         rolled_back_at: None,
     };
 
+    if protection.is_protected() {
+        // One waiting request per source and target: a second would let
+        // reviewers apply the same change twice, or the older one after
+        // the newer.
+        let waiting: Option<Uuid> = sqlx::query_scalar(
+            "select id from promotions where team_id = $1 and source_instance_id = $2
+             and target_instance_id = $3 and status = 'pending_approval' and rollback_of is null",
+        )
+        .bind(team.0)
+        .bind(source.instance_id.0)
+        .bind(target.instance_id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = waiting {
+            return Err(Conflict::AlreadyPending {
+                from: source.instance_name.to_string(),
+                to: target.instance_name.to_string(),
+                id: PromotionId(id),
+            }
+            .into());
+        }
+    }
     let kind = if protection.is_protected() {
         // What was reviewed is what ships: the approval applies the pinned
         // source snapshot, not whatever the source holds by then.

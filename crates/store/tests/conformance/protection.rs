@@ -107,9 +107,17 @@ pub async fn protection_belongs_to_the_instance_in_every_pipeline(h: &Harness) {
     let mut req = request(team, side.id, side.stages[0].id);
     req.actor = rita.clone();
     req.actor.authority = stagehand_store::Authority::Holds(BuiltinRole::Lead.permissions());
-    let played = h.store.play(req).await.unwrap();
+    let played = h.store.play(req.clone()).await.unwrap();
     assert_eq!(played.promotion.status, PromotionStatus::PendingApproval);
     assert!(h.flows_of(team, prod.id).await.is_empty());
+    // A second request of the same promotion while the first waits is a
+    // conflict naming the first.
+    match h.store.play(req).await {
+        Err(StoreError::Conflict(Conflict::AlreadyPending { id, .. })) => {
+            assert_eq!(id, played.promotion.id)
+        }
+        other => panic!("expected already pending, got {other:?}"),
+    }
 
     // Removing the stage and adding the instance back resets nothing
     // (and removing it needs the manager).
@@ -158,6 +166,12 @@ pub async fn nothing_changes_a_protected_instance_directly_but_its_manager(h: &H
         "put_flow",
         h.store
             .put_flow(team, prod.id, flow("x"), content("{}"), None, &rita)
+            .await,
+    );
+    refused_as_protected(
+        "put_flow from a stale form",
+        h.store
+            .put_flow(team, prod.id, flow("x"), content("{}"), Some(1), &rita)
             .await,
     );
     refused_as_protected(
@@ -279,16 +293,11 @@ pub async fn a_service_account_is_not_a_person(h: &Harness) {
         name: "token:bob-laptop".into(),
         ..bob.clone()
     };
-    let mut other = request(team, p.id, p.stages[0].id);
-    other.actor = lead(person(h, "carl").await);
-    other.idempotency_key = Some("second".into());
-    h.put(team, dev.id, "g", "{}").await;
-    let second = h.store.promote(other).await.unwrap();
     h.store
-        .decide(team, second.id, Decision::Reject, &bobs_token)
+        .decide(team, promo.id, Decision::Reject, &bobs_token)
         .await
         .unwrap();
-    let decisions = h.store.approvals(team, second.id).await.unwrap();
+    let decisions = h.store.approvals(team, promo.id).await.unwrap();
     assert_eq!(decisions[0].username, "bob");
 }
 

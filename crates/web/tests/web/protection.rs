@@ -163,6 +163,7 @@ enum Body {
 
 struct Production {
     team: TeamId,
+    reviewer: stagehand_domain::UserId,
     prod: InstanceId,
     stages: Vec<StageId>,
     params: Vec<(&'static str, String)>,
@@ -296,6 +297,7 @@ async fn production(app: &TestApp) -> Production {
     drop(token);
     Production {
         team,
+        reviewer: member,
         prod,
         stages: stages.clone(),
         params: vec![
@@ -365,6 +367,8 @@ async fn no_state_changing_route_lets_a_lead_change_a_protected_instance() {
             if expect == Expect::Requested {
                 assert_eq!(a.status, 202, "{what}: {text}");
                 assert_eq!(a.body["status"], "pending_approval", "{what}");
+                let id = a.body["id"].as_str().unwrap().parse().unwrap();
+                withdraw(&app, &p, id).await;
             }
             (a.status.as_u16(), code, text)
         } else {
@@ -380,6 +384,7 @@ async fn no_state_changing_route_lets_a_lead_change_a_protected_instance() {
                 let promotion = app.store.promotion(p.team, id).await.unwrap();
                 assert_eq!(promotion.status, PromotionStatus::PendingApproval, "{what}");
                 assert_eq!(promotion.target_instance_id, p.prod, "{what}");
+                withdraw(&app, &p, id).await;
             }
             let code = if page.status == 403 && page.body.contains("is protected") {
                 "protected".to_owned()
@@ -402,6 +407,19 @@ async fn no_state_changing_route_lets_a_lead_change_a_protected_instance() {
     }
     assert!(checked >= 30, "only {checked} routes were tried");
     app.stop().await;
+}
+
+/// A reviewer rejects a request, so the next row may request again (one
+/// request per source and target waits at a time).
+async fn withdraw(app: &TestApp, p: &Production, id: stagehand_domain::PromotionId) {
+    let reviewer = Actor::user(
+        p.reviewer,
+        &stagehand_domain::Username::parse("member").unwrap(),
+    );
+    app.store
+        .decide(p.team, id, stagehand_store::Decision::Reject, &reviewer)
+        .await
+        .unwrap();
 }
 
 async fn upload(app: &TestApp, client: &Client, path: &str) -> Page {
