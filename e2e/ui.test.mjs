@@ -350,3 +350,22 @@ test("a revealed value and a new token's secret do not come back with Back, nor 
   }
   assert.deepEqual(page.errors, []);
 });
+
+test("on a 390 px phone the menu and Log out stay on the screen, for an admin with every link", async () => {
+  const page = await loginAs("root");
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const path of ["/", `/teams/${state.team}`, `/teams/${state.team}/instances`,
+    `/teams/${state.team}/pipelines/${state.pipeline}`, `/teams/${state.team}/audit`]) {
+    await page.goto(`${base}${path}`);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${path} is ${width}px wide at 390`);
+    for (const name of ["Log out", "API tokens"]) {
+      const link = page.locator(`header.top >> text=${name}`);
+      if ((await link.count()) === 0) continue;
+      const box = await link.first().boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${name} on ${path}: ${JSON.stringify(box)}`);
+    }
+  }
+  await shot(page, "phone-pipeline");
+  assert.deepEqual(page.errors, []);
+});
