@@ -325,6 +325,8 @@ pub struct PromotionHead {
     pub status: PromotionStatus,
     pub requested_by_user_id: Option<UserId>,
     pub requested_by: String,
+    /// Set on a requested rollback: the promotion it undoes.
+    pub rollback_of: Option<PromotionId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -340,6 +342,7 @@ impl From<&Promotion> for PromotionHead {
             status: p.status,
             requested_by_user_id: p.requested_by_user_id,
             requested_by: p.requested_by.clone(),
+            rollback_of: p.rollback_of,
             created_at: p.created_at,
         }
     }

@@ -12,7 +12,7 @@ use stagehand_domain::{
 use uuid::Uuid;
 
 const HEAD_COLUMNS: &str = "id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
-    target_instance_id, status, requested_by_user_id, requested_by, created_at";
+    target_instance_id, status, requested_by_user_id, requested_by, rollback_of, created_at";
 
 #[derive(sqlx::FromRow)]
 struct HeadRow {
@@ -25,6 +25,7 @@ struct HeadRow {
     status: String,
     requested_by_user_id: Option<Uuid>,
     requested_by: String,
+    rollback_of: Option<Uuid>,
     created_at: DateTime<Utc>,
 }
 
@@ -42,6 +43,7 @@ impl HeadRow {
             )?,
             requested_by_user_id: self.requested_by_user_id.map(UserId),
             requested_by: self.requested_by,
+            rollback_of: self.rollback_of.map(PromotionId),
             created_at: self.created_at,
         })
     }

@@ -75,7 +75,13 @@ impl Names {
                 .get(&p.pipeline_id)
                 .cloned()
                 .unwrap_or_else(|| "(deleted pipeline)".into()),
-            from: self.instance(p.source_instance_id),
+            // A rollback request restores the target from its own backup:
+            // "rollback → prod", not "prod → prod".
+            from: if p.rollback_of.is_some() {
+                "rollback".into()
+            } else {
+                self.instance(p.source_instance_id)
+            },
             to: self.instance(p.target_instance_id),
             status: p.status.as_str(),
             requested_by: p.requested_by.clone(),
@@ -124,6 +130,7 @@ struct PreviewPage {
     target_version: i64,
     idempotency_key: String,
     protected: bool,
+    required_approvals: u32,
     blocked: Option<String>,
 }
 
@@ -211,6 +218,7 @@ pub(crate) async fn view_preview_get(
         target_version: preview.target_version,
         idempotency_key: crate::auth::session::random_token(),
         protected: protection.is_protected(),
+        required_approvals: protection.required_approvals,
         blocked,
     })
 }

@@ -302,6 +302,15 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     assert_ne!(request_url, promotion_url);
     let request = lead.get(&request_url).await;
     assert!(request.body.contains("pending"), "{}", request.body);
+    assert!(
+        request.body.contains("Rollback of prod"),
+        "{}",
+        request.body
+    );
+    // Lists say what it is: a rollback into prod, not "prod → prod".
+    let history = lead.get(&format!("/teams/{team}/promotions")).await;
+    assert!(history.body.contains("rollback → prod"), "{}", history.body);
+    assert!(!history.body.contains("prod → prod"), "{}", history.body);
     assert_eq!(app.store.flows(team, prod).await.unwrap().len(), 1);
     for reviewer in [&admin, &second] {
         reviewer
