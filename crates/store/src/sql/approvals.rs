@@ -182,7 +182,11 @@ async fn apply_pinned(
         team,
         target_id,
         &current,
-        SnapshotReason::PromotionBackup,
+        if undone.is_some() {
+            SnapshotReason::RollbackBackup
+        } else {
+            SnapshotReason::PromotionBackup
+        },
     )
     .await?;
     apply_flow_changes(conn, target_id, &plan).await?;

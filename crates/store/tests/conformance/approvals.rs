@@ -159,6 +159,11 @@ pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
         .unwrap();
     assert_eq!(restored.status, PromotionStatus::Applied);
     assert!(h.flows_of(team, qa.id).await.is_empty());
+    let newest = &h.store.snapshots(team, qa.id, 1).await.unwrap()[0];
+    assert_eq!(
+        newest.reason,
+        stagehand_store::SnapshotReason::RollbackBackup
+    );
     assert_eq!(
         h.store.promotion(team, promo.id).await.unwrap().status,
         PromotionStatus::RolledBack
