@@ -215,7 +215,11 @@ pub(super) async fn delete(
     actor: &Actor,
 ) -> StoreResult<()> {
     let pipeline = lock(conn, team, id).await?;
-    for stage in &pipeline.stages {
+    // In instance id order, as plays lock them, so that two deletions of
+    // pipelines sharing instances cannot deadlock.
+    let mut stages: Vec<&Stage> = pipeline.stages.iter().collect();
+    stages.sort_by_key(|s| s.instance_id);
+    for stage in stages {
         check_removable(conn, team, stage, actor).await?;
     }
     sqlx::query("delete from pipelines where id = $1")
