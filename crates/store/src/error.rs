@@ -84,8 +84,8 @@ pub enum StoreError {
     /// the grantor's permissions, changing protection, …).
     #[error("{0}")]
     Forbidden(&'static str),
-    /// A grant of permissions the grantor does not hold.
-    #[error("you cannot grant permissions you do not hold yourself: {}", .0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))]
+    /// A grant (or removal) of permissions the actor does not hold.
+    #[error("you cannot grant or take away permissions you do not hold yourself: {}", .0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))]
     BeyondGrantor(Vec<stagehand_domain::Permission>),
     /// A value could not be decrypted, or the key does not fit the data.
     #[error("encryption: {0}")]

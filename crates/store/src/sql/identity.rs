@@ -406,6 +406,14 @@ pub(super) async fn unbind_role(
         return Err(StoreError::NotFound("team"));
     }
     let member = self::user(conn, user).await?;
+    // Taking a role away is capped like granting it: a member holding only
+    // `member.manage` cannot strip an admin of what they cannot give back.
+    if let Some(held) = role_permissions(conn, team, role).await? {
+        let beyond = actor.authority.lacks(&held);
+        if !beyond.is_empty() {
+            return Err(StoreError::BeyondGrantor(beyond));
+        }
+    }
     let managed_before = managers(conn, team).await?;
     let removed =
         sqlx::query("delete from role_bindings where team_id = $1 and user_id = $2 and role = $3")

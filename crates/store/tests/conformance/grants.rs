@@ -77,6 +77,11 @@ pub async fn binding_or_defining_a_role_never_grants_more_than_the_grantor_holds
     )
     .await;
     let vic = person(h, "vic").await;
+    let adele = person(h, "adele").await;
+    h.store
+        .bind_role(team, id(&adele), "admin", &actor())
+        .await
+        .unwrap();
     let events = h.store.audit_events(team, 100).await.unwrap().len();
 
     // Mia cannot make herself, or anyone, an admin, nor even a viewer: she
@@ -94,6 +99,15 @@ pub async fn binding_or_defining_a_role_never_grants_more_than_the_grantor_holds
     beyond(
         "bind another to viewer",
         h.store.bind_role(team, id(&vic), "viewer", &mia).await,
+    );
+    // Nor take away a role she could not give: an admin keeps it.
+    beyond(
+        "take the admin role from an admin",
+        h.store.unbind_role(team, id(&adele), "admin", &mia).await,
+    );
+    assert_eq!(
+        h.store.permissions(team, id(&adele)).await.unwrap(),
+        BuiltinRole::Admin.permissions()
     );
     assert_eq!(
         h.store.permissions(team, id(&mia)).await.unwrap(),

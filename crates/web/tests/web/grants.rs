@@ -63,7 +63,7 @@ async fn a_member_manager_cannot_make_anyone_an_admin_nor_reveal_values() {
         assert!(
             refused
                 .body
-                .contains("cannot grant permissions you do not hold")
+                .contains("cannot grant or take away permissions you do not hold")
                 && refused.body.contains("envvar.reveal"),
             "{}",
             refused.body
