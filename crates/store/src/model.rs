@@ -289,6 +289,8 @@ pub struct Promotion {
     pub backup_snapshot_id: Option<SnapshotId>,
     /// The target's version this promotion produced, once applied.
     pub target_version: Option<i64>,
+    /// The target's version when the promotion was requested.
+    pub requested_target_version: Option<i64>,
     pub plan: PromotionPlan,
     /// The person answerable for the request (for a service account, the
     /// user who created it): they may not approve it.

@@ -225,6 +225,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         source_snapshot_id: source_snapshot,
         backup_snapshot_id: None,
         target_version: None,
+        requested_target_version: Some(target_version),
         plan,
         requested_by_user_id: req.actor.accountable_user_id,
         requested_by: req.actor.name.clone(),
@@ -326,7 +327,7 @@ pub(super) async fn rollback(
     })?;
     let target = instances::get(conn, team, promotion.target_instance_id).await?;
     if target.protection.is_protected() {
-        return request_rollback(conn, team, &promotion, backup_id, actor).await;
+        return request_rollback(conn, team, &promotion, backup_id, target.version, actor).await;
     }
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, promotion.target_instance_id).await?;
@@ -386,6 +387,7 @@ async fn request_rollback(
     team: TeamId,
     original: &Promotion,
     backup_id: SnapshotId,
+    target_version: i64,
     actor: &Actor,
 ) -> StoreResult<Promotion> {
     let pending: Option<PromotionRow> = sqlx::query_as(&format!(
@@ -420,6 +422,7 @@ async fn request_rollback(
         source_snapshot_id: backup_id,
         backup_snapshot_id: None,
         target_version: None,
+        requested_target_version: Some(target_version),
         plan,
         requested_by_user_id: actor.accountable_user_id,
         requested_by: actor.name.clone(),
@@ -449,7 +452,8 @@ async fn request_rollback(
 }
 
 pub(super) const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
-    target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, plan, requested_by_user_id,
+    target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, requested_target_version,
+    plan, requested_by_user_id,
     requested_by, idempotency_key, rollback_of, created_at, applied_at, rolled_back_at";
 
 #[derive(sqlx::FromRow)]
@@ -465,6 +469,7 @@ pub(super) struct PromotionRow {
     source_snapshot_id: Uuid,
     backup_snapshot_id: Option<Uuid>,
     target_version: Option<i64>,
+    requested_target_version: Option<i64>,
     plan: Json<PromotionPlan>,
     requested_by_user_id: Option<Uuid>,
     requested_by: String,
@@ -491,6 +496,7 @@ impl PromotionRow {
             source_snapshot_id: SnapshotId(self.source_snapshot_id),
             backup_snapshot_id: self.backup_snapshot_id.map(SnapshotId),
             target_version: self.target_version,
+            requested_target_version: self.requested_target_version,
             plan: self.plan.0,
             requested_by_user_id: self.requested_by_user_id.map(UserId),
             requested_by: self.requested_by,
@@ -506,7 +512,7 @@ impl PromotionRow {
 async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     sqlx::query(&format!(
         "insert into promotions ({PROMOTION_COLUMNS})
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     ))
     .bind(p.id.0)
     .bind(p.team_id.0)
@@ -519,6 +525,7 @@ async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     .bind(p.source_snapshot_id.0)
     .bind(p.backup_snapshot_id.map(|s| s.0))
     .bind(p.target_version)
+    .bind(p.requested_target_version)
     .bind(Json(&p.plan))
     .bind(p.requested_by_user_id.map(|u| u.0))
     .bind(&p.requested_by)

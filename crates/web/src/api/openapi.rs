@@ -229,6 +229,7 @@ fn schemas() -> Value {
             "target_stage_id": uuid, "source_instance_id": uuid, "target_instance_id": uuid,
             "status": { "type": "string", "enum": ["pending_approval", "applied", "failed", "rejected", "rolled_back"] },
             "source_snapshot_id": uuid, "backup_snapshot_id": opt(&uuid), "target_version": opt(&int),
+            "requested_target_version": opt(&int),
             "plan": { "$ref": "#/components/schemas/Plan" },
             "requested_by_user_id": opt(&uuid), "requested_by": string,
             "idempotency_key": opt(&string), "rollback_of": opt(&uuid),

@@ -273,6 +273,8 @@ struct PromotionPage {
     decisions: Vec<DecisionRow>,
     /// Approvals the target stage requires now (0 if it is gone).
     required_approvals: u32,
+    /// The target's version at request time and now, if they differ.
+    target_changed: Option<(i64, i64)>,
     can_decide: bool,
 }
 
@@ -286,11 +288,24 @@ pub(crate) async fn view_promotion_get(
     let pipelines = state.store.pipelines(team).await?;
     let names = Names::new(&pipelines, &state.store.instances(team).await?);
     // Protection belongs to the target instance (0 if it is gone).
-    let required_approvals = state
+    let target = state
         .store
         .instance(team, promotion.target_instance_id)
         .await
+        .ok();
+    let required_approvals = target
+        .as_ref()
         .map_or(0, |i| i.protection.required_approvals);
+    // A waiting request whose target changed since: the approval applies
+    // the pinned snapshot over the target as it is now, not as reviewed.
+    let target_changed = match (&target, promotion.requested_target_version) {
+        (Some(t), Some(then))
+            if promotion.status == PromotionStatus::PendingApproval && t.version != then =>
+        {
+            Some((then, t.version))
+        }
+        _ => None,
+    };
     let decisions = state
         .store
         .approvals(team, id)
@@ -315,6 +330,7 @@ pub(crate) async fn view_promotion_get(
     render(PromotionPage {
         decisions,
         required_approvals,
+        target_changed,
         can_decide,
         chrome: Chrome::new(&ctx),
         row: names.row(&promotion),

@@ -263,6 +263,31 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     .await
     .assert_redirect_to("/teams/");
 
+    // Nothing warns while prod is as it was at the request; a direct
+    // change by a protection manager since is called out to reviewers.
+    assert!(
+        !lead
+            .get(&promotion_url)
+            .await
+            .body
+            .contains("target-changed")
+    );
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/env"),
+            &[("key", "HOTFIX_FLAG")],
+        )
+        .await
+        .assert_redirect_to("/teams/");
+    let warned = lead.get(&promotion_url).await;
+    assert!(
+        warned
+            .body
+            .contains("prod changed since this was requested"),
+        "{}",
+        warned.body
+    );
+
     // The pipeline page shows the pending promotion on the target stage.
     let page = lead
         .get(&format!("/teams/{team}/pipelines/{pipeline}"))
