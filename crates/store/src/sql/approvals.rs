@@ -9,7 +9,7 @@
 //! the snapshot pinned at request time, not whatever the source holds by
 //! then: what was reviewed is what ships.
 
-use super::promotions::{add_keys, apply_flow_changes, get};
+use super::promotions::{add_keys, apply_flow_changes, get, record_rolled_back, restore_plan};
 use super::snapshots::{snapshot, take_snapshot};
 use super::{Conn, audit, instances, now};
 use crate::error::{Conflict, StoreError, StoreResult};
@@ -153,24 +153,24 @@ async fn apply_pinned(
         Some(original) => Some(check_still_applied(conn, team, original).await?),
         None => None,
     };
-    let source = InstanceState {
-        flows: pinned.flows,
+    let target_id = promotion.target_instance_id;
+    let current = instances::state(conn, target_id).await?;
+    let plan = if undone.is_some() {
+        // A rollback restores flows only, as a direct one does.
+        restore_plan(pinned.flows, &current)
+    } else {
         // The snapshot has key names only; whether the source had values
-        // does not matter to the target, which never gets them. A rollback
-        // restores flows only, as a direct one does.
-        env: if undone.is_some() {
-            Default::default()
-        } else {
-            pinned
+        // does not matter to the target, which never gets them.
+        let source = InstanceState {
+            flows: pinned.flows,
+            env: pinned
                 .env_keys
                 .into_iter()
                 .map(|k| (k, EnvKeyState::AwaitingValue))
-                .collect()
-        },
+                .collect(),
+        };
+        PromotionPlan::between(&source, &current)
     };
-    let target_id = promotion.target_instance_id;
-    let current = instances::state(conn, target_id).await?;
-    let plan = PromotionPlan::between(&source, &current);
     if requires_all_env_values && undone.is_none() {
         let missing = plan.keys_awaiting_value_after();
         if !missing.is_empty() {
@@ -206,28 +206,20 @@ async fn apply_pinned(
     .execute(&mut *conn)
     .await?;
     if let Some(original) = undone {
-        sqlx::query("update promotions set status = $2, rolled_back_at = $3 where id = $1")
-            .bind(original.0)
-            .bind(PromotionStatus::RolledBack.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        audit::record(
+        record_rolled_back(
             conn,
-            NewAuditEvent {
-                team: Some(team),
-                actor,
-                kind: AuditEventKind::PromotionRolledBack,
-                subject: Some(original.0),
-                details: json!({
-                    "instance": updated.name,
-                    "restored_snapshot": promotion.source_snapshot_id,
-                    "pre_rollback_snapshot": backup,
-                    "target_version": updated.version,
-                    "summary": plan.summary(),
-                    "approved_request": promotion.id,
-                }),
-            },
+            team,
+            original,
+            at,
+            actor,
+            json!({
+                "instance": updated.name,
+                "restored_snapshot": promotion.source_snapshot_id,
+                "pre_rollback_snapshot": backup,
+                "target_version": updated.version,
+                "summary": plan.summary(),
+                "approved_request": promotion.id,
+            }),
         )
         .await?;
     }

@@ -339,17 +339,55 @@ pub(super) async fn rollback(
         SnapshotReason::RollbackBackup,
     )
     .await?;
-    // Flows only: keys the promotion added stay, and no value is touched.
-    let restore = PromotionPlan::between(
-        &InstanceState {
-            flows: backup.flows,
-            env: BTreeMap::new(),
-        },
-        &current,
-    );
+    let restore = restore_plan(backup.flows, &current);
     apply_flow_changes(conn, promotion.target_instance_id, &restore).await?;
     let updated = instances::bump_version(conn, team, promotion.target_instance_id).await?;
     let at = now();
+    record_rolled_back(
+        conn,
+        team,
+        id,
+        at,
+        actor,
+        json!({
+            "instance": updated.name,
+            "restored_snapshot": backup_id,
+            "pre_rollback_snapshot": safety,
+            "target_version": updated.version,
+            "summary": restore.summary(),
+        }),
+    )
+    .await?;
+    promotion.status = PromotionStatus::RolledBack;
+    promotion.rolled_back_at = Some(at);
+    Ok(promotion)
+}
+
+/// The plan of a rollback: the target's flows as the backup had them.
+/// Flows only: keys a promotion added stay, and no value is touched.
+pub(super) fn restore_plan(
+    backup_flows: BTreeMap<stagehand_domain::FlowName, stagehand_domain::ContentHash>,
+    current: &InstanceState,
+) -> PromotionPlan {
+    PromotionPlan::between(
+        &InstanceState {
+            flows: backup_flows,
+            env: BTreeMap::new(),
+        },
+        current,
+    )
+}
+
+/// Marks an applied promotion rolled back and writes its audit event:
+/// the last step of a direct rollback and of an approved rollback request.
+pub(super) async fn record_rolled_back(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PromotionId,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    details: serde_json::Value,
+) -> StoreResult<()> {
     sqlx::query("update promotions set status = $2, rolled_back_at = $3 where id = $1")
         .bind(id.0)
         .bind(PromotionStatus::RolledBack.as_str())
@@ -363,19 +401,10 @@ pub(super) async fn rollback(
             actor,
             kind: AuditEventKind::PromotionRolledBack,
             subject: Some(id.0),
-            details: json!({
-                "instance": updated.name,
-                "restored_snapshot": backup_id,
-                "pre_rollback_snapshot": safety,
-                "target_version": updated.version,
-                "summary": restore.summary(),
-            }),
+            details,
         },
     )
-    .await?;
-    promotion.status = PromotionStatus::RolledBack;
-    promotion.rolled_back_at = Some(at);
-    Ok(promotion)
+    .await
 }
 
 /// A rollback into a protected instance: a pending promotion of the
@@ -403,13 +432,7 @@ async fn request_rollback(
     }
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, original.target_instance_id).await?;
-    let plan = PromotionPlan::between(
-        &InstanceState {
-            flows: backup.flows,
-            env: BTreeMap::new(),
-        },
-        &current,
-    );
+    let plan = restore_plan(backup.flows, &current);
     let request = Promotion {
         id: PromotionId::new(),
         team_id: team,
