@@ -82,6 +82,16 @@ pub enum AuditEventKind {
     PromotionApproved,
     #[serde(rename = "promotion.rejected")]
     PromotionRejected,
+    #[serde(rename = "promotion.deploying")]
+    PromotionDeploying,
+    #[serde(rename = "promotion.failed")]
+    PromotionFailed,
+    #[serde(rename = "runtime.connected")]
+    RuntimeConnected,
+    #[serde(rename = "runtime.disconnected")]
+    RuntimeDisconnected,
+    #[serde(rename = "instance.pulled")]
+    InstancePulled,
 }
 
 impl AuditEventKind {
@@ -126,6 +136,11 @@ impl AuditEventKind {
             RollbackRequested => "promotion.rollback_requested",
             PromotionApproved => "promotion.approved",
             PromotionRejected => "promotion.rejected",
+            PromotionDeploying => "promotion.deploying",
+            PromotionFailed => "promotion.failed",
+            RuntimeConnected => "runtime.connected",
+            RuntimeDisconnected => "runtime.disconnected",
+            InstancePulled => "instance.pulled",
         }
     }
 }

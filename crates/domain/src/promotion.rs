@@ -8,6 +8,9 @@ use std::str::FromStr;
 #[serde(rename_all = "snake_case")]
 pub enum PromotionStatus {
     PendingApproval,
+    /// Sent to the target's runtime; applied or failed once it answers
+    /// (or, after a crash, once reconciled against it).
+    Deploying,
     Applied,
     Failed,
     Rejected,
@@ -15,8 +18,9 @@ pub enum PromotionStatus {
 }
 
 impl PromotionStatus {
-    pub const ALL: [PromotionStatus; 5] = [
+    pub const ALL: [PromotionStatus; 6] = [
         Self::PendingApproval,
+        Self::Deploying,
         Self::Applied,
         Self::Failed,
         Self::Rejected,
@@ -26,6 +30,7 @@ impl PromotionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingApproval => "pending_approval",
+            Self::Deploying => "deploying",
             Self::Applied => "applied",
             Self::Failed => "failed",
             Self::Rejected => "rejected",
@@ -38,7 +43,9 @@ impl PromotionStatus {
         use PromotionStatus::*;
         matches!(
             (self, next),
-            (PendingApproval, Applied | Failed | Rejected) | (Applied, RolledBack)
+            (PendingApproval, Deploying | Applied | Failed | Rejected)
+                | (Deploying, Applied | Failed)
+                | (Applied, RolledBack)
         )
     }
 }

@@ -174,6 +174,7 @@ async fn run(store: Arc<dyn Store>, backend: &str, shape: &Shape) {
             actor: actor.clone(),
             idempotency_key: None,
             expected_target_version: None,
+            overwrite_drift: false,
         };
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let before = rss_kib("VmRSS:").unwrap_or(0);

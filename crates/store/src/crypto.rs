@@ -204,6 +204,23 @@ impl Cipher {
             .map_err(|_| OpenError)
     }
 
+    /// Seals a runtime connection's credentials, bound to its instance.
+    pub fn seal_runtime_auth(&self, instance: InstanceId, auth: &SecretValue) -> Sealed {
+        self.seal(auth.expose().as_bytes(), &runtime_aad(instance))
+    }
+
+    /// Opens credentials sealed by [`Cipher::seal_runtime_auth`].
+    pub fn open_runtime_auth(
+        &self,
+        instance: InstanceId,
+        sealed: &Sealed,
+    ) -> Result<SecretValue, OpenError> {
+        let bytes = self.open(sealed, &runtime_aad(instance))?;
+        String::from_utf8(bytes.to_vec())
+            .map(SecretValue::new)
+            .map_err(|_| OpenError)
+    }
+
     /// A key check to store beside the data: base64 of nonce and ciphertext.
     pub fn key_check(&self) -> String {
         let s = self.seal(KEY_CHECK_PLAINTEXT.as_bytes(), KEY_CHECK_AAD);
@@ -221,6 +238,12 @@ impl Cipher {
         self.open(&Sealed { nonce, ciphertext }, KEY_CHECK_AAD)
             .is_ok_and(|p| p.as_slice() == KEY_CHECK_PLAINTEXT.as_bytes())
     }
+}
+
+/// Binds sealed credentials to their instance: moved to another row they
+/// do not open.
+fn runtime_aad(instance: InstanceId) -> Vec<u8> {
+    format!("stagehand:runtime:{}", instance.0).into_bytes()
 }
 
 fn env_aad(instance: InstanceId, key: &EnvKey) -> Vec<u8> {

@@ -53,6 +53,24 @@ pub enum Conflict {
     /// The thing is still in use (e.g. an instance that is a stage).
     #[error("{0}")]
     InUse(&'static str),
+    /// A promotion is being deployed into the instance's runtime; nothing
+    /// else changes it until the runtime answers.
+    #[error(
+        "{instance} is being deployed to its runtime by promotion {id}; try again once it is applied or failed"
+    )]
+    Deploying {
+        instance: String,
+        id: stagehand_domain::PromotionId,
+    },
+    /// The instance mirrors a runtime: its flows change there (or by a
+    /// promotion), then Stagehand pulls them.
+    #[error(
+        "{instance} is connected to {kind}: change its flows there and pull, or promote into it"
+    )]
+    Mirrored { instance: String, kind: String },
+    /// The instance is not connected to a runtime.
+    #[error("{0} is not connected to a runtime")]
+    NotConnected(String),
     /// The database aborted the transaction to resolve contention
     /// (deadlock or serialisation failure); retrying is safe.
     #[error("a concurrent change got in the way; try again")]

@@ -347,6 +347,79 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         team: Option<TeamId>,
         filter: &AuditFilter,
     ) -> StoreResult<Vec<AuditEvent>>;
+
+    // Connected instances (runtimes).
+    /// Connects an instance to a runtime (or replaces the connection); the
+    /// actor must manage protection. Audited without the credentials.
+    async fn connect_runtime(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        link: NewRuntimeLink,
+        actor: &Actor,
+    ) -> StoreResult<RuntimeLink>;
+    async fn disconnect_runtime(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        actor: &Actor,
+    ) -> StoreResult<()>;
+    async fn runtime_link(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+    ) -> StoreResult<Option<RuntimeLink>>;
+    async fn runtime_links(&self, team: TeamId) -> StoreResult<Vec<RuntimeLink>>;
+    /// Every connected instance of the installation (the drift check's list).
+    async fn all_runtime_links(&self) -> StoreResult<Vec<(TeamId, RuntimeLink)>>;
+    /// The link and its decrypted credentials, for a call to the runtime.
+    async fn runtime_credentials(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+    ) -> StoreResult<(RuntimeLink, SecretValue)>;
+    /// Records what a look at the runtime found (not audited).
+    async fn record_runtime_check(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        state: RuntimeState,
+        detail: Option<String>,
+        changed_by: Option<String>,
+    ) -> StoreResult<RuntimeLink>;
+    /// Records a runtime's content as the instance (flows, values), with
+    /// its revision; snapshotted and audited.
+    async fn record_pull(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        pulled: PulledState,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
+    /// What a `deploying` promotion sends to its target's runtime.
+    async fn deployment(&self, team: TeamId, promotion: PromotionId) -> StoreResult<DeploymentInput>;
+    /// The runtime's answer to a deploy: applies or fails the promotion.
+    async fn finish_deploy(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        outcome: DeployOutcome,
+        actor: &Actor,
+        reconciled: bool,
+    ) -> StoreResult<Promotion>;
+    /// Every team's promotions deploying since before `started_before`.
+    async fn deploying_promotions(
+        &self,
+        started_before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<Promotion>>;
+    /// Claims this period's run of a background job: true for one caller
+    /// per period across every replica sharing the database.
+    async fn claim_job(
+        &self,
+        name: &str,
+        every: Duration,
+        holder: &str,
+    ) -> StoreResult<bool>;
 }
 
 /// Where the data lives.

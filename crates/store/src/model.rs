@@ -1,10 +1,10 @@
 //! Records the store returns and the requests it takes.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stagehand_domain::{
     AuditEventKind, ContentHash, EnvKey, FlowContent, FlowName, InstanceId, Name, Permission,
-    PermissionSet, PipelineId, PromotionId, PromotionPlan, PromotionStatus, Protection, SnapshotId,
+    PermissionSet, PipelineId, PromotionId, PromotionPlan, PromotionStatus, Protection, SecretValue, SnapshotId,
     StageId, TeamId, UserId, Username,
 };
 use std::collections::BTreeMap;
@@ -238,6 +238,8 @@ pub enum SnapshotReason {
     PromotionBackup,
     /// The target just before a rollback changed it.
     RollbackBackup,
+    /// A connected instance as its runtime held it when pulled.
+    RuntimePull,
 }
 
 impl SnapshotReason {
@@ -246,6 +248,7 @@ impl SnapshotReason {
             Self::PromotionSource => "promotion_source",
             Self::PromotionBackup => "promotion_backup",
             Self::RollbackBackup => "rollback_backup",
+            Self::RuntimePull => "runtime_pull",
         }
     }
 
@@ -254,6 +257,7 @@ impl SnapshotReason {
             Self::PromotionSource,
             Self::PromotionBackup,
             Self::RollbackBackup,
+            Self::RuntimePull,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -303,6 +307,14 @@ pub struct Promotion {
     pub created_at: DateTime<Utc>,
     pub applied_at: Option<DateTime<Utc>>,
     pub rolled_back_at: Option<DateTime<Utc>>,
+    /// Into a connected target: the runtime's revision once it accepted.
+    pub runtime_revision: Option<String>,
+    /// Into a connected target: why the runtime did not take it.
+    pub runtime_error: Option<String>,
+    /// The requester chose to overwrite a target changed in its runtime.
+    pub overwrite_drift: bool,
+    /// When the promotion was sent to the target's runtime.
+    pub deploy_started_at: Option<DateTime<Utc>>,
 }
 
 /// What a play did: a new promotion, or the first one again for a retry
@@ -363,6 +375,9 @@ pub struct PromotionRequest {
     /// The target version the preview was computed against; a promotion
     /// into a target that changed since fails with a conflict.
     pub expected_target_version: Option<i64>,
+    /// Into a connected target that changed in its runtime since Stagehand
+    /// last saw it: overwrite it anyway (audited).
+    pub overwrite_drift: bool,
 }
 
 /// What play on a stage would do, computed without changing anything.
@@ -631,4 +646,123 @@ pub struct ChainBreak {
     /// The event at that position, if it is still there.
     pub event_id: Option<stagehand_domain::AuditEventId>,
     pub reason: String,
+}
+
+/// What the last look at a connected instance's runtime found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeState {
+    /// Not checked since it was connected.
+    Unknown,
+    /// The runtime holds the revision Stagehand last pulled or deployed.
+    InSync,
+    /// The runtime changed behind Stagehand's back.
+    Drifted,
+    Unreachable,
+    AuthFailed,
+}
+
+impl RuntimeState {
+    pub const ALL: [RuntimeState; 5] = [
+        Self::Unknown,
+        Self::InSync,
+        Self::Drifted,
+        Self::Unreachable,
+        Self::AuthFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::InSync => "in_sync",
+            Self::Drifted => "drifted",
+            Self::Unreachable => "unreachable",
+            Self::AuthFailed => "auth_failed",
+        }
+    }
+
+    /// How a person reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "not checked yet",
+            Self::InSync => "in sync",
+            Self::Drifted => "drifted",
+            Self::Unreachable => "unreachable",
+            Self::AuthFailed => "auth failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A connected instance's runtime as Stagehand knows it. Never holds the
+/// credentials: those are read only by [`crate::Store::runtime_credentials`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeLink {
+    pub instance_id: InstanceId,
+    /// `node-red` or `langflow`.
+    pub kind: String,
+    pub url: String,
+    /// The runtime's revision when Stagehand last pulled or deployed.
+    pub revision: Option<String>,
+    pub synced_at: Option<DateTime<Utc>>,
+    pub last_pull_at: Option<DateTime<Utc>>,
+    pub state: RuntimeState,
+    /// What the last check said (an error, the revision it found).
+    pub state_detail: Option<String>,
+    /// Who changed the runtime, when it says so.
+    pub changed_by: Option<String>,
+    pub checked_at: Option<DateTime<Utc>>,
+    pub connected_at: DateTime<Utc>,
+    pub connected_by: String,
+}
+
+/// Connects an instance to a runtime.
+#[derive(Debug, Clone)]
+pub struct NewRuntimeLink {
+    pub kind: String,
+    pub url: String,
+    /// The credentials, as the runtime crate serialises them; sealed at rest.
+    pub auth: SecretValue,
+}
+
+/// What a pull found for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PulledValue {
+    Value(SecretValue),
+    /// Only the runtime knows the value (a Langflow Credential variable).
+    HeldByRuntime,
+    Empty,
+}
+
+/// A runtime's content, in Stagehand's terms, to record as the instance.
+#[derive(Debug, Clone)]
+pub struct PulledState {
+    pub revision: String,
+    pub flows: Vec<(FlowName, FlowContent)>,
+    pub env: Vec<(EnvKey, PulledValue)>,
+    pub changed_by: Option<String>,
+}
+
+/// Everything a deploy sends: the flows the target will hold and the
+/// target's own values. Built by [`crate::Store::deployment`].
+#[derive(Debug, Clone)]
+pub struct DeploymentInput {
+    pub promotion: Promotion,
+    pub link: RuntimeLink,
+    pub flows: Vec<(FlowName, FlowContent)>,
+    /// The target's values for every key it will hold (`None`: awaiting).
+    pub values: Vec<(EnvKey, Option<SecretValue>)>,
+}
+
+/// How a runtime answered a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployOutcome {
+    /// The runtime took it; this is its new revision.
+    Accepted { revision: String },
+    /// It did not. `drifted`: because the runtime changed since Stagehand
+    /// last saw it.
+    Failed { error: String, drifted: bool },
 }

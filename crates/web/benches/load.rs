@@ -296,6 +296,7 @@ async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
             actor: Actor::user(lead.id, &lead.username),
             idempotency_key: None,
             expected_target_version: None,
+            overwrite_drift: false,
         })
         .await
         .unwrap();

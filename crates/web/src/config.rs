@@ -21,6 +21,47 @@ pub struct WebConfig {
     /// "unavailable": under a second, as probes expect.
     pub ready_timeout: Duration,
     pub connections: ConnectionLimits,
+    pub runtimes: RuntimeOptions,
+}
+
+/// How Stagehand talks to connected runtimes and watches them.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Timeouts of every runtime call (`STAGEHAND_RUNTIME_TIMEOUT_MS`).
+    pub client: stagehand_runtime::ClientOptions,
+    /// How long the pipeline page waits for a stage's runtime before it
+    /// shows the last known state.
+    pub page_check: Duration,
+    /// How often one replica checks every connected runtime for drift
+    /// (`STAGEHAND_DRIFT_CHECK_SECS`).
+    pub drift_check_every: Duration,
+    /// How often one replica reconciles promotions left `deploying`.
+    pub reconcile_every: Duration,
+    /// A promotion deploying for longer than this is presumed orphaned
+    /// (its replica died) and reconciled against the runtime. Longer than
+    /// the client timeout, so a live deploy is never second-guessed.
+    pub reconcile_after: Duration,
+    /// Who this replica is, in the jobs table.
+    pub holder: String,
+    /// Fault injection for the crash tests: after a runtime accepted a
+    /// deploy, wait this long before recording it
+    /// (`STAGEHAND_FAULT_PAUSE_AFTER_DEPLOY_MS`; never set it otherwise).
+    pub fault_pause_after_deploy: Option<Duration>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        let client = stagehand_runtime::ClientOptions::default();
+        Self {
+            reconcile_after: client.timeout + Duration::from_secs(5),
+            client,
+            page_check: Duration::from_secs(2),
+            drift_check_every: Duration::from_secs(60),
+            reconcile_every: Duration::from_secs(15),
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            fault_pause_after_deploy: None,
+        }
+    }
 }
 
 /// How long a client may hold a connection without doing its part, and how
@@ -75,6 +116,7 @@ impl Default for WebConfig {
             },
             ready_timeout: Duration::from_millis(800),
             connections: ConnectionLimits::default(),
+            runtimes: RuntimeOptions::default(),
         }
     }
 }

@@ -26,6 +26,15 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
+    /// A connected runtime stopped the request: drifted (409), or it
+    /// could not be reached or refused Stagehand's credentials (502). The
+    /// code says which; the message never holds a credential.
+    #[error("{message}")]
+    Runtime {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// A direct change of a protected instance, refused.
     #[error("{0}")]
     Protected(String),
@@ -111,6 +120,7 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Runtime { status, .. } => *status,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -131,6 +141,7 @@ impl AppError {
             Self::NotFound(what) => ("Not found", format!("This {what} does not exist, or you cannot see it.")),
             Self::Invalid(_) => ("Please fix the form", "Some fields need another value:".into()),
             Self::Conflict(m) => ("Could not do that", m.clone()),
+            Self::Runtime { message, .. } => ("The runtime stopped this", message.clone()),
             Self::Protected(m) => ("Protected instance", m.clone()),
             Self::Refused(m) => ("Not allowed", m.clone()),
             Self::Csrf(m) => ("Request refused", (*m).into()),
@@ -145,6 +156,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::Invalid(_) => "invalid",
             Self::Conflict(_) => "conflict",
+            Self::Runtime { code, .. } => code,
             Self::Protected(_) => "protected",
             Self::Refused(_) => "forbidden",
             Self::Csrf(_) => "csrf",

@@ -11,6 +11,7 @@ mod assets;
 pub mod auth;
 pub mod authz;
 mod config;
+pub mod deploy;
 mod error;
 mod extract;
 mod health;
@@ -20,7 +21,7 @@ mod security;
 mod server;
 mod views;
 
-pub use config::{ConnectionLimits, LoginThrottle, WebConfig};
+pub use config::{ConnectionLimits, LoginThrottle, RuntimeOptions, WebConfig};
 pub use error::{AppError, AppResult};
 
 use axum::Router;

@@ -3,7 +3,7 @@
 //! store.
 
 use crate::AppState;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use stagehand_store::{Played, PromotionRequest};
 
 /// Promotes `request.stage` into the next stage; `stage.promote` (which
@@ -11,15 +11,5 @@ use stagehand_store::{Played, PromotionRequest};
 /// requests the promotion: it waits for approvals from people other than
 /// the requester. The last stage has nothing to promote into.
 pub(crate) async fn promote(state: &AppState, request: PromotionRequest) -> AppResult<Played> {
-    let pipeline = state.store.pipeline(request.team, request.pipeline).await?;
-    match pipeline.stage_and_next(request.stage) {
-        None => return Err(AppError::NotFound("stage")),
-        Some((_, None)) => {
-            return Err(AppError::Conflict(
-                "This is the last stage: there is nothing to promote it into.".into(),
-            ));
-        }
-        Some(_) => {}
-    }
-    Ok(state.store.play(request).await?)
+    crate::deploy::play(state, request).await
 }

@@ -5,7 +5,9 @@
 
 use crate::api;
 use crate::authz::{Access, authorize};
-use crate::views::{admin, audit, dashboard, history, instances, pipelines, promotions, tokens};
+use crate::views::{
+    admin, audit, dashboard, history, instances, pipelines, promotions, runtimes, tokens,
+};
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
 use axum::routing::{delete, get, patch, post, put};
@@ -101,6 +103,10 @@ routes! {
     post "/teams/{team}/instances/{instance}/settings" => instances::settings_post, Team(InstanceEdit);
     // Protection guards production: changing it is for those who manage it.
     post "/teams/{team}/instances/{instance}/protection" => instances::protection_post, Team(StagePromoteProtected);
+    post "/teams/{team}/instances/{instance}/runtime" => runtimes::connect_post, Team(StagePromoteProtected);
+    post "/teams/{team}/instances/{instance}/runtime/disconnect" => runtimes::disconnect_post, Team(StagePromoteProtected);
+    post "/teams/{team}/instances/{instance}/runtime/test" => runtimes::test_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/pull" => runtimes::pull_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/flows" => instances::save_flow_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/flows/upload" => instances::upload_flow_post, Team(InstanceEdit);
     get  "/teams/{team}/instances/{instance}/flows/{flow}" => instances::view_flow_get, Team(InstanceView);
@@ -124,6 +130,11 @@ routes! {
     delete "/api/v1/instances/{instance}" => api::instances::delete, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/protection" => api::instances::protection_get, Api(InstanceView);
     put    "/api/v1/instances/{instance}/protection" => api::instances::protection_put, Api(StagePromoteProtected);
+    get    "/api/v1/instances/{instance}/runtime" => api::runtimes::runtime_get, Api(InstanceView);
+    put    "/api/v1/instances/{instance}/runtime" => api::runtimes::runtime_put, Api(StagePromoteProtected);
+    delete "/api/v1/instances/{instance}/runtime" => api::runtimes::runtime_delete, Api(StagePromoteProtected);
+    post   "/api/v1/instances/{instance}/runtime/test" => api::runtimes::runtime_test_post, Api(InstanceEdit);
+    post   "/api/v1/instances/{instance}/pull" => api::runtimes::pull_post, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/flows" => api::instances::flows_get, Api(InstanceView);
     put    "/api/v1/instances/{instance}/flows" => api::instances::flows_put, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/flows/{flow}" => api::instances::flow_get, Api(InstanceView);

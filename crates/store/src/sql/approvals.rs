@@ -148,6 +148,7 @@ async fn apply_pinned(
     requires_all_env_values: bool,
     actor: &Actor,
 ) -> StoreResult<()> {
+    super::runtimes::check_not_deploying(conn, team, promotion.target_instance_id).await?;
     let pinned = snapshot(conn, team, promotion.source_snapshot_id).await?;
     let undone = match promotion.rollback_of {
         Some(original) => Some(check_still_applied(conn, team, original).await?),
@@ -189,6 +190,14 @@ async fn apply_pinned(
         },
     )
     .await?;
+    if super::runtimes::connected_kind(conn, target_id).await?.is_some() {
+        // Into a connected target the approval deploys; the runtime's
+        // answer applies it (`runtimes::finish`).
+        promotion.backup_snapshot_id = Some(backup);
+        promotion.plan = plan;
+        let target = instances::get(conn, team, target_id).await?;
+        return super::runtimes::begin(conn, promotion, false, actor, target.name.as_str()).await;
+    }
     apply_flow_changes(conn, target_id, &plan).await?;
     add_keys(conn, target_id, &plan.keys_to_add).await?;
     let updated = instances::bump_version(conn, team, target_id).await?;

@@ -13,7 +13,7 @@ use stagehand_domain::{
     AuditEventKind, ContentHash, EnvKey, EnvKeyState, FlowContent, FlowName, InstanceId,
     InstanceState, Name, Protection, SecretValue, TeamId, ValidationError,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 /// Largest settings document, in bytes of JSON.
@@ -165,6 +165,7 @@ pub(super) async fn lock_for_direct_edit(
     lock_for_edit(conn, team, id, None).await?;
     let instance = get(conn, team, id).await?;
     check_unprotected(&instance, actor)?;
+    super::runtimes::check_not_deploying(conn, team, id).await?;
     match expected_version {
         Some(expected) if expected != instance.version => Err(Conflict::StaleVersion {
             expected,
@@ -414,8 +415,43 @@ pub(super) async fn flow(
     })
 }
 
+/// The contents of the named flows, from their stored blobs.
+pub(super) async fn blobs(
+    conn: &mut Conn,
+    flows: &BTreeMap<FlowName, ContentHash>,
+) -> StoreResult<Vec<(FlowName, FlowContent)>> {
+    let hashes: BTreeSet<&str> = flows.values().map(ContentHash::as_str).collect();
+    let mut contents: BTreeMap<String, FlowContent> = BTreeMap::new();
+    let hashes: Vec<&str> = hashes.into_iter().collect();
+    for chunk in hashes.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<super::Db>::new(
+            "select hash, content from flow_blobs where hash in (",
+        );
+        let mut list = q.separated(", ");
+        for h in chunk {
+            list.push_bind(*h);
+        }
+        q.push(")");
+        let rows: Vec<(String, Json<serde_json::Value>)> =
+            q.build_query_as().fetch_all(&mut *conn).await?;
+        for (hash, content) in rows {
+            contents.insert(hash, stored(FlowContent::from_value(&content.0))?);
+        }
+    }
+    flows
+        .iter()
+        .map(|(name, hash)| {
+            contents
+                .get(hash.as_str())
+                .cloned()
+                .map(|c| (name.clone(), c))
+                .ok_or_else(|| StoreError::Corrupt(format!("flow blob {hash} is missing")))
+        })
+        .collect()
+}
+
 /// Stores a flow's content once, keyed by its hash.
-async fn save_blob(conn: &mut Conn, content: &FlowContent) -> StoreResult<()> {
+pub(super) async fn save_blob(conn: &mut Conn, content: &FlowContent) -> StoreResult<()> {
     let raw = serde_json::value::RawValue::from_string(content.as_json().to_owned())
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
@@ -474,7 +510,8 @@ pub(super) async fn put_flow(
     expected_version: Option<i64>,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
+    let inst = lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
+    super::runtimes::check_flows_not_mirrored(conn, &inst).await?;
     save_blob(conn, &content).await?;
     point_flow(conn, instance, &name, content.hash()).await?;
     let updated = bump_version(conn, team, instance).await?;
@@ -497,7 +534,8 @@ pub(super) async fn delete_flow(
     expected_version: Option<i64>,
     actor: &Actor,
 ) -> StoreResult<Instance> {
-    lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
+    let inst = lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
+    super::runtimes::check_flows_not_mirrored(conn, &inst).await?;
     if !remove_flow(conn, instance, name).await? {
         return Err(StoreError::NotFound("flow"));
     }
@@ -529,7 +567,8 @@ pub(super) async fn replace_flows(
         )
         .into());
     }
-    lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
+    let inst = lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
+    super::runtimes::check_flows_not_mirrored(conn, &inst).await?;
     let current = state(conn, instance).await?;
     let wanted = InstanceState {
         flows: flows
@@ -566,7 +605,8 @@ pub(super) async fn env_vars(
 ) -> StoreResult<Vec<EnvVarMeta>> {
     get(conn, team, instance).await?;
     let rows: Vec<(String, bool, DateTime<Utc>)> = sqlx::query_as(
-        "select key, value_ciphertext is not null, updated_at from env_vars where instance_id = $1 order by key",
+        "select key, value_ciphertext is not null or held_by_runtime, updated_at from env_vars
+         where instance_id = $1 order by key",
     )
     .bind(instance.0)
     .fetch_all(conn)
@@ -697,7 +737,7 @@ pub(super) async fn state(conn: &mut Conn, instance: InstanceId) -> StoreResult<
             .fetch_all(&mut *conn)
             .await?;
     let env: Vec<(String, bool)> = sqlx::query_as(
-        "select key, value_ciphertext is not null from env_vars where instance_id = $1",
+        "select key, value_ciphertext is not null or held_by_runtime from env_vars where instance_id = $1",
     )
     .bind(instance.0)
     .fetch_all(conn)

@@ -12,6 +12,7 @@ mod identity;
 mod instances;
 mod pipelines;
 mod promotions;
+mod runtimes;
 mod sessions;
 mod snapshots;
 mod tokens;
@@ -539,5 +540,89 @@ impl Store for Backend {
         filter: &AuditFilter,
     ) -> StoreResult<Vec<AuditEvent>> {
         read!(self, c => audit::history(c, team, filter))
+    }
+
+    async fn connect_runtime(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        link: NewRuntimeLink,
+        actor: &Actor,
+    ) -> StoreResult<RuntimeLink> {
+        write_tx!(self, c => runtimes::connect(c, &self.cipher, team, instance, link, actor))
+    }
+    async fn disconnect_runtime(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        write_tx!(self, c => runtimes::disconnect(c, team, instance, actor))
+    }
+    async fn runtime_link(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+    ) -> StoreResult<Option<RuntimeLink>> {
+        read!(self, c => runtimes::link(c, team, instance))
+    }
+    async fn runtime_links(&self, team: TeamId) -> StoreResult<Vec<RuntimeLink>> {
+        read!(self, c => runtimes::links(c, team))
+    }
+    async fn all_runtime_links(&self) -> StoreResult<Vec<(TeamId, RuntimeLink)>> {
+        read!(self, c => runtimes::all_links(c))
+    }
+    async fn runtime_credentials(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+    ) -> StoreResult<(RuntimeLink, SecretValue)> {
+        read!(self, c => runtimes::credentials(c, &self.cipher, team, instance))
+    }
+    async fn record_runtime_check(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        state: RuntimeState,
+        detail: Option<String>,
+        changed_by: Option<String>,
+    ) -> StoreResult<RuntimeLink> {
+        write_tx!(self, c => runtimes::record_check(c, team, instance, state, detail, changed_by))
+    }
+    async fn record_pull(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        pulled: PulledState,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => runtimes::pull(c, &self.cipher, team, instance, pulled, actor))
+    }
+    async fn deployment(&self, team: TeamId, promotion: PromotionId) -> StoreResult<DeploymentInput> {
+        read!(self, c => runtimes::deployment(c, &self.cipher, team, promotion))
+    }
+    async fn finish_deploy(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        outcome: DeployOutcome,
+        actor: &Actor,
+        reconciled: bool,
+    ) -> StoreResult<Promotion> {
+        write_tx!(self, c => runtimes::finish(c, team, promotion, outcome, actor, reconciled))
+    }
+    async fn deploying_promotions(
+        &self,
+        started_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<Promotion>> {
+        read!(self, c => runtimes::deploying(c, started_before))
+    }
+    async fn claim_job(
+        &self,
+        name: &str,
+        every: std::time::Duration,
+        holder: &str,
+    ) -> StoreResult<bool> {
+        write_tx!(self, c => runtimes::claim_job(c, name, every, holder))
     }
 }

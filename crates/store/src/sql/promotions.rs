@@ -7,7 +7,7 @@
 //! version, write the promotion row and its audit event.
 
 use super::snapshots::{snapshot, take_snapshot};
-use super::{Conn, audit, instances, lock_instance, now, pipelines};
+use super::{Conn, audit, instances, lock_instance, now, pipelines, runtimes};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{
     Actor, NewAuditEvent, Played, Preview, Promotion, PromotionRequest, SnapshotReason, Stage,
@@ -192,6 +192,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         .into());
     }
 
+    runtimes::check_not_deploying(conn, team, target.instance_id).await?;
     // The protection of the target instance, read under its lock.
     let protection = instances::get(conn, team, target.instance_id)
         .await?
@@ -234,6 +235,10 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         created_at: now(),
         applied_at: None,
         rolled_back_at: None,
+        runtime_revision: None,
+        runtime_error: None,
+        overwrite_drift: req.overwrite_drift,
+        deploy_started_at: None,
     };
 
     if protection.is_protected() {
@@ -257,6 +262,35 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
             }
             .into());
         }
+    }
+    if !protection.is_protected()
+        && runtimes::connected_kind(conn, target.instance_id)
+            .await?
+            .is_some()
+    {
+        // Into a connected target: record it deploying; the runtime's
+        // answer applies it (`runtimes::finish`).
+        let backup = take_snapshot(
+            conn,
+            team,
+            target.instance_id,
+            &target_state,
+            SnapshotReason::PromotionBackup,
+        )
+        .await?;
+        promotion.backup_snapshot_id = Some(backup);
+        runtimes::begin(
+            conn,
+            &mut promotion,
+            true,
+            &req.actor,
+            target.instance_name.as_str(),
+        )
+        .await?;
+        return Ok(Played {
+            promotion,
+            replayed: false,
+        });
     }
     let kind = if protection.is_protected() {
         // What was reviewed is what ships: the approval applies the pinned
@@ -325,9 +359,17 @@ pub(super) async fn rollback(
     let backup_id = promotion.backup_snapshot_id.ok_or_else(|| {
         StoreError::Corrupt(format!("applied promotion {id} has no backup snapshot"))
     })?;
+    runtimes::check_not_deploying(conn, team, promotion.target_instance_id).await?;
     let target = instances::get(conn, team, promotion.target_instance_id).await?;
     if target.protection.is_protected() {
-        return request_rollback(conn, team, &promotion, backup_id, target.version, actor).await;
+        return request_rollback(conn, team, &promotion, backup_id, target.version, actor, false)
+            .await;
+    }
+    if runtimes::connected_kind(conn, target.id).await?.is_some() {
+        // Into a connected target a rollback is deployed like a
+        // promotion: a new promotion of the backup, `rollback_of` this one.
+        return request_rollback(conn, team, &promotion, backup_id, target.version, actor, true)
+            .await;
     }
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, promotion.target_instance_id).await?;
@@ -411,6 +453,9 @@ pub(super) async fn record_rolled_back(
 /// backup snapshot into the same instance, applied once approved (flows
 /// only, as a direct rollback). A second request while one is pending
 /// returns the first.
+///
+/// With `deploy` (an unprotected connected target) the new promotion is
+/// not a request but the rollback itself, recorded `deploying`.
 async fn request_rollback(
     conn: &mut Conn,
     team: TeamId,
@@ -418,6 +463,7 @@ async fn request_rollback(
     backup_id: SnapshotId,
     target_version: i64,
     actor: &Actor,
+    deploy: bool,
 ) -> StoreResult<Promotion> {
     let pending: Option<PromotionRow> = sqlx::query_as(&format!(
         "select {PROMOTION_COLUMNS} from promotions
@@ -433,7 +479,7 @@ async fn request_rollback(
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, original.target_instance_id).await?;
     let plan = restore_plan(backup.flows, &current);
-    let request = Promotion {
+    let mut request = Promotion {
         id: PromotionId::new(),
         team_id: team,
         pipeline_id: original.pipeline_id,
@@ -454,7 +500,25 @@ async fn request_rollback(
         created_at: now(),
         applied_at: None,
         rolled_back_at: None,
+        runtime_revision: None,
+        runtime_error: None,
+        overwrite_drift: false,
+        deploy_started_at: None,
     };
+    if deploy {
+        let safety = take_snapshot(
+            conn,
+            team,
+            original.target_instance_id,
+            &current,
+            SnapshotReason::RollbackBackup,
+        )
+        .await?;
+        request.backup_snapshot_id = Some(safety);
+        let target = instances::get(conn, team, original.target_instance_id).await?;
+        runtimes::begin(conn, &mut request, true, actor, target.name.as_str()).await?;
+        return Ok(request);
+    }
     insert(conn, &request).await?;
     audit::record(
         conn,
@@ -477,7 +541,8 @@ async fn request_rollback(
 pub(super) const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
     target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, requested_target_version,
     plan, requested_by_user_id,
-    requested_by, idempotency_key, rollback_of, created_at, applied_at, rolled_back_at";
+    requested_by, idempotency_key, rollback_of, created_at, applied_at, rolled_back_at,
+    runtime_revision, runtime_error, overwrite_drift, deploy_started_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct PromotionRow {
@@ -501,6 +566,10 @@ pub(super) struct PromotionRow {
     created_at: DateTime<Utc>,
     applied_at: Option<DateTime<Utc>>,
     rolled_back_at: Option<DateTime<Utc>>,
+    runtime_revision: Option<String>,
+    runtime_error: Option<String>,
+    overwrite_drift: bool,
+    deploy_started_at: Option<DateTime<Utc>>,
 }
 
 impl PromotionRow {
@@ -528,14 +597,19 @@ impl PromotionRow {
             created_at: self.created_at,
             applied_at: self.applied_at,
             rolled_back_at: self.rolled_back_at,
+            runtime_revision: self.runtime_revision,
+            runtime_error: self.runtime_error,
+            overwrite_drift: self.overwrite_drift,
+            deploy_started_at: self.deploy_started_at,
         })
     }
 }
 
-async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
+pub(super) async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     sqlx::query(&format!(
         "insert into promotions ({PROMOTION_COLUMNS})
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                 $21, $22, $23, $24)"
     ))
     .bind(p.id.0)
     .bind(p.team_id.0)
@@ -557,6 +631,10 @@ async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     .bind(p.created_at)
     .bind(p.applied_at)
     .bind(p.rolled_back_at)
+    .bind(&p.runtime_revision)
+    .bind(&p.runtime_error)
+    .bind(p.overwrite_drift)
+    .bind(p.deploy_started_at)
     .execute(conn)
     .await?;
     Ok(())

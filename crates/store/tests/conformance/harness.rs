@@ -225,5 +225,6 @@ pub fn request(
         actor: actor(),
         idempotency_key: None,
         expected_target_version: None,
+        overwrite_drift: false,
     }
 }

@@ -6,6 +6,7 @@ pub mod instances;
 pub mod openapi;
 pub mod pipelines;
 pub mod promotions;
+pub mod runtimes;
 
 use crate::error::AppError;
 use crate::extract::{body_error, field_of};
@@ -48,5 +49,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         de.end()
             .map_err(|e| AppError::invalid("body", e.to_string()))?;
         Ok(Self(value))
+    }
+}
+
+/// A JSON body that may be left out: no body at all is `T::default()`; a
+/// body must be JSON, as for [`Json`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text(), "body"))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Self(v))
     }
 }

@@ -47,6 +47,16 @@ pub(crate) async fn preview_get(
     Ok(axum::Json(preview).into_response())
 }
 
+/// Play's optional body.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlayBody {
+    /// Into a connected target that changed in its runtime since Stagehand
+    /// last saw it: overwrite it anyway (audited).
+    #[serde(default)]
+    overwrite_drift: bool,
+}
+
 /// Longest `Idempotency-Key` accepted (the store checks it too).
 const MAX_KEY: usize = 200;
 
@@ -59,6 +69,7 @@ pub(crate) async fn promote_post(
     Extension(ctx): Extension<ApiCtx>,
     Path((pipeline, stage)): Path<(String, String)>,
     headers: HeaderMap,
+    super::OptionalJson(body): super::OptionalJson<PlayBody>,
 ) -> AppResult<Response> {
     let (pipeline, stage) = ids(&pipeline, &stage)?;
     let key = match headers.get("idempotency-key") {
@@ -99,6 +110,7 @@ pub(crate) async fn promote_post(
             actor: ctx.actor(),
             idempotency_key: key,
             expected_target_version,
+            overwrite_drift: body.overwrite_drift,
         },
     )
     .await?;

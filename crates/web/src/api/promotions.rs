@@ -104,15 +104,14 @@ async fn decide(
     id: &str,
     decision: Decision,
 ) -> AppResult<Response> {
-    let promotion = state
-        .store
-        .decide(
-            ctx.team_id(),
-            parse_id(id, "promotion")?,
-            decision,
-            &ctx.actor(),
-        )
-        .await?;
+    let promotion = crate::deploy::decide(
+        state,
+        ctx.team_id(),
+        parse_id(id, "promotion")?,
+        decision,
+        &ctx.actor(),
+    )
+    .await?;
     Ok(axum::Json(promotion).into_response())
 }
 
@@ -137,10 +136,9 @@ pub(crate) async fn rollback_post(
     Extension(ctx): Extension<ApiCtx>,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let promotion = state
-        .store
-        .rollback(ctx.team_id(), parse_id(&id, "promotion")?, &ctx.actor())
-        .await?;
+    let promotion =
+        crate::deploy::rollback(&state, ctx.team_id(), parse_id(&id, "promotion")?, &ctx.actor())
+            .await?;
     // Into a protected instance, the rollback is a request: 202.
     let status = if promotion.status == stagehand_domain::PromotionStatus::PendingApproval {
         axum::http::StatusCode::ACCEPTED

@@ -78,6 +78,8 @@ struct InstancePage {
     /// The same for values: `envvar.set` (and managing protection).
     may_set_values: bool,
     max_approvals: u32,
+    /// Its runtime, when connected: then its flows change there, not here.
+    runtime: Option<super::runtimes::RuntimeCard>,
 }
 
 struct SnapshotLine {
@@ -110,6 +112,15 @@ pub(crate) async fn view_instance_get(
         })
         .collect();
     let direct = !instance.protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION);
+    let runtime = match state.store.runtime_link(team, id).await? {
+        Some(link) => Some(super::runtimes::RuntimeCard::new(
+            crate::deploy::check_many(&state, team, &[id])
+                .await
+                .pop()
+                .unwrap_or(link),
+        )),
+        None => None,
+    };
     // Settings may hold credentials: their values only for those who may
     // edit the instance; everyone else sees the keys and when they changed.
     let may_read_settings = ctx.team()?.permissions.may_read_settings();
@@ -118,6 +129,7 @@ pub(crate) async fn view_instance_get(
         may_edit: direct && ctx.can(Permission::InstanceEdit),
         may_set_values: direct && ctx.can(Permission::EnvvarSet),
         max_approvals: stagehand_domain::pipeline::MAX_REQUIRED_APPROVALS,
+        runtime,
         chrome: Chrome::new(&ctx),
         settings: may_read_settings
             .then(|| serde_json::to_string_pretty(&instance.settings).unwrap_or_default()),

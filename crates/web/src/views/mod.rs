@@ -10,6 +10,7 @@ pub mod listing;
 pub mod paths;
 pub mod pipelines;
 pub mod promotions;
+pub(crate) mod runtimes;
 pub mod tokens;
 
 use crate::assets::HTMX;

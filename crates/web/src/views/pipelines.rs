@@ -49,6 +49,8 @@ struct StageCard {
     pending: Vec<PromotionRow>,
     is_first: bool,
     is_last: bool,
+    /// The runtime's state, when the stage's instance is connected.
+    runtime: Option<super::runtimes::RuntimeCard>,
 }
 
 #[derive(Template)]
@@ -77,6 +79,20 @@ pub(crate) async fn view_pipeline_get(
     } else {
         Vec::new()
     };
+    // Every connected stage's runtime, looked at now (each within the
+    // page's budget; one that does not answer shows its last known state).
+    let links = state.store.runtime_links(team).await?;
+    let connected: Vec<_> = overview
+        .iter()
+        .map(|o| o.stage.instance_id)
+        .filter(|i| links.iter().any(|l| l.instance_id == *i))
+        .collect();
+    let mut fresh = crate::deploy::check_many(&state, team, &connected).await;
+    for l in links {
+        if !fresh.iter().any(|f| f.instance_id == l.instance_id) {
+            fresh.push(l);
+        }
+    }
     let n = overview.len();
     let stages = overview
         .iter()
@@ -100,6 +116,11 @@ pub(crate) async fn view_pipeline_get(
                 .collect(),
             is_first: i == 0,
             is_last: i + 1 == n,
+            runtime: fresh
+                .iter()
+                .find(|l| l.instance_id == o.stage.instance_id)
+                .cloned()
+                .map(super::runtimes::RuntimeCard::new),
         })
         .collect();
     let free_instances = instances

@@ -245,6 +245,7 @@ pub(crate) async fn promote_post(
             actor: ctx.actor(),
             idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
             expected_target_version: form.expected_target_version,
+            overwrite_drift: false,
         },
     )
     .await?
@@ -370,7 +371,7 @@ pub(crate) async fn decide_post(
             .into());
         }
     };
-    state.store.decide(team, id, decision, &ctx.actor()).await?;
+    crate::deploy::decide(&state, team, id, decision, &ctx.actor()).await?;
     Ok(see_other(&format!("/teams/{team}/promotions/{id}")))
 }
 
@@ -382,6 +383,6 @@ pub(crate) async fn rollback_post(
     let (team, id) = path.ids()?;
     // Into a protected instance, this is a new request awaiting approval:
     // show it.
-    let done = state.store.rollback(team, id, &ctx.actor()).await?;
+    let done = crate::deploy::rollback(&state, team, id, &ctx.actor()).await?;
     Ok(see_other(&format!("/teams/{team}/promotions/{}", done.id)))
 }

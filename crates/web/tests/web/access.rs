@@ -69,6 +69,7 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
             actor: Actor::system(),
             idempotency_key: None,
             expected_target_version: None,
+            overwrite_drift: false,
         })
         .await
         .unwrap();

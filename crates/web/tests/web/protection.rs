@@ -257,6 +257,7 @@ async fn production(app: &TestApp) -> Production {
             actor: Actor::system(),
             idempotency_key: None,
             expected_target_version: None,
+            overwrite_drift: false,
         })
         .await
         .unwrap();

@@ -1,0 +1,156 @@
+//! The instance page's runtime card: connect, disconnect, test, pull.
+
+use super::paths::InstancePath;
+use super::{Form, non_blank, see_other, when};
+use crate::AppState;
+use crate::authz::Ctx;
+use crate::deploy::{self, ConnectRequest};
+use crate::error::{AppError, AppResult};
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use stagehand_runtime::{RuntimeAuth, RuntimeKind};
+use stagehand_store::{RuntimeLink, RuntimeState};
+
+/// What the instance page shows of a connected runtime.
+pub(crate) struct RuntimeCard {
+    pub kind: &'static str,
+    pub url: String,
+    pub state: &'static str,
+    pub state_label: &'static str,
+    pub state_detail: Option<String>,
+    pub revision: String,
+    pub last_pull: String,
+    pub checked: String,
+    pub connected: String,
+}
+
+impl RuntimeCard {
+    pub(crate) fn new(link: RuntimeLink) -> Self {
+        Self {
+            kind: link
+                .kind
+                .parse::<RuntimeKind>()
+                .map(RuntimeKind::label)
+                .unwrap_or("runtime"),
+            state: link.state.as_str(),
+            state_label: link.state.label(),
+            state_detail: link.state_detail,
+            revision: link
+                .revision
+                .map(|r| r.chars().take(12).collect())
+                .unwrap_or_else(|| "none yet".into()),
+            last_pull: link
+                .last_pull_at
+                .as_ref()
+                .map(when)
+                .unwrap_or_else(|| "never".into()),
+            checked: link
+                .checked_at
+                .as_ref()
+                .map(when)
+                .unwrap_or_else(|| "never".into()),
+            connected: format!("{} by {}", when(&link.connected_at), link.connected_by),
+            url: link.url,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConnectForm {
+    kind: String,
+    url: String,
+    auth_type: String,
+    username: Option<String>,
+    secret: Option<String>,
+}
+
+pub(crate) async fn connect_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<ConnectForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let kind: RuntimeKind = form
+        .kind
+        .parse()
+        .map_err(|m: String| AppError::invalid("kind", m))?;
+    let secret = form.secret.clone().unwrap_or_default();
+    let auth = match form.auth_type.as_str() {
+        "none" => RuntimeAuth::None,
+        "bearer" => RuntimeAuth::Bearer { token: secret },
+        "basic" => RuntimeAuth::Basic {
+            username: non_blank(&form.username).unwrap_or_default().to_owned(),
+            password: secret,
+        },
+        "api_key" => RuntimeAuth::ApiKey { key: secret },
+        _ => return Err(AppError::invalid("auth_type", "must be none, bearer, basic or api_key")),
+    };
+    deploy::connect(
+        &state,
+        team,
+        id,
+        ConnectRequest {
+            kind,
+            url: form.url.clone(),
+            auth,
+        },
+        &ctx.actor(),
+    )
+    .await?;
+    // Look at it at once, so the page says whether the credentials work.
+    let _ = deploy::check(&state, team, id, &state.config.runtimes.client).await;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
+}
+
+pub(crate) async fn disconnect_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    state
+        .store
+        .disconnect_runtime(team, id, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
+}
+
+pub(crate) async fn test_post(
+    State(state): State<AppState>,
+    Extension(_ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let instance = state.store.instance(team, id).await?;
+    if state.store.runtime_link(team, id).await?.is_none() {
+        return Err(AppError::Conflict(format!(
+            "{} is not connected to a runtime",
+            instance.name
+        )));
+    }
+    let link = deploy::check(&state, team, id, &state.config.runtimes.client).await?;
+    if matches!(link.state, RuntimeState::Unreachable | RuntimeState::AuthFailed) {
+        return Err(AppError::Runtime {
+            status: axum::http::StatusCode::BAD_GATEWAY,
+            code: link.state.as_str(),
+            message: format!(
+                "The connection test failed: {}",
+                link.state_detail.unwrap_or_else(|| link.state.label().into())
+            ),
+        });
+    }
+    Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
+}
+
+pub(crate) async fn pull_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    deploy::pull(&state, team, id, &ctx.actor()).await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{id}")))
+}
