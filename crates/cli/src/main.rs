@@ -149,6 +149,13 @@ enum Command {
         #[command(subcommand)]
         command: remote::FlowsCommand,
     },
+    /// Connect an instance to its runtime, test it, pull it (remote).
+    Instance {
+        #[command(flatten)]
+        server: remote::Server,
+        #[command(subcommand)]
+        command: remote::InstanceCommand,
+    },
     /// An instance's env keys (remote).
     Env {
         #[command(flatten)]
@@ -233,9 +240,43 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit { command } => admin::audit(&cli.storage, command).await,
         Command::Flows { server, command } => Ok(remote::flows(&server, command).await?),
         Command::Env { server, command } => Ok(remote::env(&server, command).await?),
+        Command::Instance { server, command } => Ok(remote::instance(&server, command).await?),
         Command::Promote { server, args } => Ok(remote::promote(&server, args).await?),
         Command::Promotions { server, command } => Ok(remote::promotions(&server, command).await?),
     }
+}
+
+/// How the server talks to runtimes, from the environment.
+fn runtime_options() -> Result<stagehand_web::RuntimeOptions> {
+    let mut options = stagehand_web::RuntimeOptions::default();
+    let number = |name: &str| -> Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .with_context(|| format!("{name} must be a whole number, got {v:?}")),
+            _ => Ok(None),
+        }
+    };
+    if let Some(ms) = number("STAGEHAND_RUNTIME_TIMEOUT_MS")? {
+        options.client.timeout = std::time::Duration::from_millis(ms.max(100));
+        options.reconcile_after = options.client.timeout + std::time::Duration::from_secs(5);
+    }
+    if let Some(s) = number("STAGEHAND_DRIFT_CHECK_SECS")? {
+        options.drift_check_every = std::time::Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = number("STAGEHAND_RECONCILE_SECS")? {
+        options.reconcile_every = std::time::Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = number("STAGEHAND_RECONCILE_AFTER_SECS")? {
+        options.reconcile_after = std::time::Duration::from_secs(s);
+    }
+    if let Some(ms) = number("STAGEHAND_FAULT_PAUSE_AFTER_DEPLOY_MS")? {
+        tracing::warn!("STAGEHAND_FAULT_PAUSE_AFTER_DEPLOY_MS is set: deploys pause before they are recorded (crash tests only)");
+        options.fault_pause_after_deploy = Some(std::time::Duration::from_millis(ms));
+    }
+    Ok(options)
 }
 
 async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) -> Result<()> {
@@ -258,15 +299,15 @@ async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) ->
             "no user exists yet: create the first administrator with `stagehand user create NAME --admin`"
         );
     }
-    stagehand_web::serve(
-        listener,
-        stagehand_web::AppState::new(
-            store,
-            stagehand_web::WebConfig::default().with_public_url(public_url),
-        ),
-        stagehand_web::shutdown_signal(),
-    )
-    .await?;
+    let mut config = stagehand_web::WebConfig::default().with_public_url(public_url);
+    config.runtimes = runtime_options()?;
+    let state = stagehand_web::AppState::new(store, config);
+    // Reconciliation of deploys a crash interrupted, and the drift check:
+    // on one replica at a time (the jobs table), from the start.
+    let jobs = tokio::spawn(stagehand_web::deploy::background(state.clone()));
+    let served = stagehand_web::serve(listener, state, stagehand_web::shutdown_signal()).await;
+    jobs.abort();
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

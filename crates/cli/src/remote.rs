@@ -82,6 +82,51 @@ pub(crate) enum FlowsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum InstanceCommand {
+    /// Connect an instance to its runtime (needs stage.promote_protected).
+    /// The secret (password, token or API key) is read from the first line
+    /// of standard input, or STAGEHAND_RUNTIME_SECRET: never an argument,
+    /// so it stays out of shell history and process lists.
+    Connect {
+        #[arg(long)]
+        instance: String,
+        /// node-red or langflow.
+        #[arg(long)]
+        kind: String,
+        /// The runtime's base URL, e.g. http://node-red.internal:1880.
+        #[arg(long = "runtime-url")]
+        runtime_url: String,
+        /// basic (Node-RED adminAuth), bearer (Node-RED token), api_key
+        /// (Langflow) or none.
+        #[arg(long)]
+        auth: String,
+        /// The adminAuth user (with --auth basic).
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Disconnect an instance from its runtime.
+    Disconnect {
+        #[arg(long)]
+        instance: String,
+    },
+    /// The runtime's state: in_sync, drifted, unreachable or auth_failed.
+    Status {
+        #[arg(long)]
+        instance: String,
+    },
+    /// Test the connection: authenticate and read the runtime's revision.
+    Test {
+        #[arg(long)]
+        instance: String,
+    },
+    /// Pull the runtime's flows and values into the instance.
+    Pull {
+        #[arg(long)]
+        instance: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum EnvCommand {
     /// List an instance's env keys and whether each has a value.
     Keys {
@@ -106,6 +151,11 @@ pub(crate) struct PromoteArgs {
     /// Makes a retried run create one promotion, not two.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Into a connected target changed in its runtime since Stagehand last
+    /// saw it: overwrite it anyway (audited). Without it, such a play is
+    /// refused (exit 6); pull the target first to keep what runs there.
+    #[arg(long)]
+    overwrite_drift: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +298,116 @@ pub(crate) fn read_flow_dir(dir: &Path) -> Result<BTreeMap<String, Value>> {
     Ok(flows.into_iter().map(|(n, (_, v))| (n, v)).collect())
 }
 
+/// The secret of a runtime connection: STAGEHAND_RUNTIME_SECRET, or the
+/// first line of standard input.
+fn runtime_secret() -> Result<String> {
+    if let Ok(s) = std::env::var("STAGEHAND_RUNTIME_SECRET")
+        && !s.is_empty()
+    {
+        return Ok(s);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("could not read the secret: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn print_runtime(v: &Value) {
+    println!(
+        "{} at {}: {}{}",
+        v["kind"].as_str().unwrap_or("runtime"),
+        v["url"].as_str().unwrap_or("?"),
+        v["state"].as_str().unwrap_or("unknown"),
+        v["state_detail"]
+            .as_str()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
+    );
+}
+
+pub(crate) async fn instance(server: &Server, command: InstanceCommand) -> Result<()> {
+    let client = Client::new(server)?;
+    match command {
+        InstanceCommand::Connect {
+            instance,
+            kind,
+            runtime_url,
+            auth,
+            username,
+        } => {
+            let auth = match auth.as_str() {
+                "none" => json!({ "type": "none" }),
+                "bearer" => json!({ "type": "bearer", "token": runtime_secret()? }),
+                "api_key" => json!({ "type": "api_key", "key": runtime_secret()? }),
+                "basic" => json!({
+                    "type": "basic",
+                    "username": username.ok_or_else(|| Failure::new(Exit::Invalid, "--auth basic needs --username"))?,
+                    "password": runtime_secret()?,
+                }),
+                other => {
+                    return Err(Failure::new(
+                        Exit::Invalid,
+                        format!("--auth must be basic, bearer, api_key or none, not {other:?}"),
+                    ));
+                }
+            };
+            let (_, link) = client
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/instances/{instance}/runtime"),
+                    Some(&json!({ "kind": kind, "url": runtime_url, "auth": auth })),
+                    &[],
+                )
+                .await?;
+            print!("connected: ");
+            print_runtime(&link);
+        }
+        InstanceCommand::Disconnect { instance } => {
+            client
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/instances/{instance}/runtime"),
+                    None,
+                    &[],
+                )
+                .await?;
+            println!("disconnected {instance}");
+        }
+        InstanceCommand::Status { instance } => {
+            print_runtime(&client.get(&format!("/instances/{instance}/runtime")).await?);
+        }
+        InstanceCommand::Test { instance } => {
+            let (_, link) = client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/instances/{instance}/runtime/test"),
+                    None,
+                    &[],
+                )
+                .await?;
+            print!("connection works: ");
+            print_runtime(&link);
+        }
+        InstanceCommand::Pull { instance } => {
+            let (_, updated) = client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/instances/{instance}/pull"),
+                    None,
+                    &[],
+                )
+                .await?;
+            println!(
+                "pulled {} (version {})",
+                updated["name"].as_str().unwrap_or(&instance),
+                updated["version"]
+            );
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn flows(server: &Server, command: FlowsCommand) -> Result<()> {
     let client = Client::new(server)?;
     match command {
@@ -340,7 +500,9 @@ pub(crate) async fn promote(server: &Server, args: PromoteArgs) -> Result<()> {
         .send(
             reqwest::Method::POST,
             &format!("{base}/promote"),
-            None,
+            args.overwrite_drift
+                .then(|| json!({ "overwrite_drift": true }))
+                .as_ref(),
             &headers,
         )
         .await?;
@@ -379,7 +541,10 @@ pub(crate) async fn promote(server: &Server, args: PromoteArgs) -> Result<()> {
         Some("applied") => Ok(()),
         Some(other) => Err(Failure::new(
             Exit::Failure,
-            format!("promotion {id} was {other}"),
+            match promotion["runtime_error"].as_str() {
+                Some(why) => format!("promotion {id} was {other}: {why}"),
+                None => format!("promotion {id} was {other}"),
+            },
         )),
         None => Err(Failure::new(
             Exit::Failure,
