@@ -1,12 +1,12 @@
 //! Node-RED: the Admin API client ([`NodeRed`]) and the pure transforms
 //! between Node-RED's flat flows array and Stagehand's flows
-//! ([`transform`], with env entries in [`env`]).
+//! ([`transform`], with env entries in the private `env` module).
 //!
 //! Node-RED's `rev` (a SHA-256 of its flows) is the revision: `POST /flows`
 //! with a stale `rev` is refused with 409, which is what makes a deploy
 //! safe against a change Stagehand did not see.
 
-pub mod env;
+mod env;
 pub mod transform;
 
 pub use transform::{CONFIG_FLOW, assemble, split};

@@ -10,7 +10,7 @@
 //! keeps the editor's tab order, so reordering tabs changes only `config`.
 //!
 //! Env values are lifted out on the way in and the target's put back on the
-//! way out (see [`super::env`]); a node's `credentials` member never
+//! way out (see the `env` module); a node's `credentials` member never
 //! travels either way (Node-RED never returns it, and the target keeps its
 //! own credentials for every node id that survives a deploy).
 
