@@ -6,10 +6,12 @@
 # document via scripts/schemathesis.sh) against a throwaway PostgreSQL this script
 # starts, and removes when it exits. Idempotent; needs only the Rust
 # toolchain (it installs PostgreSQL, Chromium and Node.js from Debian's
-# packages, cargo-nextest, the e2e npm packages and schemathesis if missing).
+# packages, cargo-nextest, the e2e npm packages, schemathesis and Node-RED
+# (npm, into .cache/runtimes/) if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/runtimes.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest..." >&2
@@ -22,6 +24,8 @@ for component in rustfmt clippy; do
 done
 
 start_throwaway_postgres
+# A real Node-RED for the runtime crate's tests (exports STAGEHAND_NODE_RED_DIR).
+install_node_red
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

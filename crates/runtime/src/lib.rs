@@ -12,6 +12,7 @@
 pub mod http;
 pub mod langflow;
 pub mod nodered;
+pub mod testing;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
