@@ -43,9 +43,10 @@ install_langflow() {
   fi
   local uv python
   uv=$(_langflow_uv) || { echo "cannot install uv" >&2; return 1; }
-  # Langflow 1.13 supports Python 3.10-3.13. Prefer a local 3.11; if there
-  # is none, uv tries to fetch one, which fails without internet, so say so.
-  python=$(command -v python3.11 || true)
+  # Langflow 1.13 supports Python 3.10-3.13. Use $LANGFLOW_PYTHON, else a
+  # local python3.11 (Debian 12's python3 is 3.11); with neither, uv tries
+  # to download one, which fails without internet, so say so.
+  python=${LANGFLOW_PYTHON:-$(command -v python3.11 || true)}
   [ -n "$python" ] || python=3.11
   echo "installing Langflow $LANGFLOW_VERSION into $LANGFLOW_VENV (~30 s, ~1.8 GB)..." >&2
   "$uv" venv -q --allow-existing --python "$python" "$LANGFLOW_VENV" >&2 \

@@ -13,6 +13,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use stagehand_domain::{EnvKey, SecretValue};
+use stagehand_runtime::http::RuntimeHttp;
+use stagehand_runtime::langflow::Langflow;
 use stagehand_runtime::langflow::transform::{RevisionState, flow_name};
 use stagehand_runtime::{
     ClientOptions, Connection, Deployment, FoundValue, Runtime, RuntimeAuth, RuntimeError,
@@ -166,6 +168,19 @@ impl Server {
 impl Tenant {
     fn runtime(&self) -> Box<dyn Runtime> {
         self.runtime_with_key(&self.key)
+    }
+
+    /// The connector itself, for what the `Runtime` trait does not carry.
+    fn langflow(&self) -> Langflow {
+        let connection = Connection {
+            kind: RuntimeKind::Langflow,
+            url: self.url.parse().unwrap(),
+            auth: RuntimeAuth::ApiKey {
+                key: self.key.clone(),
+            },
+        };
+        let http = RuntimeHttp::new(&connection, &ClientOptions::default()).unwrap();
+        Langflow::new(http, connection.auth.clone())
     }
 
     fn runtime_with_key(&self, key: &str) -> Box<dyn Runtime> {
@@ -353,6 +368,14 @@ async fn promoting_a_flow_runs_it_on_prod_with_prods_own_value_and_leaves_prods_
 
     let pulled_prod = prod.runtime().pull().await.unwrap();
     let deployment = deployment_of(&pulled_dev, &pulled_prod);
+    // Keys with no variable on prod are reported, never created.
+    assert_eq!(
+        prod.langflow()
+            .missing_variables(&deployment)
+            .await
+            .unwrap(),
+        vec!["DEV_TOKEN".to_owned()]
+    );
     let deployed = prod.runtime().deploy(&deployment).await.unwrap();
 
     assert_eq!(prod.run(&greet).await, "prod-value");
