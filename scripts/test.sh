@@ -6,12 +6,14 @@
 # document via scripts/schemathesis.sh) against a throwaway PostgreSQL this script
 # starts, and removes when it exits. Idempotent; needs only the Rust
 # toolchain (it installs PostgreSQL, Chromium and Node.js from Debian's
-# packages, cargo-nextest, the e2e npm packages, schemathesis and Node-RED
-# (npm, into .cache/runtimes/) if missing).
+# packages, cargo-nextest, the e2e npm packages, schemathesis, Node-RED
+# (npm) and Langflow (uv) into .cache/runtimes/ if missing), and starts the
+# real runtimes the connector tests drive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 source scripts/lib/runtimes.sh
+source scripts/lib/langflow.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest..." >&2
@@ -24,11 +26,22 @@ for component in rustfmt clippy; do
 done
 
 start_throwaway_postgres
-# A real Node-RED for the runtime crate's tests (exports STAGEHAND_NODE_RED_DIR).
+# A real Node-RED for the runtime tests (exports STAGEHAND_NODE_RED_DIR;
+# each test starts its own), and two real Langflow servers the Langflow
+# tests share (they take a minute to boot, so they boot while cargo builds;
+# stopped by PID when this script exits).
 install_node_red
+install_langflow
+start_langflow DEV
+start_langflow PROD
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-run
+wait_langflow DEV
+wait_langflow PROD
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+# Free their ~2 GB before the browser and API-schema tests.
+stop_langflows
 scripts/e2e.sh
 scripts/schemathesis.sh

@@ -17,6 +17,7 @@ mod harness;
 mod inputs;
 mod play;
 mod protection;
+mod runtimes;
 mod queries;
 mod secrets;
 mod text;

@@ -1,0 +1,321 @@
+//! Connected instances end to end: the server drives two real Node-RED
+//! processes (dev and prod) through the API, on SQLite and PostgreSQL.
+//! Play deploys dev's flows into prod with prod's own values and
+//! credentials; a direct change in prod is drift, refused until overwritten;
+//! a rollback deploys the backup; a dead prod fails the promotion cleanly.
+
+use crate::harness::{Backend, TestApp, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stagehand_domain::{BuiltinRole, InstanceId};
+use stagehand_runtime::testing::{NodeRedProcess, RecordingProxy};
+use stagehand_web::WebConfig;
+use std::time::{Duration, Instant};
+
+const DEV_GREETING: &str = "dev-value-7f3a91";
+const DEV_PASSWORD: &str = "dev-password-0c2d55";
+const PROD_GREETING: &str = "prod-value-4be812";
+const PROD_ONLY: &str = "prod-only-value-a1c9";
+
+/// A greeter tab: `GET /greet` answers `prefix` + GREETING, beside an `http
+/// request` node with basic-auth credentials.
+fn greeter(prefix: &str, env: Value, user: &str, password: &str) -> Value {
+    json!({"flows": [
+        {"id": "tab1", "type": "tab", "label": "Greeter", "env": env},
+        {"id": "in1", "type": "http in", "z": "tab1", "url": "/greet", "method": "get",
+         "upload": false, "wires": [["fn1"]]},
+        {"id": "fn1", "type": "function", "z": "tab1", "outputs": 1, "wires": [["out1"]],
+         "func": format!("msg.payload = {prefix:?} + env.get(\"GREETING\");\nreturn msg;")},
+        {"id": "out1", "type": "http response", "z": "tab1", "statusCode": "", "headers": {}, "wires": []},
+        {"id": "req1", "type": "http request", "z": "tab1", "method": "GET", "ret": "txt",
+         "url": "http://127.0.0.1:9/unused", "authType": "basic", "wires": [[]],
+         "credentials": {"user": user, "password": password}}
+    ]})
+}
+
+fn dev_flows(prefix: &str) -> Value {
+    greeter(
+        prefix,
+        json!([{"name": "GREETING", "value": DEV_GREETING, "type": "str"}]),
+        "dev-user",
+        DEV_PASSWORD,
+    )
+}
+
+async fn wait_for_greeting(nr: &NodeRedProcess, want: &str) {
+    let http = reqwest::Client::new();
+    let url = format!("{}greet", nr.url());
+    let began = Instant::now();
+    let mut last = String::new();
+    while began.elapsed() < Duration::from_secs(15) {
+        if let Ok(response) = http.get(&url).send().await {
+            last = response.text().await.unwrap_or_default();
+            if last == want {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("GET /greet answered {last:?}, not {want:?}");
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: app.url("/api/v1"),
+        }
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+async fn connected_pipeline_scenario(backend: Backend) {
+    let (dev, prod) = tokio::join!(NodeRedProcess::start(), NodeRedProcess::start());
+    dev.deploy_raw(&dev_flows("v1 ")).await;
+    prod.deploy_raw(&greeter(
+        "old ",
+        json!([
+            {"name": "GREETING", "value": PROD_GREETING, "type": "str"},
+            {"name": "PROD_ONLY", "value": PROD_ONLY, "type": "str"}
+        ]),
+        "prod-user",
+        "prod-password-91f0",
+    ))
+    .await;
+    wait_for_greeting(&prod, &format!("old {PROD_GREETING}")).await;
+    // Everything Stagehand sends prod goes through this proxy.
+    let proxy = RecordingProxy::start(prod.url()).await;
+
+    let app = spawn_app_with(backend, WebConfig::default()).await;
+    let api = Api::new(&app);
+    let team = app.team("payments").await;
+    let admin = app.token(team, "platform-bot", "admin").await;
+    let lead = app.token(team, "ci", "lead").await;
+    let dev_id = app.instance(team, "dev", &[]).await;
+    let prod_id = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "main", &[dev_id, prod_id]).await;
+    let put = reqwest::Method::PUT;
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+
+    // A lead may not say where flows go; an admin may. The answer never
+    // holds the credentials.
+    let connect_dev = json!({"kind": "node-red", "url": dev.url(),
+        "auth": {"type": "basic", "username": dev.username(), "password": dev.password()}});
+    let (s, _) = api
+        .call(&lead, put.clone(), &format!("/instances/{dev_id}/runtime"), Some(connect_dev.clone()))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, body) = api
+        .call(&admin, put.clone(), &format!("/instances/{dev_id}/runtime"), Some(connect_dev))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(!body.to_string().contains(dev.password()), "{body}");
+    let (s, body) = api
+        .call(
+            &admin,
+            put.clone(),
+            &format!("/instances/{prod_id}/runtime"),
+            Some(json!({"kind": "node-red", "url": proxy.url(),
+                "auth": {"type": "bearer", "token": prod.token()}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // Never pulled: Stagehand does not know what runs in prod yet, so a
+    // play would be a blind overwrite.
+    let (s, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "drifted", "{body}");
+    let play = format!("/pipelines/{pipeline}/stages/{}/promote", stages[0]);
+    let (s, body) = api.call(&lead, post.clone(), &play, None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "drifted", "{body}");
+
+    // Test connection, then pull prod: its values land in its own store.
+    let (s, body) = api
+        .call(&lead, post.clone(), &format!("/instances/{prod_id}/runtime/test"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = api.call(&lead, post.clone(), &format!("/instances/{prod_id}/pull"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    assert_eq!(body["state"], "in_sync", "{body}");
+    let prod_version_before = app.store.instance(team, prod_id).await.unwrap().version;
+
+    // Play: dev is pulled first, then deployed into prod with prod's values.
+    let (s, promoted) = api.call(&lead, post.clone(), &play, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{promoted}");
+    assert_eq!(promoted["status"], "applied", "{promoted}");
+    assert!(promoted["runtime_revision"].is_string(), "{promoted}");
+    wait_for_greeting(&prod, &format!("v1 {PROD_GREETING}")).await;
+    let creds = prod.get_raw("credentials/http-request/req1").await;
+    assert_eq!(creds["user"], "prod-user", "{creds}");
+    assert_eq!(creds["has_password"], true, "{creds}");
+    let prod_env = value_keys(&api, &lead, prod_id).await;
+    assert!(prod_env.iter().any(|(k, has)| k == "PROD_ONLY" && *has), "{prod_env:?}");
+    assert!(prod_env.iter().any(|(k, has)| k == "GREETING" && *has), "{prod_env:?}");
+    assert!(app.store.instance(team, prod_id).await.unwrap().version > prod_version_before);
+    let (_, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    assert_eq!(body["state"], "in_sync", "{body}");
+    assert_eq!(body["revision"], promoted["runtime_revision"], "{body}");
+
+    // Someone deploys a hotfix straight into prod: drift, seen and refused.
+    prod.deploy_raw(&greeter(
+        "hotfix ",
+        json!([{"name": "GREETING", "value": PROD_GREETING, "type": "str"}]),
+        "prod-user",
+        "prod-password-91f0",
+    ))
+    .await;
+    wait_for_greeting(&prod, &format!("hotfix {PROD_GREETING}")).await;
+    let (_, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    assert_eq!(body["state"], "drifted", "{body}");
+    dev.deploy_raw(&dev_flows("v2 ")).await;
+    let (s, body) = api.call(&lead, post.clone(), &play, None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "drifted", "{body}");
+    wait_for_greeting(&prod, &format!("hotfix {PROD_GREETING}")).await;
+    // The pipeline page shows it too.
+    let page = app_page(&app, team).await;
+    assert!(page.contains("drifted"), "pipeline page has no drift");
+
+    // Choosing to overwrite ships v2, and the audit log says so.
+    let (s, overwrite) = api
+        .call(&lead, post.clone(), &play, Some(json!({"overwrite_drift": true})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{overwrite}");
+    assert_eq!(overwrite["status"], "applied", "{overwrite}");
+    assert_eq!(overwrite["overwrite_drift"], true, "{overwrite}");
+    wait_for_greeting(&prod, &format!("v2 {PROD_GREETING}")).await;
+
+    // Rollback deploys the backup: prod serves v1 again, with prod's value.
+    let (s, rolled) = api
+        .call(
+            &lead,
+            post.clone(),
+            &format!("/promotions/{}/rollback", overwrite["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rolled}");
+    assert_eq!(rolled["status"], "applied", "{rolled}");
+    assert_eq!(rolled["rollback_of"], overwrite["id"], "{rolled}");
+    wait_for_greeting(&prod, &format!("v1 {PROD_GREETING}")).await;
+    let (_, original) = api
+        .call(&lead, get.clone(), &format!("/promotions/{}", overwrite["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(original["status"], "rolled_back", "{original}");
+
+    // No dev value and no dev credential ever reached prod.
+    let sent = proxy.requests();
+    assert!(sent.iter().any(|r| r.method == "POST" && r.path == "/flows"));
+    for request in &sent {
+        let body = request.body_text();
+        for secret in [DEV_GREETING, DEV_PASSWORD, "dev-user", dev.password()] {
+            assert!(!body.contains(secret), "{} {} sent {secret}", request.method, request.path);
+        }
+    }
+
+    // Prod goes down: the promotion fails cleanly and prod is unchanged.
+    let before = app.store.instance(team, prod_id).await.unwrap();
+    let flows_before = app.store.flows(team, prod_id).await.unwrap();
+    drop(proxy);
+    let mut prod = prod;
+    prod.kill();
+    dev.deploy_raw(&dev_flows("v3 ")).await;
+    let (s, failed) = api.call(&lead, post.clone(), &play, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{failed}");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["runtime_error"].as_str().unwrap().contains("unreachable"), "{failed}");
+    let after = app.store.instance(team, prod_id).await.unwrap();
+    assert_eq!(after.version, before.version);
+    assert_eq!(
+        app.store.flows(team, prod_id).await.unwrap(),
+        flows_before,
+        "prod's flows in Stagehand are what last ran there"
+    );
+
+    // Every step is in the audit chain, which verifies; no value in it.
+    let (_, audit) = api.call(&admin, get.clone(), "/audit?limit=200", None).await;
+    let text = audit.to_string();
+    for kind in [
+        "runtime.connected",
+        "instance.pulled",
+        "promotion.deploying",
+        "promotion.applied",
+        "promotion.failed",
+        "promotion.rolled_back",
+    ] {
+        assert!(text.contains(kind), "no {kind} in the audit log");
+    }
+    for secret in [DEV_GREETING, PROD_GREETING, PROD_ONLY, DEV_PASSWORD] {
+        assert!(!text.contains(secret), "the audit log holds {secret}");
+    }
+    let (_, verify) = api.call(&admin, get.clone(), "/audit/verify", None).await;
+    assert_eq!(verify["intact"], true, "{verify}");
+    drop(dev);
+    app.stop().await;
+}
+
+async fn value_keys(api: &Api, token: &str, instance: InstanceId) -> Vec<(String, bool)> {
+    let (_, body) = api
+        .call(token, reqwest::Method::GET, &format!("/instances/{instance}/env"), None)
+        .await;
+    body["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["key"].as_str().unwrap().to_owned(),
+                v["has_value"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The pipeline page, as a viewer sees it.
+async fn app_page(app: &TestApp, team: stagehand_domain::TeamId) -> String {
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let pipelines = app.store.pipelines(team).await.unwrap();
+    let page = viewer
+        .get(&format!("/teams/{team}/pipelines/{}", pipelines[0].id))
+        .await;
+    page.assert_ok();
+    page.body
+}
+
+#[tokio::test]
+async fn a_connected_pipeline_on_sqlite() {
+    connected_pipeline_scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_connected_pipeline_on_postgres() {
+    connected_pipeline_scenario(Backend::Postgres).await;
+}
