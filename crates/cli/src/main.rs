@@ -273,7 +273,9 @@ fn runtime_options() -> Result<stagehand_web::RuntimeOptions> {
         options.reconcile_after = std::time::Duration::from_secs(s);
     }
     if let Some(ms) = number("STAGEHAND_FAULT_PAUSE_AFTER_DEPLOY_MS")? {
-        tracing::warn!("STAGEHAND_FAULT_PAUSE_AFTER_DEPLOY_MS is set: deploys pause before they are recorded (crash tests only)");
+        tracing::warn!(
+            "STAGEHAND_FAULT_PAUSE_AFTER_DEPLOY_MS is set: deploys pause before they are recorded (crash tests only)"
+        );
         options.fault_pause_after_deploy = Some(std::time::Duration::from_millis(ms));
     }
     Ok(options)

@@ -375,7 +375,11 @@ pub(crate) async fn instance(server: &Server, command: InstanceCommand) -> Resul
             println!("disconnected {instance}");
         }
         InstanceCommand::Status { instance } => {
-            print_runtime(&client.get(&format!("/instances/{instance}/runtime")).await?);
+            print_runtime(
+                &client
+                    .get(&format!("/instances/{instance}/runtime"))
+                    .await?,
+            );
         }
         InstanceCommand::Test { instance } => {
             let (_, link) = client

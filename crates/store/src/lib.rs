@@ -397,7 +397,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &Actor,
     ) -> StoreResult<Instance>;
     /// What a `deploying` promotion sends to its target's runtime.
-    async fn deployment(&self, team: TeamId, promotion: PromotionId) -> StoreResult<DeploymentInput>;
+    async fn deployment(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+    ) -> StoreResult<DeploymentInput>;
     /// The runtime's answer to a deploy: applies or fails the promotion.
     async fn finish_deploy(
         &self,
@@ -414,12 +418,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<Promotion>>;
     /// Claims this period's run of a background job: true for one caller
     /// per period across every replica sharing the database.
-    async fn claim_job(
-        &self,
-        name: &str,
-        every: Duration,
-        holder: &str,
-    ) -> StoreResult<bool>;
+    async fn claim_job(&self, name: &str, every: Duration, holder: &str) -> StoreResult<bool>;
 }
 
 /// Where the data lives.

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stagehand_domain::{
     AuditEventKind, ContentHash, EnvKey, FlowContent, FlowName, InstanceId, Name, Permission,
-    PermissionSet, PipelineId, PromotionId, PromotionPlan, PromotionStatus, Protection, SecretValue, SnapshotId,
-    StageId, TeamId, UserId, Username,
+    PermissionSet, PipelineId, PromotionId, PromotionPlan, PromotionStatus, Protection,
+    SecretValue, SnapshotId, StageId, TeamId, UserId, Username,
 };
 use std::collections::BTreeMap;
 

@@ -45,14 +45,18 @@ pub fn check_connect(request: &ConnectRequest) -> AppResult<url::Url> {
         .map_err(|m| AppError::invalid("url", m))?;
     let fits = matches!(
         (request.kind, &request.auth),
-        (RuntimeKind::NodeRed, RuntimeAuth::None | RuntimeAuth::Bearer { .. } | RuntimeAuth::Basic { .. })
-            | (RuntimeKind::Langflow, RuntimeAuth::ApiKey { .. })
+        (
+            RuntimeKind::NodeRed,
+            RuntimeAuth::None | RuntimeAuth::Bearer { .. } | RuntimeAuth::Basic { .. }
+        ) | (RuntimeKind::Langflow, RuntimeAuth::ApiKey { .. })
     );
     if !fits {
         return Err(AppError::invalid(
             "auth",
             match request.kind {
-                RuntimeKind::NodeRed => "Node-RED takes a bearer token or adminAuth user and password",
+                RuntimeKind::NodeRed => {
+                    "Node-RED takes a bearer token or adminAuth user and password"
+                }
                 RuntimeKind::Langflow => "Langflow takes an API key",
             },
         ));
@@ -66,7 +70,10 @@ pub fn check_connect(request: &ConnectRequest) -> AppResult<url::Url> {
         RuntimeAuth::ApiKey { key } => key.trim().is_empty(),
     };
     if blank {
-        return Err(AppError::invalid("auth", "the credentials must not be empty"));
+        return Err(AppError::invalid(
+            "auth",
+            "the credentials must not be empty",
+        ));
     }
     Ok(url)
 }
@@ -140,7 +147,10 @@ fn label(kind: &str) -> &'static str {
 }
 
 /// The state a revision answer means, against what Stagehand last saw.
-fn compare(link: &RuntimeLink, found: &Result<Revision, RuntimeError>) -> (RuntimeState, Option<String>) {
+fn compare(
+    link: &RuntimeLink,
+    found: &Result<Revision, RuntimeError>,
+) -> (RuntimeState, Option<String>) {
     match found {
         Ok(rev) if link.revision.as_deref() == Some(rev.0.as_str()) => (RuntimeState::InSync, None),
         Ok(_) => match link.synced_at {
@@ -182,10 +192,16 @@ pub async fn check(
 /// Checks every connected instance among `instances` at once, each within
 /// the page's budget; one that does not answer in time keeps its last
 /// known state.
-pub async fn check_many(state: &AppState, team: TeamId, instances: &[InstanceId]) -> Vec<RuntimeLink> {
+pub async fn check_many(
+    state: &AppState,
+    team: TeamId,
+    instances: &[InstanceId],
+) -> Vec<RuntimeLink> {
     let mut options = state.config.runtimes.client.clone();
     options.timeout = state.config.runtimes.page_check;
-    options.connect_timeout = options.connect_timeout.min(state.config.runtimes.page_check);
+    options.connect_timeout = options
+        .connect_timeout
+        .min(state.config.runtimes.page_check);
     let checks = instances.iter().map(|id| {
         let options = options.clone();
         async move { check(state, team, *id, &options).await.ok() }
@@ -264,14 +280,26 @@ pub async fn play(state: &AppState, request: PromotionRequest) -> AppResult<Play
     };
     let team = request.team;
     let mut base = None;
-    if state.store.runtime_link(team, source.instance_id).await?.is_some() {
+    if state
+        .store
+        .runtime_link(team, source.instance_id)
+        .await?
+        .is_some()
+    {
         pull(state, team, source.instance_id, &request.actor).await?;
     }
     let target_instance = state.store.instance(team, target.instance_id).await?;
     if let Some(link) = state.store.runtime_link(team, target.instance_id).await?
         && !target_instance.protection.is_protected()
     {
-        base = drift_gate(state, team, &target_instance, &link, request.overwrite_drift).await?;
+        base = drift_gate(
+            state,
+            team,
+            &target_instance,
+            &link,
+            request.overwrite_drift,
+        )
+        .await?;
     }
     let played = state.store.play(request).await?;
     if played.replayed || played.promotion.status != PromotionStatus::Deploying {
@@ -380,7 +408,10 @@ pub async fn run(
                 error: format!("{}: cannot build a client: {e}", label(&kind)),
                 drifted: false,
             };
-            return Ok(state.store.finish_deploy(team, id, outcome, actor, false).await?);
+            return Ok(state
+                .store
+                .finish_deploy(team, id, outcome, actor, false)
+                .await?);
         }
     };
     let deployment = Deployment {
@@ -423,7 +454,10 @@ pub async fn run(
             drifted: false,
         },
     };
-    Ok(state.store.finish_deploy(team, id, outcome, actor, false).await?)
+    Ok(state
+        .store
+        .finish_deploy(team, id, outcome, actor, false)
+        .await?)
 }
 
 /// Resolves one `deploying` promotion against its runtime: applied if the
@@ -491,7 +525,9 @@ pub async fn reconcile(state: &AppState) -> AppResult<usize> {
                 tracing::info!(promotion = %p.id, status = %r.status, "reconciled a deploy");
                 done += 1;
             }
-            Ok(None) => tracing::warn!(promotion = %p.id, "runtime unreachable; will reconcile later"),
+            Ok(None) => {
+                tracing::warn!(promotion = %p.id, "runtime unreachable; will reconcile later")
+            }
             Err(e) => tracing::warn!(promotion = %p.id, error = %e, "reconciling failed"),
         }
     }
@@ -520,11 +556,20 @@ pub async fn background(state: AppState) {
     let holder = state.config.runtimes.holder.clone();
     loop {
         let every = state.config.runtimes.reconcile_every;
-        if matches!(state.store.claim_job("reconcile_deploys", every, &holder).await, Ok(true)) {
+        if matches!(
+            state
+                .store
+                .claim_job("reconcile_deploys", every, &holder)
+                .await,
+            Ok(true)
+        ) {
             let _ = reconcile(&state).await;
         }
         let every = state.config.runtimes.drift_check_every;
-        if matches!(state.store.claim_job("drift_check", every, &holder).await, Ok(true)) {
+        if matches!(
+            state.store.claim_job("drift_check", every, &holder).await,
+            Ok(true)
+        ) {
             let _ = check_all(&state).await;
         }
         tokio::time::sleep(tick).await;

@@ -190,7 +190,10 @@ async fn apply_pinned(
         },
     )
     .await?;
-    if super::runtimes::connected_kind(conn, target_id).await?.is_some() {
+    if super::runtimes::connected_kind(conn, target_id)
+        .await?
+        .is_some()
+    {
         // Into a connected target the approval deploys; the runtime's
         // answer applies it (`runtimes::finish`).
         promotion.backup_snapshot_id = Some(backup);

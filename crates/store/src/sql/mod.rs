@@ -598,7 +598,11 @@ impl Store for Backend {
     ) -> StoreResult<Instance> {
         write_tx!(self, c => runtimes::pull(c, &self.cipher, team, instance, pulled, actor))
     }
-    async fn deployment(&self, team: TeamId, promotion: PromotionId) -> StoreResult<DeploymentInput> {
+    async fn deployment(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+    ) -> StoreResult<DeploymentInput> {
         read!(self, c => runtimes::deployment(c, &self.cipher, team, promotion))
     }
     async fn finish_deploy(

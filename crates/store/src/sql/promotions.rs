@@ -362,14 +362,30 @@ pub(super) async fn rollback(
     runtimes::check_not_deploying(conn, team, promotion.target_instance_id).await?;
     let target = instances::get(conn, team, promotion.target_instance_id).await?;
     if target.protection.is_protected() {
-        return request_rollback(conn, team, &promotion, backup_id, target.version, actor, false)
-            .await;
+        return request_rollback(
+            conn,
+            team,
+            &promotion,
+            backup_id,
+            target.version,
+            actor,
+            false,
+        )
+        .await;
     }
     if runtimes::connected_kind(conn, target.id).await?.is_some() {
         // Into a connected target a rollback is deployed like a
         // promotion: a new promotion of the backup, `rollback_of` this one.
-        return request_rollback(conn, team, &promotion, backup_id, target.version, actor, true)
-            .await;
+        return request_rollback(
+            conn,
+            team,
+            &promotion,
+            backup_id,
+            target.version,
+            actor,
+            true,
+        )
+        .await;
     }
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, promotion.target_instance_id).await?;

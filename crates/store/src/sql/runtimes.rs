@@ -11,7 +11,9 @@
 //! runtime took it, or marks it failed. A crash between the two leaves
 //! `deploying`, which the reconciler resolves against the runtime.
 
-use super::promotions::{PromotionRow, PROMOTION_COLUMNS, add_keys, apply_flow_changes, record_rolled_back};
+use super::promotions::{
+    PROMOTION_COLUMNS, PromotionRow, add_keys, apply_flow_changes, record_rolled_back,
+};
 use super::snapshots::{snapshot, take_snapshot};
 use super::{Conn, audit, instances, lock_instance, now};
 use crate::crypto::{Cipher, Sealed};
@@ -393,8 +395,20 @@ pub(super) async fn pull(
         };
         let same = match (&before, value) {
             (Some(Stored { value: Some(b), .. }), PulledValue::Value(v)) => b == v,
-            (Some(Stored { value: None, held: true }), PulledValue::HeldByRuntime) => true,
-            (Some(Stored { value: None, held: false }), PulledValue::Empty) => true,
+            (
+                Some(Stored {
+                    value: None,
+                    held: true,
+                }),
+                PulledValue::HeldByRuntime,
+            ) => true,
+            (
+                Some(Stored {
+                    value: None,
+                    held: false,
+                }),
+                PulledValue::Empty,
+            ) => true,
             _ => false,
         };
         if before.is_none() {
@@ -563,7 +577,9 @@ pub(super) async fn deployment(
     }
     let target = promotion.target_instance_id;
     let link = link(conn, team, target).await?.ok_or_else(|| {
-        StoreError::Corrupt(format!("promotion {id} deploys into an instance with no runtime"))
+        StoreError::Corrupt(format!(
+            "promotion {id} deploys into an instance with no runtime"
+        ))
     })?;
     let shipped = snapshot(conn, team, promotion.source_snapshot_id).await?;
     let flows = instances::blobs(conn, &shipped.flows).await?;

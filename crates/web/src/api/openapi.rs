@@ -58,9 +58,16 @@ fn query_parameters(path: &str) -> Vec<Value> {
 fn takes_body(route: &RouteSpec) -> bool {
     match route.method {
         "put" | "patch" => true,
-        "post" => !["/promote", "/approve", "/reject", "/rollback"]
-            .iter()
-            .any(|s| route.path.ends_with(s)),
+        "post" => ![
+            "/promote",
+            "/approve",
+            "/reject",
+            "/rollback",
+            "/pull",
+            "/test",
+        ]
+        .iter()
+        .any(|s| route.path.ends_with(s)),
         _ => false,
     }
 }
@@ -102,6 +109,10 @@ fn response_schema(handler: &str) -> Value {
         | "instances::flow_put" => r("Instance"),
         "instances::flows_get" => list("flows", "FlowMeta"),
         "instances::protection_get" | "instances::protection_put" => r("Protection"),
+        "runtimes::runtime_get" | "runtimes::runtime_put" | "runtimes::runtime_test_post" => {
+            r("Runtime")
+        }
+        "runtimes::pull_post" => r("Instance"),
         "instances::env_get" => list("env", "EnvVar"),
         "instances::env_value_get" => json!({ "type": "object", "required": ["key", "value"],
             "properties": { "key": { "type": "string" }, "value": { "type": ["string", "null"] } } }),
@@ -144,6 +155,26 @@ fn request_schema(handler: &str) -> Value {
             "required_approvals": { "type": "integer", "minimum": 0, "maximum": 10,
                                     "description": "approvals from people other than the requester; 0 means unprotected" },
             "requires_all_env_values": { "type": "boolean" } } })
+        }
+        "runtimes::runtime_put" => json!({ "type": "object", "required": ["kind", "url", "auth"],
+            "additionalProperties": false, "properties": {
+            "kind": { "type": "string", "enum": ["node-red", "langflow"] },
+            "url": { "type": "string", "description": "the runtime's base URL, http or https, without credentials" },
+            "auth": { "description": "sealed at rest, never returned", "oneOf": [
+                { "type": "object", "required": ["type"], "additionalProperties": false,
+                  "properties": { "type": { "const": "none" } } },
+                { "type": "object", "required": ["type", "token"], "additionalProperties": false,
+                  "properties": { "type": { "const": "bearer" }, "token": { "type": "string", "minLength": 1 } } },
+                { "type": "object", "required": ["type", "username", "password"], "additionalProperties": false,
+                  "properties": { "type": { "const": "basic" }, "username": { "type": "string", "minLength": 1 },
+                                  "password": { "type": "string", "minLength": 1 } } },
+                { "type": "object", "required": ["type", "key"], "additionalProperties": false,
+                  "properties": { "type": { "const": "api_key" }, "key": { "type": "string", "minLength": 1 } } }
+            ] } } }),
+        "pipelines::promote_post" => {
+            json!({ "type": "object", "additionalProperties": false, "properties": {
+            "overwrite_drift": { "type": "boolean",
+                "description": "into a connected target changed in its runtime since Stagehand last saw it: overwrite it anyway (audited)" } } })
         }
         "instances::env_put" => json!({ "type": "object", "required": ["value"], "properties": {
             "value": { "type": ["string", "null"], "description": "null leaves the key awaiting a value" } } }),
@@ -227,7 +258,7 @@ fn schemas() -> Value {
         "Promotion": object(json!({
             "id": uuid, "team_id": uuid, "pipeline_id": uuid, "source_stage_id": uuid,
             "target_stage_id": uuid, "source_instance_id": uuid, "target_instance_id": uuid,
-            "status": { "type": "string", "enum": ["pending_approval", "applied", "failed", "rejected", "rolled_back"] },
+            "status": { "type": "string", "enum": ["pending_approval", "deploying", "applied", "failed", "rejected", "rolled_back"] },
             "source_snapshot_id": uuid, "backup_snapshot_id": opt(&uuid), "target_version": opt(&int),
             "requested_target_version": opt(&int),
             "plan": { "$ref": "#/components/schemas/Plan" },
@@ -235,6 +266,15 @@ fn schemas() -> Value {
             "idempotency_key": opt(&string), "rollback_of": opt(&uuid),
             "created_at": time, "applied_at": opt(&time),
             "rolled_back_at": opt(&time),
+            "runtime_revision": opt(&string), "runtime_error": opt(&string),
+            "overwrite_drift": { "type": "boolean" }, "deploy_started_at": opt(&time),
+        })),
+        "Runtime": object(json!({
+            "kind": { "type": "string", "enum": ["node-red", "langflow"] }, "url": string,
+            "state": { "type": "string", "enum": ["unknown", "in_sync", "drifted", "unreachable", "auth_failed"] },
+            "state_detail": opt(&string), "revision": opt(&string), "synced_at": opt(&time),
+            "last_pull_at": opt(&time), "checked_at": opt(&time), "connected_at": time,
+            "connected_by": string,
         })),
         "AuditEvent": object(json!({
             "id": uuid, "team_id": opt(&uuid), "actor_user_id": opt(&uuid), "actor": string,
@@ -300,10 +340,17 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
         ),
         ("404", "No such thing in the token's team"),
         ("405", "Method not allowed"),
-        ("409", "A conflict with the current state"),
+        (
+            "409",
+            "A conflict with the current state; `drifted`: the connected target changed in its runtime",
+        ),
         ("413", "The body is over the size limit"),
         ("415", "Not JSON"),
         ("422", "A value is invalid; `fields` names it"),
+        (
+            "502",
+            "A connected runtime could not be reached (`unreachable`) or refused the credentials (`auth_failed`)",
+        ),
         (
             "503",
             "The database is unavailable; nothing was done, retry later",
@@ -324,6 +371,9 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
     });
     if takes_body(route) {
         op["requestBody"] = json!({ "required": true, "content": {
+            "application/json": { "schema": request_schema(route.handler) } } });
+    } else if route.path.ends_with("/promote") {
+        op["requestBody"] = json!({ "required": false, "content": {
             "application/json": { "schema": request_schema(route.handler) } } });
     }
     op

@@ -136,9 +136,13 @@ pub(crate) async fn rollback_post(
     Extension(ctx): Extension<ApiCtx>,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let promotion =
-        crate::deploy::rollback(&state, ctx.team_id(), parse_id(&id, "promotion")?, &ctx.actor())
-            .await?;
+    let promotion = crate::deploy::rollback(
+        &state,
+        ctx.team_id(),
+        parse_id(&id, "promotion")?,
+        &ctx.actor(),
+    )
+    .await?;
     // Into a protected instance, the rollback is a request: 202.
     let status = if promotion.status == stagehand_domain::PromotionStatus::PendingApproval {
         axum::http::StatusCode::ACCEPTED

@@ -144,7 +144,8 @@ pub(crate) async fn runtime_test_post(
             code,
             message: format!(
                 "The connection test failed: {}",
-                link.state_detail.unwrap_or_else(|| link.state.label().into())
+                link.state_detail
+                    .unwrap_or_else(|| link.state.label().into())
             ),
         });
     }

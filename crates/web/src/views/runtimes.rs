@@ -86,7 +86,12 @@ pub(crate) async fn connect_post(
             password: secret,
         },
         "api_key" => RuntimeAuth::ApiKey { key: secret },
-        _ => return Err(AppError::invalid("auth_type", "must be none, bearer, basic or api_key")),
+        _ => {
+            return Err(AppError::invalid(
+                "auth_type",
+                "must be none, bearer, basic or api_key",
+            ));
+        }
     };
     deploy::connect(
         &state,
@@ -132,13 +137,17 @@ pub(crate) async fn test_post(
         )));
     }
     let link = deploy::check(&state, team, id, &state.config.runtimes.client).await?;
-    if matches!(link.state, RuntimeState::Unreachable | RuntimeState::AuthFailed) {
+    if matches!(
+        link.state,
+        RuntimeState::Unreachable | RuntimeState::AuthFailed
+    ) {
         return Err(AppError::Runtime {
             status: axum::http::StatusCode::BAD_GATEWAY,
             code: link.state.as_str(),
             message: format!(
                 "The connection test failed: {}",
-                link.state_detail.unwrap_or_else(|| link.state.label().into())
+                link.state_detail
+                    .unwrap_or_else(|| link.state.label().into())
             ),
         });
     }

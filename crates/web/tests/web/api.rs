@@ -78,6 +78,10 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
         "put" if path.contains("/env/") => Some(json!({ "value": "v" })),
         "put" if path.ends_with("/stages") => Some(json!({ "order": [] })),
         "put" if path.ends_with("/protection") => Some(json!({ "required_approvals": 1 })),
+        // Nothing listens on port 9: connecting calls nothing.
+        "put" if path.ends_with("/runtime") => Some(json!({
+            "kind": "node-red", "url": "http://127.0.0.1:9/", "auth": {"type": "none"}
+        })),
         "put" => Some(json!({ "steps": [] })),
         "post" if path.ends_with("/instances") || path.ends_with("/pipelines") => {
             Some(json!({ "name": format!("api-{}", uuid::Uuid::new_v4().simple()) }))

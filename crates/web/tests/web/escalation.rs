@@ -217,6 +217,37 @@ fn table() -> Vec<Entry> {
         },
         Entry {
             method: "post",
+            path: "/teams/{team}/instances/{instance}/runtime",
+            needs: &[],
+            attempts: |_| {
+                vec![form(&[
+                    ("kind", "node-red"),
+                    ("url", "http://127.0.0.1:9/"),
+                    ("auth_type", "bearer"),
+                    ("secret", "runtime-token-escalation"),
+                ])]
+            },
+        },
+        Entry {
+            method: "post",
+            path: "/teams/{team}/instances/{instance}/runtime/disconnect",
+            needs: &[],
+            attempts: empty,
+        },
+        Entry {
+            method: "post",
+            path: "/teams/{team}/instances/{instance}/runtime/test",
+            needs: &[],
+            attempts: empty,
+        },
+        Entry {
+            method: "post",
+            path: "/teams/{team}/instances/{instance}/pull",
+            needs: &[],
+            attempts: empty,
+        },
+        Entry {
+            method: "post",
             path: "/teams/{team}/instances/{instance}/flows",
             needs: &[],
             attempts: |_| vec![form(&[("name", "orders"), ("content", "[]")])],
@@ -290,6 +321,37 @@ fn table() -> Vec<Entry> {
             path: "/api/v1/instances/{instance}/protection",
             needs: &[],
             attempts: |_| vec![Body::Json(Some(json!({ "required_approvals": 0 })))],
+        },
+        // Where flows are sent is the connection's to say: a connection
+        // grants nothing, and its answer holds no credential.
+        Entry {
+            method: "put",
+            path: "/api/v1/instances/{instance}/runtime",
+            needs: &[],
+            attempts: |_| {
+                vec![Body::Json(Some(json!({
+                    "kind": "node-red", "url": "http://127.0.0.1:9/",
+                    "auth": {"type": "bearer", "token": "runtime-token-escalation"}
+                })))]
+            },
+        },
+        Entry {
+            method: "delete",
+            path: "/api/v1/instances/{instance}/runtime",
+            needs: &[],
+            attempts: no_body,
+        },
+        Entry {
+            method: "post",
+            path: "/api/v1/instances/{instance}/runtime/test",
+            needs: &[],
+            attempts: no_body,
+        },
+        Entry {
+            method: "post",
+            path: "/api/v1/instances/{instance}/pull",
+            needs: &[],
+            attempts: no_body,
         },
         Entry {
             method: "put",

@@ -17,7 +17,7 @@ mod harness;
 mod inputs;
 mod play;
 mod protection;
-mod runtimes;
 mod queries;
+mod runtimes;
 mod secrets;
 mod text;

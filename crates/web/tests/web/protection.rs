@@ -97,6 +97,11 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         ("post", "/teams/{team}/instances/{instance}/env/{key}/remove") => {
             (Protected, Source, none)
         }
+        // Production here is not connected to a runtime: there is nothing
+        // to test or pull (a conflict). Connected, a pull records what runs
+        // in the runtime and changes nothing there.
+        ("post", "/teams/{team}/instances/{instance}/runtime/test") => (Untouched, Source, none),
+        ("post", "/teams/{team}/instances/{instance}/pull") => (Untouched, Source, none),
         // The API.
         ("post", "/api/v1/teams/{team}/instances") => (
             Untouched,
@@ -148,6 +153,8 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         ("post", "/api/v1/promotions/{promotion}/approve")
         | ("post", "/api/v1/promotions/{promotion}/reject") => (Untouched, Source, none),
         ("post", "/api/v1/promotions/{promotion}/rollback") => (Requested, Source, none),
+        ("post", "/api/v1/instances/{instance}/runtime/test") => (Untouched, Source, none),
+        ("post", "/api/v1/instances/{instance}/pull") => (Untouched, Source, none),
         _ => return None,
     })
 }

@@ -127,11 +127,21 @@ async fn connected_pipeline_scenario(backend: Backend) {
     let connect_dev = json!({"kind": "node-red", "url": dev.url(),
         "auth": {"type": "basic", "username": dev.username(), "password": dev.password()}});
     let (s, _) = api
-        .call(&lead, put.clone(), &format!("/instances/{dev_id}/runtime"), Some(connect_dev.clone()))
+        .call(
+            &lead,
+            put.clone(),
+            &format!("/instances/{dev_id}/runtime"),
+            Some(connect_dev.clone()),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, body) = api
-        .call(&admin, put.clone(), &format!("/instances/{dev_id}/runtime"), Some(connect_dev))
+        .call(
+            &admin,
+            put.clone(),
+            &format!("/instances/{dev_id}/runtime"),
+            Some(connect_dev),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(!body.to_string().contains(dev.password()), "{body}");
@@ -148,7 +158,14 @@ async fn connected_pipeline_scenario(backend: Backend) {
 
     // Never pulled: Stagehand does not know what runs in prod yet, so a
     // play would be a blind overwrite.
-    let (s, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    let (s, body) = api
+        .call(
+            &lead,
+            get.clone(),
+            &format!("/instances/{prod_id}/runtime"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "drifted", "{body}");
     let play = format!("/pipelines/{pipeline}/stages/{}/promote", stages[0]);
@@ -158,12 +175,31 @@ async fn connected_pipeline_scenario(backend: Backend) {
 
     // Test connection, then pull prod: its values land in its own store.
     let (s, body) = api
-        .call(&lead, post.clone(), &format!("/instances/{prod_id}/runtime/test"), None)
+        .call(
+            &lead,
+            post.clone(),
+            &format!("/instances/{prod_id}/runtime/test"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let (s, body) = api.call(&lead, post.clone(), &format!("/instances/{prod_id}/pull"), None).await;
+    let (s, body) = api
+        .call(
+            &lead,
+            post.clone(),
+            &format!("/instances/{prod_id}/pull"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let (_, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    let (_, body) = api
+        .call(
+            &lead,
+            get.clone(),
+            &format!("/instances/{prod_id}/runtime"),
+            None,
+        )
+        .await;
     assert_eq!(body["state"], "in_sync", "{body}");
     let prod_version_before = app.store.instance(team, prod_id).await.unwrap().version;
 
@@ -177,10 +213,23 @@ async fn connected_pipeline_scenario(backend: Backend) {
     assert_eq!(creds["user"], "prod-user", "{creds}");
     assert_eq!(creds["has_password"], true, "{creds}");
     let prod_env = value_keys(&api, &lead, prod_id).await;
-    assert!(prod_env.iter().any(|(k, has)| k == "PROD_ONLY" && *has), "{prod_env:?}");
-    assert!(prod_env.iter().any(|(k, has)| k == "GREETING" && *has), "{prod_env:?}");
+    assert!(
+        prod_env.iter().any(|(k, has)| k == "PROD_ONLY" && *has),
+        "{prod_env:?}"
+    );
+    assert!(
+        prod_env.iter().any(|(k, has)| k == "GREETING" && *has),
+        "{prod_env:?}"
+    );
     assert!(app.store.instance(team, prod_id).await.unwrap().version > prod_version_before);
-    let (_, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    let (_, body) = api
+        .call(
+            &lead,
+            get.clone(),
+            &format!("/instances/{prod_id}/runtime"),
+            None,
+        )
+        .await;
     assert_eq!(body["state"], "in_sync", "{body}");
     assert_eq!(body["revision"], promoted["runtime_revision"], "{body}");
 
@@ -193,7 +242,14 @@ async fn connected_pipeline_scenario(backend: Backend) {
     ))
     .await;
     wait_for_greeting(&prod, &format!("hotfix {PROD_GREETING}")).await;
-    let (_, body) = api.call(&lead, get.clone(), &format!("/instances/{prod_id}/runtime"), None).await;
+    let (_, body) = api
+        .call(
+            &lead,
+            get.clone(),
+            &format!("/instances/{prod_id}/runtime"),
+            None,
+        )
+        .await;
     assert_eq!(body["state"], "drifted", "{body}");
     dev.deploy_raw(&dev_flows("v2 ")).await;
     let (s, body) = api.call(&lead, post.clone(), &play, None).await;
@@ -206,7 +262,12 @@ async fn connected_pipeline_scenario(backend: Backend) {
 
     // Choosing to overwrite ships v2, and the audit log says so.
     let (s, overwrite) = api
-        .call(&lead, post.clone(), &play, Some(json!({"overwrite_drift": true})))
+        .call(
+            &lead,
+            post.clone(),
+            &play,
+            Some(json!({"overwrite_drift": true})),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{overwrite}");
     assert_eq!(overwrite["status"], "applied", "{overwrite}");
@@ -227,17 +288,30 @@ async fn connected_pipeline_scenario(backend: Backend) {
     assert_eq!(rolled["rollback_of"], overwrite["id"], "{rolled}");
     wait_for_greeting(&prod, &format!("v1 {PROD_GREETING}")).await;
     let (_, original) = api
-        .call(&lead, get.clone(), &format!("/promotions/{}", overwrite["id"].as_str().unwrap()), None)
+        .call(
+            &lead,
+            get.clone(),
+            &format!("/promotions/{}", overwrite["id"].as_str().unwrap()),
+            None,
+        )
         .await;
     assert_eq!(original["status"], "rolled_back", "{original}");
 
     // No dev value and no dev credential ever reached prod.
     let sent = proxy.requests();
-    assert!(sent.iter().any(|r| r.method == "POST" && r.path == "/flows"));
+    assert!(
+        sent.iter()
+            .any(|r| r.method == "POST" && r.path == "/flows")
+    );
     for request in &sent {
         let body = request.body_text();
         for secret in [DEV_GREETING, DEV_PASSWORD, "dev-user", dev.password()] {
-            assert!(!body.contains(secret), "{} {} sent {secret}", request.method, request.path);
+            assert!(
+                !body.contains(secret),
+                "{} {} sent {secret}",
+                request.method,
+                request.path
+            );
         }
     }
 
@@ -251,7 +325,13 @@ async fn connected_pipeline_scenario(backend: Backend) {
     let (s, failed) = api.call(&lead, post.clone(), &play, None).await;
     assert_eq!(s, StatusCode::CREATED, "{failed}");
     assert_eq!(failed["status"], "failed", "{failed}");
-    assert!(failed["runtime_error"].as_str().unwrap().contains("unreachable"), "{failed}");
+    assert!(
+        failed["runtime_error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{failed}"
+    );
     let after = app.store.instance(team, prod_id).await.unwrap();
     assert_eq!(after.version, before.version);
     assert_eq!(
@@ -261,7 +341,9 @@ async fn connected_pipeline_scenario(backend: Backend) {
     );
 
     // Every step is in the audit chain, which verifies; no value in it.
-    let (_, audit) = api.call(&admin, get.clone(), "/audit?limit=200", None).await;
+    let (_, audit) = api
+        .call(&admin, get.clone(), "/audit?limit=200", None)
+        .await;
     let text = audit.to_string();
     for kind in [
         "runtime.connected",
@@ -284,7 +366,12 @@ async fn connected_pipeline_scenario(backend: Backend) {
 
 async fn value_keys(api: &Api, token: &str, instance: InstanceId) -> Vec<(String, bool)> {
     let (_, body) = api
-        .call(token, reqwest::Method::GET, &format!("/instances/{instance}/env"), None)
+        .call(
+            token,
+            reqwest::Method::GET,
+            &format!("/instances/{instance}/env"),
+            None,
+        )
         .await;
     body["env"]
         .as_array()
