@@ -554,6 +554,11 @@ pub async fn background(state: AppState) {
         .min(state.config.runtimes.reconcile_every)
         .min(state.config.runtimes.drift_check_every);
     let holder = state.config.runtimes.holder.clone();
+    // At start, whatever the jobs table says: deploys a crash (of this or
+    // another replica) left behind are resolved before anything else.
+    // Finishing is idempotent, so a replica starting beside this one does
+    // no harm doing the same.
+    let _ = reconcile(&state).await;
     loop {
         let every = state.config.runtimes.reconcile_every;
         if matches!(
