@@ -13,6 +13,7 @@ mod harness;
 mod migrations;
 mod protection;
 mod reads;
+mod runtimes;
 mod sqlite_only;
 mod trust;
 
@@ -74,6 +75,11 @@ conformance!(
     protection::a_service_account_is_not_a_person,
     protection::a_replayed_play_says_so,
     migrations::protection_moves_from_stages_to_their_instances,
+    migrations::promotions_and_their_approvals_survive_the_runtimes_migration,
+    runtimes::a_connected_target_deploys_in_two_steps_and_nothing_changes_it_meanwhile,
+    runtimes::a_pull_records_what_runs_in_the_runtime,
+    runtimes::each_period_of_a_job_is_claimed_once,
+    runtimes::the_reconciler_finds_old_deploys_of_every_team,
     concurrency::concurrent_login_attempts_never_exceed_the_limit,
     grants::binding_or_defining_a_role_never_grants_more_than_the_grantor_holds,
     grants::a_token_never_holds_more_than_the_people_behind_it,
