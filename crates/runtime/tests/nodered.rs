@@ -290,8 +290,13 @@ fn greeter(prefix: &str, env: Value, user: &str, password: &str) -> Value {
 /// Polls `GET /greet` until it answers `want` (Node-RED answers a deploy
 /// before the new flows have started).
 async fn wait_for_greeting(nr: &NodeRedProcess, want: &str) {
+    wait_for(nr, "greet", want).await;
+}
+
+/// Polls `GET /<path>` until it answers `want`.
+async fn wait_for(nr: &NodeRedProcess, path: &str, want: &str) {
     let http = reqwest::Client::new();
-    let url = format!("{}greet", nr.url());
+    let url = format!("{}{path}", nr.url());
     let began = Instant::now();
     let mut last = String::new();
     while began.elapsed() < Duration::from_secs(15) {
@@ -303,7 +308,7 @@ async fn wait_for_greeting(nr: &NodeRedProcess, want: &str) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("GET /greet answered {last:?}, not {want:?}");
+    panic!("GET /{path} answered {last:?}, not {want:?}");
 }
 
 #[tokio::test]
@@ -362,12 +367,18 @@ async fn dev_flows_deploy_to_prod_with_prods_values_and_credentials() {
     let creds = prod.get_raw("credentials/http-request/req1").await;
     assert_eq!(creds["has_password"], true, "{creds}");
     assert_eq!(creds["user"], "prod-user", "{creds}");
-    // ...and now holds what dev holds, values aside.
+    // ...and now holds what dev holds, values aside...
     let after = connect(prod.url(), prod.bearer_auth())
         .pull()
         .await
         .unwrap();
     assert_eq!(after.flows, from_dev.flows);
+    // ...keeping the key dev's flows do not name (now instance-wide, on
+    // the global-config node).
+    assert_eq!(
+        after.env.get(&key("PROD_ONLY")),
+        Some(&FoundValue::Value(SecretValue::new(PROD_ONLY.into())))
+    );
 
     // Nothing of dev's went through the proxy; prod's value did.
     let sent = proxy.requests();
@@ -405,4 +416,143 @@ async fn dev_flows_deploy_to_prod_with_prods_values_and_credentials() {
     assert_eq!(rev_after, rev_now);
     assert_eq!(flows_after, flows_before);
     wait_for_greeting(&prod, PROD_GREETING).await;
+}
+
+const DEV_GLOBAL: &str = "dev-global-value-3c71e0";
+
+/// A tab declaring only GREETING whose `GET /global` answers what three
+/// instance-wide keys resolve to there, and an instance-wide env.
+fn with_global_probe(global_id: &str, tab_env: Value, global_env: Value) -> Value {
+    let mut flows = greeter("", tab_env, "user", "password-0b3e");
+    let nodes = flows["flows"].as_array_mut().unwrap();
+    nodes.extend([
+        json!({"id": "in2", "type": "http in", "z": "tab1", "url": "/global", "method": "get",
+               "upload": false, "wires": [["fn2"]]}),
+        json!({"id": "fn2", "type": "function", "z": "tab1", "outputs": 1, "wires": [["out2"]],
+               "func": "const port = env.get(\"PORT\");\n\
+                        msg.payload = [env.get(\"PROD_ONLY\"), env.get(\"DEV_GLOBAL\"), typeof port + \":\" + port].map(String).join(\"|\");\n\
+                        return msg;"}),
+        json!({"id": "out2", "type": "http response", "z": "tab1", "statusCode": "", "headers": {}, "wires": []}),
+        // Each editor gives its global-config node an id of its own.
+        json!({"id": global_id, "type": "global-config", "env": global_env, "modules": {}}),
+    ]);
+    flows
+}
+
+/// What a promotion sends: the target's values, and every key only the
+/// source has, without a value.
+fn promoted_values(source: &Pulled, target: &Pulled) -> BTreeMap<EnvKey, Option<SecretValue>> {
+    let mut values = values_of(target);
+    for k in source.env.keys() {
+        values.entry(k.clone()).or_insert(None);
+    }
+    values
+}
+
+#[tokio::test]
+async fn a_global_key_only_prod_has_survives_a_deploy_of_devs_flows() {
+    let (dev, prod) = tokio::join!(NodeRedProcess::start(), NodeRedProcess::start());
+    dev.deploy_raw(&with_global_probe(
+        "a1b2c3d4e5f60718",
+        json!([{"name": "GREETING", "value": DEV_GREETING, "type": "str"}]),
+        json!([
+            {"name": "DEV_GLOBAL", "value": DEV_GLOBAL, "type": "str"},
+            {"name": "PORT", "value": "1880", "type": "num"}
+        ]),
+    ))
+    .await;
+    prod.deploy_raw(&with_global_probe(
+        "90f1e2d3c4b5a697",
+        json!([{"name": "GREETING", "value": PROD_GREETING, "type": "str"}]),
+        json!([
+            {"name": "PROD_ONLY", "value": "prod-only-value", "type": "str"},
+            {"name": "PORT", "value": "8443", "type": "num"}
+        ]),
+    ))
+    .await;
+    wait_for(&prod, "global", "prod-only-value|undefined|number:8443").await;
+
+    let proxy = RecordingProxy::start(prod.url()).await;
+    let prod_client = connect(proxy.url(), prod.basic_auth());
+    let from_dev = connect(dev.url(), dev.bearer_auth()).pull().await.unwrap();
+    let at_prod = prod_client.pull().await.unwrap();
+    // Different global keys and values, different global-config ids: the
+    // same `config` flow.
+    let config = |p: &Pulled| {
+        p.flows
+            .iter()
+            .find(|(n, _)| n.as_str() == "config")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(config(&from_dev), config(&at_prod));
+    assert_eq!(
+        config(&at_prod).to_value(),
+        json!({"order": ["tab1"], "nodes": [], "env_types": {"PORT": "num"}})
+    );
+
+    let deployment = Deployment {
+        flows: from_dev.flows.clone(),
+        values: promoted_values(&from_dev, &at_prod),
+        base_revision: Some(at_prod.revision.clone()),
+    };
+    let deployed = prod_client.deploy(&deployment).await.unwrap();
+
+    // Prod's global-config holds prod's keys with prod's values, and dev's
+    // key without one.
+    let (flows, rev) = prod.flows_raw().await;
+    assert_eq!(rev, deployed.revision.0);
+    let globals: Vec<&Value> = flows
+        .iter()
+        .filter(|n| n["type"] == "global-config")
+        .collect();
+    assert_eq!(globals.len(), 1, "{flows:?}");
+    assert_eq!(
+        globals[0]["env"],
+        json!([
+            {"name": "DEV_GLOBAL", "value": "", "type": "str"},
+            {"name": "PORT", "value": "8443", "type": "num"},
+            {"name": "PROD_ONLY", "value": "prod-only-value", "type": "str"}
+        ])
+    );
+    // A function in a tab that does not declare them reads them from there.
+    wait_for(&prod, "global", "prod-only-value||number:8443").await;
+    wait_for_greeting(&prod, PROD_GREETING).await;
+
+    // Prod pulls back as dev's flows, with its own key kept.
+    let after = connect(prod.url(), prod.bearer_auth())
+        .pull()
+        .await
+        .unwrap();
+    assert_eq!(after.flows, from_dev.flows);
+    assert_eq!(
+        after.env.get(&key("PROD_ONLY")),
+        Some(&FoundValue::Value(SecretValue::new(
+            "prod-only-value".into()
+        )))
+    );
+    assert_eq!(after.env.get(&key("DEV_GLOBAL")), Some(&FoundValue::Empty));
+
+    // Deploying the same again changes nothing in Node-RED.
+    let again = prod_client
+        .deploy(&Deployment {
+            base_revision: Some(deployed.revision.clone()),
+            ..deployment
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, deployed);
+
+    for request in proxy.requests() {
+        let body = request.body_text();
+        for dev_secret in [DEV_GREETING, DEV_GLOBAL] {
+            assert!(
+                !body.contains(dev_secret),
+                "{} {} sent {dev_secret}",
+                request.method,
+                request.path
+            );
+        }
+    }
 }

@@ -7,11 +7,32 @@
 //! value per key, so a key found with two different values is refused
 //! rather than silently merged. `cred` entries keep their values in Node-RED's
 //! credential store, so they are never lifted and never carry a key.
+//!
+//! The `global-config` node is different: its env is a projection of the
+//! instance's env store, not part of any flow. A pull lifts its entries out
+//! whole (names, values, and the type of each key that needs one, see
+//! [`EnvTypes`]); a deploy writes into it every key of the target that no
+//! other scope gives a value (see [`project_global`]). So a key only the
+//! target has stays in the target's runtime, and two instances whose
+//! global env differs only in its keys or values hold the same flows.
 
 use crate::{FoundValue, RuntimeError, RuntimeResult};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use stagehand_domain::{EnvKey, SecretValue};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The node type whose env is instance-wide (Node-RED ≥ 3.1).
+pub const GLOBAL_CONFIG: &str = "global-config";
+
+/// The id of the `global-config` node a deploy creates when the flows have
+/// none: fixed, so deploying the same flows twice sends the same JSON (and
+/// Node-RED computes the same `rev`).
+pub const GLOBAL_CONFIG_ID: &str = "stagehand.global-config";
+
+/// The Node-RED type of each instance-wide key that is not `str` (`num`,
+/// `bool`, `json`, …), so `env.get` keeps returning a number or a boolean
+/// after the entry has been lifted out. `str` keys are not listed.
+pub type EnvTypes = BTreeMap<EnvKey, String>;
 
 /// What the editor writes in a `cred` entry's `value`: "the real value is
 /// in the credential store". Any other text there would be a secret that
@@ -79,7 +100,8 @@ impl Lifted {
 }
 
 /// Lifts the values of `node`'s env entries into `lifted`, leaving `""` in
-/// their place (name and type kept), and seals `cred` entries.
+/// their place (name and type kept), and seals `cred` entries. A
+/// `global-config` node is [`lift_global`]'s.
 pub fn lift(node: &mut Map<String, Value>, lifted: &mut Lifted) -> RuntimeResult<()> {
     if !carries_env(node) {
         return Ok(());
@@ -122,6 +144,146 @@ pub fn inject(
             .map(|v| v.expose().to_owned())
             .unwrap_or_default();
         entry.insert("value".into(), Value::String(value));
+    }
+    Ok(())
+}
+
+/// Whether `node` is a `global-config` node, the instance-wide env scope.
+pub fn is_global_config(node: &Map<String, Value>) -> bool {
+    node.get("type").and_then(Value::as_str) == Some(GLOBAL_CONFIG)
+}
+
+/// The names every env scope but `global-config` gives a value to (`cred`
+/// entries aside): on a deploy, these keys go to their scopes, not to the
+/// `global-config` node. Malformed entries are skipped here; [`lift`] and
+/// [`inject`] refuse them.
+pub fn scoped_names<'a>(
+    nodes: impl IntoIterator<Item = &'a Map<String, Value>>,
+) -> BTreeSet<String> {
+    nodes
+        .into_iter()
+        .filter(|node| carries_env(node) && !is_global_config(node))
+        .filter_map(|node| node.get("env").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_object)
+        .filter(|entry| !is_cred(entry))
+        .filter_map(|entry| entry.get("name").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Lifts a `global-config` node's env out entirely: each value into
+/// `lifted`, the type of each key no other scope names (`scoped`, see
+/// [`scoped_names`]) into `types` when it is not `str` (the first one seen
+/// wins), and the entries themselves out of the node. `cred` entries stay,
+/// sealed; with none, the node is left without `env`.
+pub fn lift_global(
+    node: &mut Map<String, Value>,
+    lifted: &mut Lifted,
+    scoped: &BTreeSet<String>,
+    types: &mut EnvTypes,
+) -> RuntimeResult<()> {
+    let scope = scope(node);
+    for entry in entries(node, &scope)? {
+        if is_cred(entry) {
+            continue;
+        }
+        let key = key_of(entry, &scope)?;
+        let text = entry.get("value").map(value_text).unwrap_or_default();
+        let value = SecretValue::parse_env_value(text)
+            .map_err(|e| RuntimeError::Invalid(format!("env var {key} in {scope}: {e}")))?;
+        lifted.record(key.clone(), value, &scope)?;
+        if let Some(ty) = entry.get("type").and_then(Value::as_str)
+            && !ty.is_empty()
+            && ty != "str"
+            && !scoped.contains(key.as_str())
+        {
+            types.entry(key).or_insert_with(|| ty.to_owned());
+        }
+    }
+    strip_global(node)
+}
+
+/// Whether a lifted `global-config` node holds nothing but its identity (no
+/// `cred` entry, no module list, nothing else): such a node is left out of
+/// the flows, since a deploy recreates it from the env store, and each
+/// instance's editor gives it a different random id.
+pub fn is_bare_global(node: &Map<String, Value>) -> bool {
+    is_global_config(node)
+        && node.iter().all(|(member, value)| match member.as_str() {
+            "id" | "type" => true,
+            "modules" => value.as_object().is_some_and(Map::is_empty),
+            _ => false,
+        })
+}
+
+/// Writes the instance-wide env into `node`, a `global-config` node: one
+/// entry per key of `values` or `types` that no other scope names
+/// (`scoped`) and that is not one of the node's own `cred` entries, sorted by
+/// name, each with the target's value (`""` for none) and its type from
+/// `types` (`str` otherwise), followed by the node's `cred` entries, sealed.
+///
+/// Flows stored before the env was lifted out whole still hold the entries
+/// (with `""` values): those count as declared keys with their own type.
+pub fn project_global(
+    node: &mut Map<String, Value>,
+    values: &BTreeMap<EnvKey, Option<SecretValue>>,
+    types: &EnvTypes,
+    scoped: &BTreeSet<String>,
+) -> RuntimeResult<()> {
+    let scope = scope(node);
+    let mut types = types.clone();
+    for entry in entries(node, &scope)? {
+        if !is_cred(entry) {
+            let key = key_of(entry, &scope)?;
+            let ty = entry.get("type").and_then(Value::as_str).unwrap_or("str");
+            types.entry(key).or_insert_with(|| ty.to_owned());
+        }
+    }
+    strip_global(node)?;
+    let creds = match node.remove("env") {
+        Some(Value::Array(creds)) => creds,
+        _ => Vec::new(),
+    };
+    let cred_names: BTreeSet<&str> = creds
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let keys: BTreeSet<&EnvKey> = values.keys().chain(types.keys()).collect();
+    let mut env: Vec<Value> = keys
+        .into_iter()
+        .filter(|k| !scoped.contains(k.as_str()) && !cred_names.contains(k.as_str()))
+        .map(|k| {
+            let value = values
+                .get(k)
+                .and_then(Option::as_ref)
+                .map(|v| v.expose().to_owned())
+                .unwrap_or_default();
+            let ty = types.get(k).map_or("str", String::as_str);
+            json!({"name": k.as_str(), "value": value, "type": ty})
+        })
+        .collect();
+    env.extend(creds);
+    node.insert("env".into(), Value::Array(env));
+    Ok(())
+}
+
+/// Leaves only the sealed `cred` entries in a `global-config` node that is
+/// not the one carrying the projection (with none, no `env`): Node-RED
+/// merges every `global-config` node, a later one over an earlier one.
+pub fn strip_global(node: &mut Map<String, Value>) -> RuntimeResult<()> {
+    let scope = scope(node);
+    let mut creds = Vec::new();
+    for entry in entries(node, &scope)? {
+        if is_cred(entry) {
+            seal_cred(entry);
+            creds.push(Value::Object(entry.clone()));
+        }
+    }
+    if creds.is_empty() {
+        node.remove("env");
+    } else {
+        node.insert("env".into(), Value::Array(creds));
     }
     Ok(())
 }

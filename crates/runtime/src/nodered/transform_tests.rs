@@ -39,6 +39,32 @@ fn ids(payload: &[Value]) -> Vec<&str> {
     payload.iter().map(|n| n["id"].as_str().unwrap()).collect()
 }
 
+fn globals(payload: &[Value]) -> Vec<&Value> {
+    payload
+        .iter()
+        .filter(|n| n["type"] == "global-config")
+        .collect()
+}
+
+/// The env of the payload's one `global-config` node.
+fn global_env(payload: &[Value]) -> Value {
+    let globals = globals(payload);
+    assert_eq!(globals.len(), 1, "{payload:?}");
+    globals[0]["env"].clone()
+}
+
+fn some(v: &str) -> Option<SecretValue> {
+    Some(SecretValue::new(v.into()))
+}
+
+fn config_with(nodes: Value, env_types: Option<Value>) -> BTreeMap<FlowName, FlowContent> {
+    let mut config = json!({"order": [], "nodes": nodes});
+    if let Some(types) = env_types {
+        config["env_types"] = types;
+    }
+    BTreeMap::from([(name("config"), FlowContent::from_value(&config).unwrap())])
+}
+
 fn sample() -> Vec<Value> {
     serde_json::from_value(json!([
         {"id": "t1", "type": "tab", "label": "One", "env": [{"name": "GREETING", "value": "hello", "type": "str"}]},
@@ -48,7 +74,10 @@ fn sample() -> Vec<Value> {
         {"id": "b1", "type": "mqtt-broker", "broker": "localhost"},
         {"id": "t2", "type": "tab", "label": "Two"},
         {"id": "n3", "type": "function", "z": "s1"},
-        {"id": "gc", "type": "global-config", "env": [{"name": "REGION", "value": "eu", "type": "str"}]},
+        {"id": "gc", "type": "global-config", "env": [
+            {"name": "REGION", "value": "eu", "type": "str"},
+            {"name": "PORT", "value": "8080", "type": "num"}
+        ], "modules": {}},
         {"id": "lost", "type": "debug", "z": "nowhere"}
     ]))
     .unwrap()
@@ -68,17 +97,21 @@ fn each_tab_and_subflow_becomes_a_flow_holding_its_nodes_in_order() {
 }
 
 #[test]
-fn config_holds_the_tab_order_and_every_node_without_a_tab() {
+fn config_holds_the_tab_order_every_node_without_a_tab_and_the_global_env_types() {
     let (flows, _) = split(&sample()).unwrap();
-    let config = flow(&flows, "config");
-    assert_eq!(config["order"], json!(["t1", "s1", "t2"]));
-    let config_ids: Vec<&str> = config["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(config_ids, ["b1", "gc", "lost"]);
+    // The global-config node held only env: it is left out, and of its env
+    // only the type of the key that is not text remains.
+    assert_eq!(
+        flow(&flows, "config"),
+        json!({
+            "order": ["t1", "s1", "t2"],
+            "nodes": [
+                {"id": "b1", "type": "mqtt-broker", "broker": "localhost"},
+                {"id": "lost", "type": "debug", "z": "nowhere"}
+            ],
+            "env_types": {"PORT": "num"}
+        })
+    );
 }
 
 #[test]
@@ -108,11 +141,13 @@ fn env_values_are_lifted_out_of_tabs_subflows_and_global_config() {
     assert_eq!(env[&key("GREETING")], value("hello"));
     assert_eq!(env[&key("RETRIES")], value("3"));
     assert_eq!(env[&key("REGION")], value("eu"));
+    assert_eq!(env[&key("PORT")], value("8080"));
     assert_eq!(
         flow(&flows, "tab-t1")[0]["env"],
         json!([{"name": "GREETING", "value": "", "type": "str"}])
     );
-    assert_eq!(flow(&flows, "config")["nodes"][1]["env"][0]["value"], "");
+    let all: String = flows.values().map(FlowContent::as_json).collect();
+    assert!(!all.contains("REGION"), "{all}");
 }
 
 #[test]
@@ -260,8 +295,13 @@ fn assemble_puts_the_targets_values_in_and_empties_the_rest() {
     assert_eq!(payload[0]["env"][0]["value"], "prod-hello");
     let s1 = payload.iter().find(|n| n["id"] == "s1").unwrap();
     assert_eq!(s1["env"][0]["value"], "");
-    let gc = payload.iter().find(|n| n["id"] == "gc").unwrap();
-    assert_eq!(gc["env"][0]["value"], "");
+    // GREETING and RETRIES are their scopes', not global; PORT keeps its
+    // type and goes out even without a value (the flows declare it); REGION
+    // is text and this target has no such key, so nothing is left of it.
+    assert_eq!(
+        global_env(&payload),
+        json!([{"name": "PORT", "value": "", "type": "num"}])
+    );
 }
 
 #[test]
@@ -298,6 +338,208 @@ fn the_round_trip_of_the_sample_is_stable() {
     assert_eq!(payload, assemble(&flows, &own_values(&env)).unwrap());
 }
 
+// ---- the global-config node: a projection of the env store -----------------
+
+#[test]
+fn a_target_only_key_goes_to_a_global_config_node_with_the_targets_value() {
+    let (flows, _) = split(&sample()).unwrap();
+    let values = BTreeMap::from([
+        (key("GREETING"), some("prod-hello")),
+        (key("REGION"), some("us")),
+        (key("PROD_ONLY"), some("prod-only")),
+        (key("AWAITING"), None),
+    ]);
+    let payload = assemble(&flows, &values).unwrap();
+    // The flows hold no global-config node, so one is made, last, sorted,
+    // and a key its tab gives a value (GREETING) is not repeated.
+    assert_eq!(
+        payload.last().unwrap(),
+        &json!({"id": GLOBAL_CONFIG_ID, "type": "global-config", "modules": {}, "env": [
+            {"name": "AWAITING", "value": "", "type": "str"},
+            {"name": "PORT", "value": "", "type": "num"},
+            {"name": "PROD_ONLY", "value": "prod-only", "type": "str"},
+            {"name": "REGION", "value": "us", "type": "str"}
+        ]})
+    );
+    assert_eq!(globals(&payload).len(), 1);
+    assert_eq!(payload[0]["env"][0]["value"], "prod-hello");
+    // Deploying it again sends the same JSON, and it pulls back as the flows
+    // that were deployed.
+    assert_eq!(payload, assemble(&flows, &values).unwrap());
+    let (again, env) = split(&payload).unwrap();
+    assert_eq!(again, flows);
+    assert_eq!(env[&key("PROD_ONLY")], value("prod-only"));
+    assert_eq!(env[&key("AWAITING")], FoundValue::Empty);
+}
+
+#[test]
+fn without_global_keys_no_global_config_node_is_made() {
+    let nodes =
+        [json!({"id": "t", "type": "tab", "env": [{"name": "A", "value": "a", "type": "str"}]})];
+    let (flows, env) = split(&nodes).unwrap();
+    let payload = assemble(&flows, &own_values(&env)).unwrap();
+    assert!(globals(&payload).is_empty(), "{payload:?}");
+}
+
+#[test]
+fn the_type_of_a_key_another_scope_names_is_not_kept() {
+    let nodes = [
+        json!({"id": "t", "type": "tab", "env": [{"name": "A", "value": "1", "type": "str"}]}),
+        json!({"id": "gc", "type": "global-config", "env": [
+            {"name": "A", "value": "1", "type": "num"},
+            {"name": "B", "value": "true", "type": "bool"}
+        ]}),
+    ];
+    let (flows, env) = split(&nodes).unwrap();
+    assert_eq!(flow(&flows, "config")["env_types"], json!({"B": "bool"}));
+    let payload = assemble(&flows, &own_values(&env)).unwrap();
+    assert_eq!(
+        global_env(&payload),
+        json!([{"name": "B", "value": "true", "type": "bool"}])
+    );
+}
+
+#[test]
+fn a_global_config_node_with_cred_entries_is_kept_with_only_them() {
+    let nodes = [
+        json!({"id": "gcx", "type": "global-config", "modules": {}, "env": [
+            {"name": "A", "value": "dev-a", "type": "str"},
+            {"name": "S", "value": "hunter2", "type": "cred"}
+        ]}),
+    ];
+    let (flows, env) = split(&nodes).unwrap();
+    assert_eq!(env.keys().collect::<Vec<_>>(), [&key("A")]);
+    assert_eq!(
+        flow(&flows, "config")["nodes"],
+        json!([{"id": "gcx", "type": "global-config", "modules": {},
+            "env": [{"name": "S", "value": env::CRED_PLACEHOLDER, "type": "cred"}]}])
+    );
+    // The target's values go into that node (the credentials Node-RED keeps
+    // for it stay attached to its id); a key named like a cred entry does
+    // not become a second entry.
+    let values = BTreeMap::from([(key("A"), some("prod-a")), (key("S"), some("x"))]);
+    let payload = assemble(&flows, &values).unwrap();
+    assert_eq!(ids(&payload), ["gcx"]);
+    assert_eq!(
+        global_env(&payload),
+        json!([
+            {"name": "A", "value": "prod-a", "type": "str"},
+            {"name": "S", "value": env::CRED_PLACEHOLDER, "type": "cred"}
+        ])
+    );
+}
+
+#[test]
+fn a_global_config_node_with_more_than_env_is_kept_without_it() {
+    let node = json!({"id": "gcm", "type": "global-config",
+        "modules": {"node-red-contrib-x": "1.0.0"},
+        "env": [{"name": "A", "value": "a", "type": "str"}]});
+    let (flows, env) = split(&[node]).unwrap();
+    assert_eq!(
+        flow(&flows, "config")["nodes"],
+        json!([{"id": "gcm", "type": "global-config", "modules": {"node-red-contrib-x": "1.0.0"}}])
+    );
+    let payload = assemble(&flows, &own_values(&env)).unwrap();
+    assert_eq!(ids(&payload), ["gcm"]);
+    assert_eq!(
+        global_env(&payload),
+        json!([{"name": "A", "value": "a", "type": "str"}])
+    );
+}
+
+#[test]
+fn of_two_global_config_nodes_only_the_first_carries_the_env_and_none_is_added() {
+    let cred = |n: &str| json!({"name": n, "value": "__PWRD__", "type": "cred"});
+    let nodes = [
+        json!({"id": "g1", "type": "global-config", "env": [cred("S1"), {"name": "A", "value": "a", "type": "str"}]}),
+        json!({"id": "g2", "type": "global-config", "env": [{"name": "B", "value": "b", "type": "str"}, cred("S2")]}),
+    ];
+    let (flows, env) = split(&nodes).unwrap();
+    let payload = assemble(&flows, &own_values(&env)).unwrap();
+    assert_eq!(ids(&payload), ["g1", "g2"]);
+    assert_eq!(
+        payload[0]["env"],
+        json!([
+            {"name": "A", "value": "a", "type": "str"},
+            {"name": "B", "value": "b", "type": "str"},
+            cred("S1")
+        ])
+    );
+    assert_eq!(payload[1]["env"], json!([cred("S2")]));
+    assert_eq!(split(&payload).unwrap().0, flows);
+}
+
+#[test]
+fn the_made_global_config_node_never_takes_an_id_in_use() {
+    let flows = config_with(
+        json!([{"id": GLOBAL_CONFIG_ID, "type": "mqtt-broker"}]),
+        None,
+    );
+    let payload = assemble(&flows, &BTreeMap::from([(key("A"), some("a"))])).unwrap();
+    assert_eq!(
+        ids(&payload),
+        [GLOBAL_CONFIG_ID, "stagehand.global-config.2"]
+    );
+}
+
+#[test]
+fn flows_stored_with_global_entries_in_place_still_deploy_them() {
+    // What a pull stored before global env was lifted out whole.
+    let flows = config_with(
+        json!([{"id": "gc", "type": "global-config", "env": [
+            {"name": "OLD", "value": "", "type": "bool"},
+            {"name": "TEXT", "value": "", "type": "str"}
+        ]}]),
+        None,
+    );
+    let values = BTreeMap::from([(key("TEXT"), some("t"))]);
+    let payload = assemble(&flows, &values).unwrap();
+    assert_eq!(
+        global_env(&payload),
+        json!([
+            {"name": "OLD", "value": "", "type": "bool"},
+            {"name": "TEXT", "value": "t", "type": "str"}
+        ])
+    );
+    assert_eq!(
+        flow(&split(&payload).unwrap().0, "config"),
+        json!({"order": [], "nodes": [], "env_types": {"OLD": "bool"}})
+    );
+}
+
+#[test]
+fn env_types_naming_no_key_or_no_type_are_refused() {
+    for (types, names) in [
+        (json!({"my-var": "num"}), "\"my-var\""),
+        (json!({"A": "cred"}), "env var A"),
+        (json!({"A": 3}), "env var A"),
+        (json!(["A"]), "env_types"),
+    ] {
+        let err = assemble(&config_with(json!([]), Some(types)), &BTreeMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Invalid(m) if m.contains(names)),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn instances_differing_only_in_global_keys_and_values_give_identical_flows() {
+    let mut prod = sample();
+    let gc = prod.iter_mut().find(|n| n["id"] == "gc").unwrap();
+    *gc = json!({"id": "another-random-id", "type": "global-config", "env": [
+        {"name": "PROD_ONLY", "value": "p", "type": "str"},
+        {"name": "PORT", "value": "9090", "type": "num"}
+    ]});
+    assert_eq!(split(&sample()).unwrap().0, split(&prod).unwrap().0);
+    // Nor does a global-config node written by another editor, with only
+    // the typed key.
+    let mut other: Vec<Value> = sample().into_iter().filter(|n| n["id"] != "gc").collect();
+    other.push(json!({"id": "x", "type": "global-config", "env": [
+        {"name": "PORT", "value": "1", "type": "num"}]}));
+    assert_eq!(split(&sample()).unwrap().0, split(&other).unwrap().0);
+}
+
 // ---- properties ------------------------------------------------------------
 
 const KEYS: usize = 5;
@@ -313,7 +555,10 @@ type NodeSpec = (usize, usize, Vec<EnvSpec>);
 struct Case {
     nodes: Vec<Value>,
     dev: Vec<String>,
+    /// Prod's values of the keys dev's flows name, `K0`…
     prod: Vec<Option<String>>,
+    /// Prod's values of keys dev has no trace of, `P0`…
+    prod_only: Vec<Option<String>>,
 }
 
 fn env_array(specs: &[EnvSpec], dev: &[String]) -> Value {
@@ -373,7 +618,12 @@ fn build(
     if let Some(env) = global {
         nodes.push(json!({"id": "gc", "type": "global-config", "env": env_array(&env, &dev)}));
     }
-    Case { nodes, dev, prod }
+    Case {
+        nodes,
+        dev,
+        prod,
+        prod_only: Vec::new(),
+    }
 }
 
 fn arb_env() -> impl Strategy<Value = Vec<EnvSpec>> {
@@ -392,29 +642,75 @@ fn arb_case() -> impl Strategy<Value = Case> {
             KEYS,
         ),
         prop::collection::vec(prop::option::weighted(0.8, "PR_[A-Z0-9]{12}"), KEYS),
+        prop::collection::vec(prop::option::weighted(0.8, "PO_[A-Z0-9]{12}"), 0..3),
     )
-        .prop_map(|(t, s, scope_env, specs, global, dev, prod)| {
-            build(t, s, scope_env, specs, global, dev, prod)
-        })
+        .prop_map(
+            |(t, s, scope_env, specs, global, dev, prod, prod_only)| Case {
+                prod_only,
+                ..build(t, s, scope_env, specs, global, dev, prod)
+            },
+        )
         .prop_flat_map(|case| {
-            let Case { nodes, dev, prod } = case;
+            let Case {
+                nodes,
+                dev,
+                prod,
+                prod_only,
+            } = case;
             Just(nodes).prop_shuffle().prop_map(move |nodes| Case {
                 nodes,
                 dev: dev.clone(),
                 prod: prod.clone(),
+                prod_only: prod_only.clone(),
             })
         })
 }
 
+/// Prod's values as a promotion from dev sends them: prod's own keys, and
+/// every key of dev's (all `K*` here) with prod's value or none.
 fn prod_values(case: &Case) -> BTreeMap<EnvKey, Option<SecretValue>> {
-    (0..KEYS)
-        .map(|k| {
-            (
-                key(&format!("K{k}")),
-                case.prod[k].clone().map(SecretValue::new),
-            )
-        })
+    let named = (0..KEYS).map(|k| (format!("K{k}"), case.prod[k].clone()));
+    let only = (case.prod_only.iter().enumerate()).map(|(i, v)| (format!("P{i}"), v.clone()));
+    named
+        .chain(only)
+        .map(|(k, v)| (key(&k), v.map(SecretValue::new)))
         .collect()
+}
+
+/// `nodes` with the text entries of its global-config node replaced by
+/// `text` (made, or left out, per `make`): what another instance with the
+/// same flows but other instance-wide keys and values holds.
+fn with_other_global_text(
+    nodes: &[Value],
+    text: &BTreeMap<String, String>,
+    make: bool,
+) -> Vec<Value> {
+    let mut nodes = nodes.to_vec();
+    let entries = text
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v, "type": "str"}));
+    match nodes.iter().position(|n| n["type"] == "global-config") {
+        Some(i) => {
+            let mut env: Vec<Value> = nodes[i]["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["type"] != "str")
+                .cloned()
+                .collect();
+            env.splice(0..0, entries);
+            if env.is_empty() && !make {
+                nodes.remove(i);
+            } else {
+                nodes[i]["env"] = Value::Array(env);
+            }
+        }
+        None if make || !text.is_empty() => nodes.push(json!({
+            "id": "elsewhere", "type": "global-config", "env": entries.collect::<Vec<_>>(), "modules": {}
+        })),
+        None => {}
+    }
+    nodes
 }
 
 proptest! {
@@ -462,13 +758,53 @@ proptest! {
     }
 
     #[test]
-    fn no_node_is_ever_dropped(case in arb_case()) {
+    fn every_target_key_reaches_the_target_with_its_value(case in arb_case()) {
+        let (flows, _) = split(&case.nodes).unwrap();
+        let prod = prod_values(&case);
+        let payload = assemble(&flows, &prod).unwrap();
+        let mut sent: BTreeMap<EnvKey, BTreeSet<&str>> = BTreeMap::new();
+        for node in &payload {
+            for entry in node.get("env").and_then(Value::as_array).into_iter().flatten() {
+                if entry["type"] != "cred" && node["type"] != "exec" {
+                    sent.entry(key(entry["name"].as_str().unwrap()))
+                        .or_default()
+                        .insert(entry["value"].as_str().unwrap());
+                }
+            }
+        }
+        for (k, v) in &prod {
+            let want = v.as_ref().map(SecretValue::expose).unwrap_or("");
+            prop_assert_eq!(sent.get(k), Some(&BTreeSet::from([want])), "{}", k);
+        }
+        prop_assert!(globals(&payload).len() <= 1.max(case.nodes.iter().filter(|n| n["type"] == "global-config").count()));
+    }
+
+    #[test]
+    fn global_keys_and_values_never_change_the_flows(
+        case in arb_case(),
+        text in prop::collection::btree_map("G[0-9]", "[a-z]{0,8}", 0..4),
+        make in any::<bool>(),
+    ) {
+        let other = with_other_global_text(&case.nodes, &text, make);
+        prop_assert_eq!(split(&case.nodes).unwrap().0, split(&other).unwrap().0);
+    }
+
+    #[test]
+    fn no_node_but_a_bare_global_config_is_ever_dropped(case in arb_case()) {
         let (flows, env) = split(&case.nodes).unwrap();
         let payload = assemble(&flows, &own_values(&env)).unwrap();
-        let mut before: Vec<&str> = ids(&case.nodes);
-        let mut after: Vec<&str> = ids(&payload);
-        before.sort_unstable();
-        after.sort_unstable();
-        prop_assert_eq!(before, after);
+        let kept = |nodes: &[Value]| {
+            let mut ids: Vec<String> = nodes
+                .iter()
+                .filter(|n| {
+                    n["type"] != "global-config"
+                        || n["env"].as_array().into_iter().flatten().any(|e| e["type"] == "cred")
+                })
+                .map(|n| n["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        prop_assert_eq!(kept(&case.nodes), kept(&payload));
     }
 }
