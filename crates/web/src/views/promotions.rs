@@ -132,6 +132,14 @@ struct PreviewPage {
     protected: bool,
     required_approvals: u32,
     blocked: Option<String>,
+    /// The source's runtime, when connected: it is pulled before it ships.
+    source_runtime: Option<super::runtimes::RuntimeCard>,
+    source_instance_id: String,
+    /// The target's runtime, looked at now, when connected.
+    target_runtime: Option<super::runtimes::RuntimeCard>,
+    target_instance_id: String,
+    /// The target's runtime changed behind Stagehand's back.
+    target_drifted: bool,
 }
 
 fn pretty(content: &stagehand_domain::FlowContent) -> String {
@@ -206,7 +214,33 @@ pub(crate) async fn view_preview_get(
     } else {
         None
     };
+    let source_runtime = state
+        .store
+        .runtime_link(team, preview.source.instance_id)
+        .await?
+        .map(super::runtimes::RuntimeCard::new);
+    let target_link = match state
+        .store
+        .runtime_link(team, preview.target.instance_id)
+        .await?
+    {
+        Some(link) => Some(
+            crate::deploy::check_many(&state, team, &[preview.target.instance_id])
+                .await
+                .pop()
+                .unwrap_or(link),
+        ),
+        None => None,
+    };
+    let target_drifted = target_link
+        .as_ref()
+        .is_some_and(|l| l.state == stagehand_store::RuntimeState::Drifted);
     render(PreviewPage {
+        source_runtime,
+        source_instance_id: preview.source.instance_id.to_string(),
+        target_runtime: target_link.map(super::runtimes::RuntimeCard::new),
+        target_instance_id: preview.target.instance_id.to_string(),
+        target_drifted,
         chrome: Chrome::new(&ctx),
         source: preview.source.instance_name.to_string(),
         target: preview.target.instance_name.to_string(),
@@ -227,6 +261,8 @@ pub(crate) async fn view_preview_get(
 pub(crate) struct PromoteForm {
     expected_target_version: Option<i64>,
     idempotency_key: Option<String>,
+    /// A checkbox: overwrite a connected target that drifted (audited).
+    overwrite_drift: Option<String>,
 }
 
 pub(crate) async fn promote_post(
@@ -245,7 +281,7 @@ pub(crate) async fn promote_post(
             actor: ctx.actor(),
             idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
             expected_target_version: form.expected_target_version,
-            overwrite_drift: false,
+            overwrite_drift: form.overwrite_drift.is_some(),
         },
     )
     .await?

@@ -154,12 +154,32 @@ pub(crate) async fn test_post(
     Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct PullForm {
+    /// Where to go back to: a page of this team (the preview that offered
+    /// the pull), never another site.
+    next: Option<String>,
+}
+
 pub(crate) async fn pull_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(path): Path<InstancePath>,
+    Form(form): Form<PullForm>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     deploy::pull(&state, team, id, &ctx.actor()).await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}")))
+    let own = format!("/teams/{team}/");
+    let back = match non_blank(&form.next) {
+        Some(next)
+            if next.starts_with(&own)
+                && !next.contains("//")
+                && !next.contains('\\')
+                && next.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            next.to_owned()
+        }
+        _ => format!("/teams/{team}/instances/{id}"),
+    };
+    Ok(see_other(&back))
 }

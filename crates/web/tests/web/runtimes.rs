@@ -259,6 +259,34 @@ async fn connected_pipeline_scenario(backend: Backend) {
     // The pipeline page shows it too.
     let page = app_page(&app, team).await;
     assert!(page.contains("drifted"), "pipeline page has no drift");
+    // A lead's preview says so and offers both ways out: pull prod first
+    // (and come back to the preview), or overwrite it.
+    let lena = app.member(team, "lena", BuiltinRole::Lead).await;
+    let preview_path = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+        stages[0]
+    );
+    let preview = lena.get(&preview_path).await;
+    preview.assert_ok();
+    assert!(
+        preview.body.contains("name=\"overwrite_drift\""),
+        "no overwrite choice"
+    );
+    assert!(preview.body.contains("Pull prod first"), "no pull choice");
+    let pulled = lena
+        .post(
+            &format!("/teams/{team}/instances/{dev_id}/pull"),
+            &[("next", preview_path.as_str())],
+        )
+        .await;
+    pulled.assert_redirect_to(&preview_path);
+    let elsewhere = lena
+        .post(
+            &format!("/teams/{team}/instances/{dev_id}/pull"),
+            &[("next", "https://evil.example/")],
+        )
+        .await;
+    elsewhere.assert_redirect_to(&format!("/teams/{team}/instances/{dev_id}"));
 
     // Choosing to overwrite ships v2, and the audit log says so.
     let (s, overwrite) = api
