@@ -107,25 +107,68 @@ pub fn transport_error(e: reqwest::Error) -> RuntimeError {
     RuntimeError::Unreachable(what)
 }
 
-/// Reads an error answer's body as a short message (the runtime's own
-/// words; it never echoes Stagehand's credentials).
+/// The largest answer read from a runtime: a large Node-RED instance
+/// (2,000 flows) is ~20 MB; anything far past that is refused rather than
+/// held in memory.
+pub const MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
+
+/// The largest error answer read (only its message fields are kept).
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Reads an answer's body, refusing one over `max` bytes as it streams in
+/// (a runtime cannot make Stagehand hold an unbounded body).
+pub async fn read_limited(mut response: reqwest::Response, max: usize) -> RuntimeResult<Vec<u8>> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(RuntimeError::Invalid(format!(
+            "the runtime's answer is over {} MB",
+            max / (1024 * 1024)
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > max {
+            return Err(RuntimeError::Invalid(format!(
+                "the runtime's answer is over {} MB",
+                max.max(1024 * 1024) / (1024 * 1024)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads an error answer as a short message: only the runtime's own
+/// message fields of a JSON body (`message`, `detail`, `error`, `code`),
+/// never the raw body, which a proxy or a misconfigured URL could fill
+/// with an echo of the request (credentials, env values). The caller
+/// still scrubs what it sent from it.
 pub async fn error_message(response: reqwest::Response) -> String {
     let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&text)
+    let body = read_limited(response, MAX_ERROR_BYTES)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
             ["message", "detail", "error", "code"].iter().find_map(|k| {
-                v.get(*k)
-                    .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned))
+                v.get(*k).and_then(|m| match m {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Object(o) => o
+                        .get("message")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned),
+                    _ => None,
+                })
             })
         })
-        .unwrap_or(text);
-    let mut message = message.trim().to_owned();
+        .unwrap_or_default();
+    let mut message: String = message.trim().chars().filter(|c| !c.is_control()).collect();
     if message.is_empty() {
         message = status.canonical_reason().unwrap_or("error").to_owned();
     }
-    message.truncate(300);
+    if message.chars().count() > 200 {
+        message = message.chars().take(200).collect::<String>() + "…";
+    }
     message
 }
 

@@ -68,6 +68,10 @@ pub enum Conflict {
         "{instance} is connected to {kind}: change its flows there and pull, or promote into it"
     )]
     Mirrored { instance: String, kind: String },
+    /// A deploy or another pull was recorded while this pull read the
+    /// runtime: what it read is older than what Stagehand now knows.
+    #[error("{0} changed while it was being pulled; pull it again")]
+    PulledMeanwhile(String),
     /// The instance is not connected to a runtime.
     #[error("{0} is not connected to a runtime")]
     NotConnected(String),

@@ -744,6 +744,9 @@ pub struct PulledState {
     pub flows: Vec<(FlowName, FlowContent)>,
     pub env: Vec<(EnvKey, PulledValue)>,
     pub changed_by: Option<String>,
+    /// When the pull asked the runtime: a deploy or pull recorded since
+    /// makes this one stale (refused rather than recorded over it).
+    pub started_at: DateTime<Utc>,
 }
 
 /// Everything a deploy sends: the flows the target will hold and the

@@ -106,26 +106,99 @@ pub async fn connect(
     Ok(link)
 }
 
+/// Runtime clients by instance, reused while the connection is the same
+/// one (same `connected_at`) and the timeouts are the same.
+#[derive(Debug, Default)]
+pub(crate) struct Clients {
+    by_instance: std::sync::Mutex<BTreeMap<(InstanceId, u128), CachedClient>>,
+}
+
+#[derive(Debug)]
+struct CachedClient {
+    connected_at: chrono::DateTime<chrono::Utc>,
+    runtime: std::sync::Arc<dyn Runtime>,
+    secrets: Secrets,
+}
+
+/// What must never be shown of a runtime's answers: its credentials, and
+/// the values a call sent. A runtime (or a proxy, or a wrong URL) may echo
+/// a request back in an error; these are cut out of every message before
+/// it is stored, shown or audited.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Secrets(Vec<String>);
+
+impl Secrets {
+    fn of_auth(auth: &RuntimeAuth) -> Self {
+        let mut s = Self::default();
+        match auth {
+            RuntimeAuth::None => {}
+            RuntimeAuth::Bearer { token } => s.add(token),
+            RuntimeAuth::Basic { password, .. } => s.add(password),
+            RuntimeAuth::ApiKey { key } => s.add(key),
+        }
+        s
+    }
+
+    fn add(&mut self, secret: &str) {
+        // Very short values ("1", "yes") cannot be told from the words
+        // around them; everything else is cut out.
+        if secret.chars().count() >= 4 {
+            self.0.push(secret.to_owned());
+        }
+    }
+
+    /// The message without any secret in it.
+    fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_owned();
+        let mut longest_first = self.0.clone();
+        longest_first.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in &longest_first {
+            out = out.replace(secret.as_str(), "[redacted]");
+        }
+        out
+    }
+}
+
 /// A client of the instance's runtime, with the link it was built from.
 async fn client(
     state: &AppState,
     team: TeamId,
     instance: InstanceId,
     options: &stagehand_runtime::ClientOptions,
-) -> AppResult<(RuntimeLink, Box<dyn Runtime>)> {
+) -> AppResult<(RuntimeLink, std::sync::Arc<dyn Runtime>, Secrets)> {
     let (link, sealed) = state.store.runtime_credentials(team, instance).await?;
+    let slot = (instance, options.timeout.as_millis());
+    if let Ok(cache) = state.runtimes.by_instance.lock()
+        && let Some(c) = cache.get(&slot)
+        && c.connected_at == link.connected_at
+    {
+        return Ok((link, c.runtime.clone(), c.secrets.clone()));
+    }
     let auth: RuntimeAuth = serde_json::from_str(sealed.expose())
         .map_err(|_| AppError::Internal("stored runtime credentials are unreadable".into()))?;
+    let secrets = Secrets::of_auth(&auth);
     let kind: RuntimeKind = link.kind.parse().map_err(AppError::Internal)?;
     let url = url::Url::parse(&link.url)
         .map_err(|e| AppError::Internal(format!("stored runtime URL: {e}")))?;
-    let runtime = stagehand_runtime::client(Connection { kind, url, auth }, options)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok((link, runtime))
+    let runtime: std::sync::Arc<dyn Runtime> =
+        stagehand_runtime::client(Connection { kind, url, auth }, options)
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .into();
+    if let Ok(mut cache) = state.runtimes.by_instance.lock() {
+        cache.insert(
+            slot,
+            CachedClient {
+                connected_at: link.connected_at,
+                runtime: runtime.clone(),
+                secrets: secrets.clone(),
+            },
+        );
+    }
+    Ok((link, runtime, secrets))
 }
 
 /// How a runtime failure reads to a caller of "test connection" or "pull".
-fn runtime_failure(kind: &str, e: &RuntimeError) -> AppError {
+fn runtime_failure(kind: &str, e: &RuntimeError, secrets: &Secrets) -> AppError {
     let (status, code) = match e {
         RuntimeError::AuthFailed(_) => (StatusCode::BAD_GATEWAY, "auth_failed"),
         RuntimeError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "unreachable"),
@@ -136,7 +209,7 @@ fn runtime_failure(kind: &str, e: &RuntimeError) -> AppError {
     AppError::Runtime {
         status,
         code,
-        message: format!("{}: {e}", label(kind)),
+        message: secrets.scrub(&format!("{}: {e}", label(kind))),
     }
 }
 
@@ -150,6 +223,7 @@ fn label(kind: &str) -> &'static str {
 fn compare(
     link: &RuntimeLink,
     found: &Result<Revision, RuntimeError>,
+    secrets: &Secrets,
 ) -> (RuntimeState, Option<String>) {
     match found {
         Ok(rev) if link.revision.as_deref() == Some(rev.0.as_str()) => (RuntimeState::InSync, None),
@@ -167,8 +241,11 @@ fn compare(
                 Some("Stagehand has not pulled it yet: pull it to start tracking it".into()),
             ),
         },
-        Err(RuntimeError::AuthFailed(m)) => (RuntimeState::AuthFailed, Some(m.clone())),
-        Err(e) => (RuntimeState::Unreachable, Some(e.to_string())),
+        Err(RuntimeError::AuthFailed(m)) => (RuntimeState::AuthFailed, Some(secrets.scrub(m))),
+        Err(e) => (
+            RuntimeState::Unreachable,
+            Some(secrets.scrub(&e.to_string())),
+        ),
     }
 }
 
@@ -180,31 +257,44 @@ pub async fn check(
     instance: InstanceId,
     options: &stagehand_runtime::ClientOptions,
 ) -> AppResult<RuntimeLink> {
-    let (link, runtime) = client(state, team, instance, options).await?;
+    let (link, runtime, secrets) = client(state, team, instance, options).await?;
     let found = runtime.revision().await;
-    let (runtime_state, detail) = compare(&link, &found);
+    let (runtime_state, detail) = compare(&link, &found, &secrets);
     Ok(state
         .store
         .record_runtime_check(team, instance, runtime_state, detail, None)
         .await?)
 }
 
+/// How recent a check a page view reuses instead of asking the runtime
+/// again: many viewers do not make many runtime calls.
+pub const PAGE_CHECK_REUSE: chrono::Duration = chrono::Duration::seconds(5);
+
 /// Checks every connected instance among `instances` at once, each within
-/// the page's budget; one that does not answer in time keeps its last
-/// known state.
+/// the page's budget; one checked within `reuse`, or that does not answer
+/// in time, shows its last known state.
 pub async fn check_many(
     state: &AppState,
     team: TeamId,
     instances: &[InstanceId],
+    reuse: chrono::Duration,
 ) -> Vec<RuntimeLink> {
     let mut options = state.config.runtimes.client.clone();
     options.timeout = state.config.runtimes.page_check;
     options.connect_timeout = options
         .connect_timeout
         .min(state.config.runtimes.page_check);
+    let fresh_since = chrono::Utc::now() - reuse;
     let checks = instances.iter().map(|id| {
         let options = options.clone();
-        async move { check(state, team, *id, &options).await.ok() }
+        async move {
+            if let Ok(Some(link)) = state.store.runtime_link(team, *id).await
+                && link.checked_at.is_some_and(|at| at > fresh_since)
+            {
+                return Some(link);
+            }
+            check(state, team, *id, &options).await.ok()
+        }
     });
     futures_util::future::join_all(checks)
         .await
@@ -214,25 +304,37 @@ pub async fn check_many(
 }
 
 /// Reads the runtime's flows and values into the instance (a snapshot,
-/// audited).
+/// audited). A protected instance is pulled only by someone who manages
+/// protection: a pull replaces its values in Stagehand.
 pub async fn pull(
     state: &AppState,
     team: TeamId,
     instance: InstanceId,
     actor: &Actor,
 ) -> AppResult<Instance> {
-    let (link, runtime) = client(state, team, instance, &state.config.runtimes.client).await?;
+    // Refused before the runtime is asked anything (the store checks it
+    // again under the instance's lock).
+    let current = state.store.instance(team, instance).await?;
+    if current.protection.is_protected() && !actor.manages_protection() {
+        return Err(stagehand_store::StoreError::Protected {
+            instance: current.name.to_string(),
+        }
+        .into());
+    }
+    let (link, runtime, secrets) =
+        client(state, team, instance, &state.config.runtimes.client).await?;
+    let started_at = chrono::Utc::now();
     let pulled = match runtime.pull().await {
         Ok(p) => p,
         Err(e) => {
-            let (s, detail) = compare(&link, &Err(e.clone()));
+            let (s, detail) = compare(&link, &Err(e.clone()), &secrets);
             if matches!(s, RuntimeState::AuthFailed | RuntimeState::Unreachable) {
                 let _ = state
                     .store
                     .record_runtime_check(team, instance, s, detail, None)
                     .await;
             }
-            return Err(runtime_failure(&link.kind, &e));
+            return Err(runtime_failure(&link.kind, &e, &secrets));
         }
     };
     let env = pulled
@@ -257,6 +359,7 @@ pub async fn pull(
                 flows: pulled.flows.into_iter().collect(),
                 env,
                 changed_by: pulled.changed_by,
+                started_at,
             },
             actor,
         )
@@ -279,27 +382,23 @@ pub async fn play(state: &AppState, request: PromotionRequest) -> AppResult<Play
         Some((s, Some(t))) => (s.clone(), t.clone()),
     };
     let team = request.team;
-    let mut base = None;
-    if state
-        .store
-        .runtime_link(team, source.instance_id)
-        .await?
-        .is_some()
-    {
-        pull(state, team, source.instance_id, &request.actor).await?;
+    if let Some(link) = state.store.runtime_link(team, source.instance_id).await? {
+        let source_instance = state.store.instance(team, source.instance_id).await?;
+        if source_instance.protection.is_protected() && !request.actor.manages_protection() {
+            // Pulling would replace a protected instance's values: only
+            // its managers may. What ships must still be what runs there.
+            drift_gate(state, team, &source_instance, &link, false).await?;
+        } else {
+            pull(state, team, source.instance_id, &request.actor).await?;
+        }
     }
     let target_instance = state.store.instance(team, target.instance_id).await?;
-    if let Some(link) = state.store.runtime_link(team, target.instance_id).await?
-        && !target_instance.protection.is_protected()
-    {
-        base = drift_gate(
-            state,
-            team,
-            &target_instance,
-            &link,
-            request.overwrite_drift,
-        )
-        .await?;
+    let mut base = None;
+    if let Some(link) = state.store.runtime_link(team, target.instance_id).await? {
+        // Into a protected target this only requests; the gate runs again
+        // when the last approval deploys it.
+        let overwrite = request.overwrite_drift && !target_instance.protection.is_protected();
+        base = drift_gate(state, team, &target_instance, &link, overwrite).await?;
     }
     let played = state.store.play(request).await?;
     if played.replayed || played.promotion.status != PromotionStatus::Deploying {
@@ -323,24 +422,25 @@ fn played_actor(p: &Promotion) -> Actor {
     actor
 }
 
-/// Refuses a play into a target whose runtime changed behind Stagehand's
-/// back, unless `overwrite`; then the deploy is guarded by the revision
-/// seen now. An unreachable runtime is not refused here: the deploy fails
-/// and is recorded as failed.
+/// Refuses to go on with an instance whose runtime changed behind
+/// Stagehand's back (or that Stagehand never pulled), unless `overwrite`;
+/// then a deploy is guarded by the revision seen now. An unreachable
+/// runtime is not refused here: the deploy fails and is recorded.
 async fn drift_gate(
     state: &AppState,
     team: TeamId,
-    target: &Instance,
+    instance: &Instance,
     link: &RuntimeLink,
     overwrite: bool,
 ) -> AppResult<Option<Revision>> {
-    let (_, runtime) = client(state, team, target.id, &state.config.runtimes.client).await?;
+    let (_, runtime, secrets) =
+        client(state, team, instance.id, &state.config.runtimes.client).await?;
     let found = runtime.revision().await;
-    let (runtime_state, detail) = compare(link, &found);
+    let (runtime_state, detail) = compare(link, &found, &secrets);
     if runtime_state != link.state || detail != link.state_detail {
         let _ = state
             .store
-            .record_runtime_check(team, target.id, runtime_state, detail.clone(), None)
+            .record_runtime_check(team, instance.id, runtime_state, detail.clone(), None)
             .await;
     }
     match (runtime_state, found) {
@@ -349,22 +449,39 @@ async fn drift_gate(
             status: StatusCode::CONFLICT,
             code: "drifted",
             message: format!(
-                "{} {}. Pull it first to keep what runs there, or promote again choosing to overwrite it.",
-                target.name,
-                detail.unwrap_or_else(|| "changed in its runtime".into())
+                "{} {}. Pull it first to keep what runs there{}.",
+                instance.name,
+                detail.unwrap_or_else(|| "changed in its runtime".into()),
+                if instance.protection.is_protected() {
+                    " (a protected instance is pulled by someone who manages protection)"
+                } else {
+                    ", or promote again choosing to overwrite it"
+                }
             ),
         }),
         _ => Ok(None),
     }
 }
 
-/// Rollback, for pages and API alike; into a connected target it deploys.
+/// The gate before a rollback or an approval deploys into `target`.
+async fn gate_target(state: &AppState, team: TeamId, target: InstanceId) -> AppResult<()> {
+    if let Some(link) = state.store.runtime_link(team, target).await? {
+        let instance = state.store.instance(team, target).await?;
+        drift_gate(state, team, &instance, &link, false).await?;
+    }
+    Ok(())
+}
+
+/// Rollback, for pages and API alike; into a connected target it deploys
+/// (refused while the target drifted: pull it first).
 pub async fn rollback(
     state: &AppState,
     team: TeamId,
     id: PromotionId,
     actor: &Actor,
 ) -> AppResult<Promotion> {
+    let original = state.store.promotion(team, id).await?;
+    gate_target(state, team, original.target_instance_id).await?;
     let promotion = state.store.rollback(team, id, actor).await?;
     if promotion.status == PromotionStatus::Deploying {
         return run(state, team, promotion.id, None, actor).await;
@@ -373,7 +490,9 @@ pub async fn rollback(
 }
 
 /// Approve or reject, for pages and API alike; the last approval into a
-/// connected target deploys.
+/// connected target deploys. An approval into a target that drifted is
+/// refused (nothing is recorded): what the reviewers saw is no longer
+/// what they would overwrite.
 pub async fn decide(
     state: &AppState,
     team: TeamId,
@@ -381,6 +500,12 @@ pub async fn decide(
     decision: Decision,
     actor: &Actor,
 ) -> AppResult<Promotion> {
+    if decision == Decision::Approve {
+        let pending = state.store.promotion(team, id).await?;
+        if pending.status == PromotionStatus::PendingApproval {
+            gate_target(state, team, pending.target_instance_id).await?;
+        }
+    }
     let promotion = state.store.decide(team, id, decision, actor).await?;
     if promotion.status == PromotionStatus::Deploying {
         return run(state, team, promotion.id, None, actor).await;
@@ -390,7 +515,8 @@ pub async fn decide(
 
 /// Sends a `deploying` promotion to its target's runtime and records the
 /// answer. `base` overrides the guard revision (an overwrite of a drifted
-/// target, guarded by the revision seen just before).
+/// target, guarded by the revision seen just before). With neither a base
+/// nor a revision Stagehand saw, nothing is sent: a deploy is never blind.
 pub async fn run(
     state: &AppState,
     team: TeamId,
@@ -401,23 +527,40 @@ pub async fn run(
     let input = state.store.deployment(team, id).await?;
     let target = input.promotion.target_instance_id;
     let kind = input.link.kind.clone();
-    let runtime = match client(state, team, target, &state.config.runtimes.client).await {
-        Ok((_, r)) => r,
-        Err(e) => {
-            let outcome = DeployOutcome::Failed {
-                error: format!("{}: cannot build a client: {e}", label(&kind)),
-                drifted: false,
-            };
-            return Ok(state
-                .store
-                .finish_deploy(team, id, outcome, actor, false)
-                .await?);
-        }
+    let failed = |error: String| DeployOutcome::Failed {
+        error,
+        drifted: false,
     };
+    let Some(base_revision) = base.or(input.link.revision.clone().map(Revision)) else {
+        let outcome = failed(format!(
+            "Stagehand has not pulled this {} since it was connected, so it does not know what it would overwrite; pull it first",
+            label(&kind)
+        ));
+        return Ok(state
+            .store
+            .finish_deploy(team, id, outcome, actor, false)
+            .await?);
+    };
+    let (runtime, mut secrets) =
+        match client(state, team, target, &state.config.runtimes.client).await {
+            Ok((_, r, s)) => (r, s),
+            Err(e) => {
+                let outcome = failed(format!("{}: cannot build a client: {e}", label(&kind)));
+                return Ok(state
+                    .store
+                    .finish_deploy(team, id, outcome, actor, false)
+                    .await?);
+            }
+        };
+    for (_, value) in &input.values {
+        if let Some(v) = value {
+            secrets.add(v.expose());
+        }
+    }
     let deployment = Deployment {
         flows: input.flows.into_iter().collect(),
         values: input.values.into_iter().collect(),
-        base_revision: base.or(input.link.revision.clone().map(Revision)),
+        base_revision: Some(base_revision),
     };
     let outcome = match runtime.deploy(&deployment).await {
         Ok(deployed) => {
@@ -430,7 +573,7 @@ pub async fn run(
             }
         }
         Err(RuntimeError::Conflict(m)) => DeployOutcome::Failed {
-            error: format!(
+            error: secrets.scrub(&format!(
                 "{} changed in the runtime since Stagehand last saw it{}; nothing was deployed ({m})",
                 label(&kind),
                 input
@@ -438,7 +581,7 @@ pub async fn run(
                     .synced_at
                     .map(|at| format!(" at {}", at.format("%Y-%m-%d %H:%M UTC")))
                     .unwrap_or_default()
-            ),
+            )),
             drifted: true,
         },
         Err(RuntimeError::Unreachable(m)) if m.contains("timed out") => {
@@ -449,10 +592,7 @@ pub async fn run(
                 None => Ok(state.store.promotion(team, id).await?),
             };
         }
-        Err(e) => DeployOutcome::Failed {
-            error: format!("{}: {e}", label(&kind)),
-            drifted: false,
-        },
+        Err(e) => failed(secrets.scrub(&format!("{}: {e}", label(&kind)))),
     };
     Ok(state
         .store
@@ -472,7 +612,7 @@ pub async fn reconcile_one(
     let target = input.promotion.target_instance_id;
     let mut actor = Actor::system();
     actor.name = "stagehand reconciler".into();
-    let (_, runtime) = client(state, team, target, &state.config.runtimes.client).await?;
+    let (_, runtime, secrets) = client(state, team, target, &state.config.runtimes.client).await?;
     let expected: BTreeMap<FlowName, ContentHash> = input
         .flows
         .iter()
@@ -501,7 +641,10 @@ pub async fn reconcile_one(
         }
         Err(RuntimeError::Unreachable(_)) => return Ok(None),
         Err(e) => DeployOutcome::Failed {
-            error: format!("{}: {e} (when reconciling)", label(&input.link.kind)),
+            error: secrets.scrub(&format!(
+                "{}: {e} (when reconciling)",
+                label(&input.link.kind)
+            )),
             drifted: false,
         },
     };

@@ -38,6 +38,9 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<WebConfig>,
+    /// Runtime clients, kept between requests (a Node-RED session token
+    /// costs the runtime a bcrypt check to mint).
+    pub(crate) runtimes: Arc<deploy::Clients>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         Self {
             store,
             config: Arc::new(config),
+            runtimes: Arc::default(),
         }
     }
 }

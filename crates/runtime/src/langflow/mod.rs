@@ -84,10 +84,14 @@ impl Langflow {
                 message: error_message(response).await,
             });
         }
-        response
-            .json::<Value>()
-            .await
-            .map_err(|e| RuntimeError::Invalid(format!("Langflow answered with bad JSON: {e}")))
+        let body = crate::http::read_limited(response, crate::http::MAX_ANSWER_BYTES).await?;
+        serde_json::from_slice::<Value>(&body).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "Langflow answered with bad JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     /// Every flow of the key's user, as stored content, keyed by id.
@@ -118,8 +122,13 @@ impl Langflow {
 
     async fn variables(&self) -> RuntimeResult<Vec<Variable>> {
         let value = self.json(self.request(Method::GET, VARIABLES)?).await?;
+        // serde's message could quote a value: say where, not what.
         serde_json::from_value(value).map_err(|e| {
-            RuntimeError::Invalid(format!("Langflow's variable list is not as expected: {e}"))
+            RuntimeError::Invalid(format!(
+                "Langflow's variable list is not as expected (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
         })
     }
 
@@ -145,8 +154,10 @@ impl Langflow {
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<Value>(&text)
+        let text = crate::http::read_limited(response, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let detail = serde_json::from_slice::<Value>(&text)
             .ok()
             .and_then(|v| v.get("detail").cloned());
         let code = detail
@@ -164,10 +175,15 @@ impl Langflow {
                 "flow {id} was edited{by} on Langflow during the deploy"
             )));
         }
-        let mut message = detail
-            .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned))
-            .unwrap_or(text);
-        message.truncate(300);
+        // Only Langflow's own message, never the raw body (it could echo
+        // what was sent); the caller scrubs it further.
+        let message: String = detail
+            .and_then(|d| d.as_str().map(str::to_owned))
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned())
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
         Err(RuntimeError::Rejected {
             status: status.as_u16(),
             message: format!("writing flow {id}: {message}"),

@@ -237,11 +237,8 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     what: &str,
 ) -> RuntimeResult<T> {
     let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(crate::http::transport_error)?;
-    serde_json::from_str(&text).map_err(|e| RuntimeError::Rejected {
+    let text = crate::http::read_limited(response, crate::http::MAX_ANSWER_BYTES).await?;
+    serde_json::from_slice(&text).map_err(|e| RuntimeError::Rejected {
         status,
         message: format!(
             "the answer to {what} is not what Node-RED sends ({}): is this Node-RED?",

@@ -77,6 +77,9 @@ impl NodeRedProcess {
             "uiHost": "127.0.0.1",
             "uiPort": port,
             "flowFile": "flows.json",
+            // Large instances (the benchmark's 2,000 flows, ~20 MB) exceed
+            // the 5 MB default of the Admin API.
+            "apiMaxLength": "100mb",
             "credentialSecret": random_token(),
             "adminAuth": {
                 "type": "credentials",

@@ -263,6 +263,8 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
             .into());
         }
     }
+    // An overwrite is the requester's choice only where no review follows.
+    promotion.overwrite_drift = req.overwrite_drift && !protection.is_protected();
     if !protection.is_protected()
         && runtimes::connected_kind(conn, target.instance_id)
             .await?

@@ -233,8 +233,7 @@ fn check_manager(actor: &Actor) -> StoreResult<()> {
         Ok(())
     } else {
         Err(StoreError::Forbidden(
-            "connecting an instance to a runtime decides where Stagehand sends flows: it takes stage.promote_protected"
-                .into(),
+            "connecting an instance to a runtime decides where Stagehand sends flows: it takes stage.promote_protected",
         ))
     }
 }
@@ -361,8 +360,14 @@ pub(super) async fn pull(
         .ok_or(StoreError::NotFound("instance"))?;
     check_not_deploying(conn, team, instance).await?;
     let inst = instances::get(conn, team, instance).await?;
-    if connected_kind(conn, instance).await?.is_none() {
+    // A pull replaces the instance's values in Stagehand: on a protected
+    // instance, that is for those who manage protection.
+    instances::check_unprotected(&inst, actor)?;
+    let Some(known) = link(conn, team, instance).await? else {
         return Err(Conflict::NotConnected(inst.name.to_string()).into());
+    };
+    if known.synced_at.is_some_and(|at| at > pulled.started_at) {
+        return Err(Conflict::PulledMeanwhile(inst.name.to_string()).into());
     }
     let current = instances::state(conn, instance).await?;
     let mut flows: BTreeMap<FlowName, FlowContent> = BTreeMap::new();
@@ -386,8 +391,9 @@ pub(super) async fn pull(
 
     let mut values_changed = Vec::new();
     let mut keys_added = Vec::new();
+    let mut stored_values = current_values(conn, cipher, instance).await?;
     for (key, value) in &pulled.env {
-        let before = current_value(conn, cipher, instance, key).await?;
+        let before = stored_values.remove(key);
         let (sealed, held) = match value {
             PulledValue::Value(v) => (Some(cipher.seal_env(instance, key, v)), false),
             PulledValue::HeldByRuntime => (None, true),
@@ -442,8 +448,14 @@ pub(super) async fn pull(
     } else {
         inst
     };
-    let after = instances::state(conn, instance).await?;
-    let snap = take_snapshot(conn, team, instance, &after, SnapshotReason::RuntimePull).await?;
+    // A snapshot of what changed; a pull that found nothing new records
+    // only that it looked (the revision, the audit event).
+    let snap = if changed {
+        let after = instances::state(conn, instance).await?;
+        Some(take_snapshot(conn, team, instance, &after, SnapshotReason::RuntimePull).await?)
+    } else {
+        None
+    };
     let at = now();
     sqlx::query(
         "update instance_runtimes set revision = $2, synced_at = $3, last_pull_at = $3,
@@ -483,32 +495,34 @@ struct Stored {
     held: bool,
 }
 
-async fn current_value(
+/// Every key of the instance with its value (opened) and whether only the
+/// runtime holds it: one query, however many keys.
+async fn current_values(
     conn: &mut Conn,
     cipher: &Cipher,
     instance: InstanceId,
-    key: &EnvKey,
-) -> StoreResult<Option<Stored>> {
-    type Row = (Option<Vec<u8>>, Option<Vec<u8>>, bool);
-    let row: Option<Row> = sqlx::query_as(
-        "select value_nonce, value_ciphertext, held_by_runtime from env_vars where instance_id = $1 and key = $2",
+) -> StoreResult<BTreeMap<EnvKey, Stored>> {
+    type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>, bool);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select key, value_nonce, value_ciphertext, held_by_runtime from env_vars where instance_id = $1",
     )
     .bind(instance.0)
-    .bind(key.as_str())
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    row.map(|(nonce, ciphertext, held)| {
-        let value = match (nonce, ciphertext) {
-            (Some(nonce), Some(ciphertext)) => Some(
-                cipher
-                    .open_env(instance, key, &Sealed { nonce, ciphertext })
-                    .map_err(|e| StoreError::Crypto(e.to_string()))?,
-            ),
-            _ => None,
-        };
-        Ok(Stored { value, held })
-    })
-    .transpose()
+    rows.into_iter()
+        .map(|(key, nonce, ciphertext, held)| {
+            let key = super::stored(EnvKey::parse(&key))?;
+            let value = match (nonce, ciphertext) {
+                (Some(nonce), Some(ciphertext)) => Some(
+                    cipher
+                        .open_env(instance, &key, &Sealed { nonce, ciphertext })
+                        .map_err(|e| StoreError::Crypto(e.to_string()))?,
+                ),
+                _ => None,
+            };
+            Ok((key, Stored { value, held }))
+        })
+        .collect()
 }
 
 /// Records a promotion as being deployed: the first transaction of a
@@ -593,13 +607,14 @@ pub(super) async fn deployment(
     }
     keys.sort();
     keys.dedup();
-    let mut values = Vec::with_capacity(keys.len());
-    for key in keys {
-        let value = current_value(conn, cipher, target, &key)
-            .await?
-            .and_then(|s| s.value);
-        values.push((key, value));
-    }
+    let mut stored_values = current_values(conn, cipher, target).await?;
+    let values = keys
+        .into_iter()
+        .map(|key| {
+            let value = stored_values.remove(&key).and_then(|s| s.value);
+            (key, value)
+        })
+        .collect();
     Ok(DeploymentInput {
         promotion,
         link,

@@ -110,6 +110,7 @@ pub async fn a_connected_target_deploys_in_two_steps_and_nothing_changes_it_mean
         flows: vec![],
         env: vec![],
         changed_by: None,
+        started_at: chrono::Utc::now(),
     };
     assert!(is_deploying_conflict(
         h.store.record_pull(team, qa.id, pulled, &actor()).await
@@ -271,6 +272,7 @@ pub async fn a_pull_records_what_runs_in_the_runtime(h: &Harness) {
                     (key("EMPTY"), PulledValue::Empty),
                 ],
                 changed_by: Some("ops".into()),
+                started_at: chrono::Utc::now(),
             },
             &actor(),
         )
@@ -325,12 +327,74 @@ pub async fn a_pull_records_what_runs_in_the_runtime(h: &Harness) {
                     PulledValue::Value(SecretValue::new(PROD_SECRET.into())),
                 )],
                 changed_by: None,
+                started_at: chrono::Utc::now(),
             },
             &actor(),
         )
         .await
         .unwrap();
     assert_eq!(same.version, updated.version);
+    // A pull that read the runtime before the last one was recorded is
+    // stale: refused, not recorded over it.
+    let stale = h
+        .store
+        .record_pull(
+            team,
+            inst.id,
+            PulledState {
+                revision: "rev-8".into(),
+                flows: vec![],
+                env: vec![],
+                changed_by: None,
+                started_at: chrono::Utc::now() - chrono::Duration::seconds(60),
+            },
+            &actor(),
+        )
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::Conflict(Conflict::PulledMeanwhile(_)))
+        ),
+        "{stale:?}"
+    );
+    // A protected instance is pulled only by those who manage protection.
+    h.store
+        .set_instance_protection(
+            team,
+            inst.id,
+            stagehand_domain::Protection {
+                required_approvals: 1,
+                requires_all_env_values: false,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let lead = Actor::user(
+        UserId(uuid::Uuid::new_v4()),
+        &Username::parse("lena").unwrap(),
+    )
+    .holding(stagehand_domain::BuiltinRole::Lead.permissions());
+    let refused = h
+        .store
+        .record_pull(
+            team,
+            inst.id,
+            PulledState {
+                revision: "rev-10".into(),
+                flows: vec![],
+                env: vec![],
+                changed_by: None,
+                started_at: chrono::Utc::now(),
+            },
+            &lead,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Protected { .. })),
+        "{refused:?}"
+    );
     assert!(!h.all_stored_text().await.contains(PROD_SECRET));
     assert!(h.store.verify_audit_chain(Some(team)).await.unwrap().intact);
 }

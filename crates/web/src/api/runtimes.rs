@@ -72,7 +72,10 @@ pub(crate) async fn runtime_get(
     let id = instance_id(&id)?;
     let team = ctx.team_id();
     let mut link = linked(&state, team, id).await?;
-    if let Some(fresh) = deploy::check_many(&state, team, &[id]).await.pop() {
+    if let Some(fresh) = deploy::check_many(&state, team, &[id], chrono::Duration::zero())
+        .await
+        .pop()
+    {
         link = fresh;
     }
     Ok(axum::Json(RuntimeBody::from(link)).into_response())

@@ -114,7 +114,7 @@ pub(crate) async fn view_instance_get(
     let direct = !instance.protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION);
     let runtime = match state.store.runtime_link(team, id).await? {
         Some(link) => Some(super::runtimes::RuntimeCard::new(
-            crate::deploy::check_many(&state, team, &[id])
+            crate::deploy::check_many(&state, team, &[id], crate::deploy::PAGE_CHECK_REUSE)
                 .await
                 .pop()
                 .unwrap_or(link),

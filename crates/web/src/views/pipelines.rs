@@ -87,7 +87,8 @@ pub(crate) async fn view_pipeline_get(
         .map(|o| o.stage.instance_id)
         .filter(|i| links.iter().any(|l| l.instance_id == *i))
         .collect();
-    let mut fresh = crate::deploy::check_many(&state, team, &connected).await;
+    let mut fresh =
+        crate::deploy::check_many(&state, team, &connected, crate::deploy::PAGE_CHECK_REUSE).await;
     for l in links {
         if !fresh.iter().any(|f| f.instance_id == l.instance_id) {
             fresh.push(l);

@@ -225,10 +225,15 @@ pub(crate) async fn view_preview_get(
         .await?
     {
         Some(link) => Some(
-            crate::deploy::check_many(&state, team, &[preview.target.instance_id])
-                .await
-                .pop()
-                .unwrap_or(link),
+            crate::deploy::check_many(
+                &state,
+                team,
+                &[preview.target.instance_id],
+                crate::deploy::PAGE_CHECK_REUSE,
+            )
+            .await
+            .pop()
+            .unwrap_or(link),
         ),
         None => None,
     };

@@ -98,10 +98,10 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
             (Protected, Source, none)
         }
         // Production here is not connected to a runtime: there is nothing
-        // to test or pull (a conflict). Connected, a pull records what runs
-        // in the runtime and changes nothing there.
+        // to test (a conflict). A pull would replace a protected
+        // instance's values in Stagehand: refused before anything else.
         ("post", "/teams/{team}/instances/{instance}/runtime/test") => (Untouched, Source, none),
-        ("post", "/teams/{team}/instances/{instance}/pull") => (Untouched, Source, none),
+        ("post", "/teams/{team}/instances/{instance}/pull") => (Protected, Source, none),
         // The API.
         ("post", "/api/v1/teams/{team}/instances") => (
             Untouched,
@@ -154,7 +154,7 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         | ("post", "/api/v1/promotions/{promotion}/reject") => (Untouched, Source, none),
         ("post", "/api/v1/promotions/{promotion}/rollback") => (Requested, Source, none),
         ("post", "/api/v1/instances/{instance}/runtime/test") => (Untouched, Source, none),
-        ("post", "/api/v1/instances/{instance}/pull") => (Untouched, Source, none),
+        ("post", "/api/v1/instances/{instance}/pull") => (Protected, Source, none),
         _ => return None,
     })
 }
