@@ -233,8 +233,7 @@ fn check_manager(actor: &Actor) -> StoreResult<()> {
         Ok(())
     } else {
         Err(StoreError::Forbidden(
-            "connecting an instance to a runtime decides where Stagehand sends flows: it takes stage.promote_protected"
-                .into(),
+            "connecting an instance to a runtime decides where Stagehand sends flows: it takes stage.promote_protected",
         ))
     }
 }
