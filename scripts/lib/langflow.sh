@@ -82,6 +82,10 @@ start_langflow() {
   # projects or assistant flows to seed (faster start, and no flows or
   # variables the tests did not make), no environment variables copied into
   # global variables, no telemetry or MCP composer (no internet here).
+  # Langflow allows 5 logins a minute per IP, and every test tenant logs
+  # in once (to make its API key), all from 127.0.0.1: a full test run
+  # makes more than that, so the limit is raised (not removed: it is the
+  # same code path production runs).
   (
     cd "$dir" || exit 1
     exec env \
@@ -102,6 +106,7 @@ start_langflow() {
       LANGFLOW_MCP_COMPOSER_ENABLED=false \
       LANGFLOW_ADD_PROJECTS_TO_MCP_SERVERS=false \
       LANGFLOW_WORKERS=1 \
+      LANGFLOW_RATE_LIMIT_PER_MINUTE=600 \
       DO_NOT_TRACK=true \
       LITELLM_LOCAL_MODEL_COST_MAP=True \
       "$LANGFLOW_VENV/bin/langflow" run --host 127.0.0.1 --port "$port" --backend-only

@@ -574,7 +574,10 @@ pub async fn run(
         }
         Err(RuntimeError::Conflict(m)) => DeployOutcome::Failed {
             error: secrets.scrub(&format!(
-                "{} changed in the runtime since Stagehand last saw it{}; nothing was deployed ({m})",
+                // Whether anything was written is the runtime's to say: a
+                // Langflow deploy writes flow by flow, and a conflict on a
+                // later write comes after earlier ones landed.
+                "{} changed in the runtime since Stagehand last saw it{}: {m}",
                 label(&kind),
                 input
                     .link

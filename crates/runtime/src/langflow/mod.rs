@@ -11,8 +11,10 @@
 //!   each flow's version token, the value `If-Match` expects.
 //! - **Deploy** re-reads the target and refuses (a `Conflict`, nothing
 //!   written) if it differs from the base revision; then rewrites changed
-//!   flows with `PUT /flows/{id}` and `If-Match` (so an edit racing the
-//!   deploy is refused by Langflow itself), deletes flows absent from the
+//!   flows with `PUT /flows/{id}` and `If-Match` (so a graph edit racing
+//!   the deploy is refused by Langflow itself; Langflow's token covers the
+//!   graph only, so a rename or description edit landing in that window is
+//!   overwritten), deletes flows absent from the
 //!   deployment, and creates new ones with their ids. Variables are never
 //!   written: a flow names its variables, and the target resolves those
 //!   names against its own; no value of the source is ever sent.
@@ -354,13 +356,16 @@ impl Runtime for Langflow {
     }
 }
 
-/// Says how far a deploy got when a write after the first failed:
-/// Langflow has no transaction over several flows.
+/// Says how far a deploy got when a write failed: Langflow has no
+/// transaction over several flows, so a failure after the first write
+/// leaves the target part-deployed, and the caller must not report that
+/// nothing was deployed.
 fn partial(error: RuntimeError, done: usize, total: usize) -> RuntimeError {
-    if done == 0 {
-        return error;
-    }
-    let note = format!(" ({done} of {total} flow writes were already made: pull the target)");
+    let note = if done == 0 {
+        " (nothing was deployed)".to_owned()
+    } else {
+        format!(" ({done} of {total} flow writes were already made: pull the target)")
+    };
     match error {
         RuntimeError::Conflict(m) => RuntimeError::Conflict(m + &note),
         RuntimeError::Rejected { status, message } => RuntimeError::Rejected {
@@ -496,7 +501,11 @@ mod tests {
     fn a_failure_after_some_writes_says_so() {
         let e = partial(RuntimeError::Conflict("flow x".into()), 2, 3);
         assert!(e.to_string().contains("2 of 3 flow writes"));
+        assert!(!e.to_string().contains("nothing was deployed"));
         let first = partial(RuntimeError::Conflict("flow x".into()), 0, 3);
-        assert_eq!(first, RuntimeError::Conflict("flow x".into()));
+        assert_eq!(
+            first,
+            RuntimeError::Conflict("flow x (nothing was deployed)".into())
+        );
     }
 }

@@ -194,7 +194,8 @@ impl Runtime for NodeRed {
         if response.status() == StatusCode::CONFLICT {
             return Err(RuntimeError::Conflict(format!(
                 "Node-RED's flows are no longer at revision {}: someone deployed to it since \
-                 Stagehand last pulled; pull again and review before deploying",
+                 Stagehand last pulled, and nothing was deployed; pull again and review \
+                 before deploying",
                 deployment
                     .base_revision
                     .as_ref()

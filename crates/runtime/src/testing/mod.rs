@@ -1,17 +1,20 @@
 //! Test harness for every crate whose tests need a real runtime: a real
-//! Node-RED process ([`NodeRedProcess`]) and a loopback proxy that records
-//! what was sent through it ([`RecordingProxy`]), so a test can prove what
-//! did — and did not — reach a runtime.
+//! Node-RED process ([`NodeRedProcess`]), a tenant of one of the shared
+//! real Langflow servers ([`langflow::Server`], [`langflow::Tenant`]), and
+//! a loopback proxy that records what was sent through it
+//! ([`RecordingProxy`]), so a test can prove what did — and did not —
+//! reach a runtime.
 //!
 //! Always compiled (other crates' tests use it), small, and panicking on
 //! failure: these are test fixtures, and a panic with a clear message is
 //! the most useful thing a broken fixture can do.
 
+pub mod langflow;
 mod node_red;
 mod proxy;
 
 pub use node_red::{NODE_RED_DIR_VAR, NodeRedProcess, node_red_dir};
-pub use proxy::{RecordedRequest, RecordingProxy};
+pub use proxy::{HeldRequest, RecordedRequest, RecordingProxy};
 
 use std::path::PathBuf;
 

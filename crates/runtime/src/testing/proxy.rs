@@ -1,6 +1,8 @@
 //! A loopback HTTP/1.1 reverse proxy that records every request passing
 //! through it: put it in front of a runtime and a test can read back every
-//! method, path, header and body Stagehand sent there.
+//! method, path, header and body Stagehand sent there. It can also hold
+//! one request before forwarding it ([`RecordingProxy::hold_next`]), so a
+//! test can change the runtime at an exact point of a call in flight.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -12,6 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// One request as the proxy received it.
@@ -36,6 +39,7 @@ impl RecordedRequest {
 pub struct RecordingProxy {
     url: String,
     records: Arc<Mutex<Vec<RecordedRequest>>>,
+    holds: Arc<Mutex<Vec<Hold>>>,
     task: JoinHandle<()>,
 }
 
@@ -44,6 +48,42 @@ struct State {
     target: String,
     client: reqwest::Client,
     records: Arc<Mutex<Vec<RecordedRequest>>>,
+    holds: Arc<Mutex<Vec<Hold>>>,
+}
+
+/// A request to hold, armed by [`RecordingProxy::hold_next`].
+#[derive(Debug)]
+struct Hold {
+    method: String,
+    path_prefix: String,
+    reached: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+}
+
+/// The test's side of a held request: wait until it arrives, do what must
+/// happen before the runtime sees it, then release it (dropping the handle
+/// releases it too).
+#[derive(Debug)]
+pub struct HeldRequest {
+    reached: oneshot::Receiver<()>,
+    release: Option<oneshot::Sender<()>>,
+}
+
+impl HeldRequest {
+    /// Waits until the request arrives at the proxy (and is held there).
+    /// Panics if the proxy stopped first.
+    pub async fn reached(&mut self) {
+        if (&mut self.reached).await.is_err() {
+            panic!("the proxy stopped before the held request arrived");
+        }
+    }
+
+    /// Lets the held request go on to the runtime.
+    pub fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
 }
 
 impl RecordingProxy {
@@ -58,6 +98,7 @@ impl RecordingProxy {
             .unwrap_or_else(|e| panic!("the proxy has no address: {e}"))
             .port();
         let records = Arc::new(Mutex::new(Vec::new()));
+        let holds = Arc::new(Mutex::new(Vec::new()));
         let state = State {
             target: target.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder()
@@ -65,6 +106,7 @@ impl RecordingProxy {
                 .build()
                 .unwrap_or_else(|e| panic!("cannot build an HTTP client: {e}")),
             records: Arc::clone(&records),
+            holds: Arc::clone(&holds),
         };
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -81,6 +123,7 @@ impl RecordingProxy {
         Self {
             url: format!("http://127.0.0.1:{port}/"),
             records,
+            holds,
             task,
         }
     }
@@ -93,6 +136,26 @@ impl RecordingProxy {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Holds the next request whose method is `method` and whose path
+    /// starts with `path_prefix` (it is recorded, then waits) until the
+    /// returned handle releases it.
+    pub fn hold_next(&self, method: &str, path_prefix: &str) -> HeldRequest {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        if let Ok(mut holds) = self.holds.lock() {
+            holds.push(Hold {
+                method: method.to_owned(),
+                path_prefix: path_prefix.to_owned(),
+                reached: reached_tx,
+                release: release_rx,
+            });
+        }
+        HeldRequest {
+            reached: reached_rx,
+            release: Some(release_tx),
+        }
     }
 }
 
@@ -150,6 +213,17 @@ async fn forward(state: State, req: Request<Incoming>) -> Result<Response<OneChu
             headers: headers.clone(),
             body: body.clone(),
         });
+    }
+    let hold = state.holds.lock().ok().and_then(|mut holds| {
+        let at = holds
+            .iter()
+            .position(|h| h.method == parts.method.as_str() && path.starts_with(&h.path_prefix))?;
+        Some(holds.remove(at))
+    });
+    if let Some(hold) = hold {
+        let _ = hold.reached.send(());
+        // Released, or the handle dropped: either way, go on.
+        let _ = hold.release.await;
     }
 
     let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {

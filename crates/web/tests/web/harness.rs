@@ -475,3 +475,65 @@ impl PgProxy {
         self.serve(listener);
     }
 }
+
+/// The JSON API as a bearer-token client (a CI bot, a script) calls it.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: app.url("/api/v1"),
+        }
+    }
+
+    /// `method /api/v1{path}` with `token`: the status and the JSON body
+    /// (`Null` if it is not JSON).
+    pub async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// An instance's env keys as the API lists them, each with whether it
+    /// has a value.
+    pub async fn value_keys(&self, token: &str, instance: InstanceId) -> Vec<(String, bool)> {
+        let (status, body) = self
+            .call(
+                token,
+                reqwest::Method::GET,
+                &format!("/instances/{instance}/env"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["key"].as_str().unwrap().to_owned(),
+                    v["has_value"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+}

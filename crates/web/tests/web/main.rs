@@ -19,5 +19,6 @@ mod play;
 mod protection;
 mod queries;
 mod runtimes;
+mod runtimes_langflow;
 mod secrets;
 mod text;

@@ -4,10 +4,10 @@
 //! credentials; a direct change in prod is drift, refused until overwritten;
 //! a rollback deploys the backup; a dead prod fails the promotion cleanly.
 
-use crate::harness::{Backend, TestApp, spawn_app_with};
+use crate::harness::{Api, Backend, TestApp, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stagehand_domain::{BuiltinRole, InstanceId};
+use stagehand_domain::BuiltinRole;
 use stagehand_runtime::testing::{NodeRedProcess, RecordingProxy};
 use stagehand_web::WebConfig;
 use std::time::{Duration, Instant};
@@ -57,40 +57,6 @@ async fn wait_for_greeting(nr: &NodeRedProcess, want: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("GET /greet answered {last:?}, not {want:?}");
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(app: &TestApp) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: app.url("/api/v1"),
-        }
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
 }
 
 async fn connected_pipeline_scenario(backend: Backend) {
@@ -212,7 +178,7 @@ async fn connected_pipeline_scenario(backend: Backend) {
     let creds = prod.get_raw("credentials/http-request/req1").await;
     assert_eq!(creds["user"], "prod-user", "{creds}");
     assert_eq!(creds["has_password"], true, "{creds}");
-    let prod_env = value_keys(&api, &lead, prod_id).await;
+    let prod_env = api.value_keys(&lead, prod_id).await;
     assert!(
         prod_env.iter().any(|(k, has)| k == "PROD_ONLY" && *has),
         "{prod_env:?}"
@@ -389,28 +355,6 @@ async fn connected_pipeline_scenario(backend: Backend) {
     assert_eq!(verify["intact"], true, "{verify}");
     drop(dev);
     app.stop().await;
-}
-
-async fn value_keys(api: &Api, token: &str, instance: InstanceId) -> Vec<(String, bool)> {
-    let (_, body) = api
-        .call(
-            token,
-            reqwest::Method::GET,
-            &format!("/instances/{instance}/env"),
-            None,
-        )
-        .await;
-    body["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["key"].as_str().unwrap().to_owned(),
-                v["has_value"].as_bool().unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// The pipeline page, as a viewer sees it.
