@@ -150,16 +150,18 @@ pub async fn error_message(response: reqwest::Response) -> String {
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
-            ["message", "detail", "error", "code"].iter().find_map(|k| {
-                v.get(*k).and_then(|m| match m {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Object(o) => o
-                        .get("message")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned),
-                    _ => None,
+            ["message", "error_description", "detail", "error", "code"]
+                .iter()
+                .find_map(|k| {
+                    v.get(*k).and_then(|m| match m {
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        serde_json::Value::Object(o) => o
+                            .get("message")
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::to_owned),
+                        _ => None,
+                    })
                 })
-            })
         })
         .unwrap_or_default();
     let mut message: String = message.trim().chars().filter(|c| !c.is_control()).collect();

@@ -289,7 +289,11 @@ pub async fn check_many(
         let options = options.clone();
         async move {
             if let Ok(Some(link)) = state.store.runtime_link(team, *id).await
-                && link.checked_at.is_some_and(|at| at > fresh_since)
+                && (link.checked_at.is_some_and(|at| at > fresh_since)
+                    // Refused credentials are not retried by page views:
+                    // Node-RED locks a user out after a few failed logins.
+                    // "Test connection" or a new connection tries again.
+                    || link.state == RuntimeState::AuthFailed)
             {
                 return Some(link);
             }
@@ -370,7 +374,18 @@ pub async fn pull(
 /// ships is what runs there); into a connected target that drifted, play is
 /// refused unless the request chose to overwrite; then the store plans it
 /// and, into a connected target, it is deployed.
-pub async fn play(state: &AppState, request: PromotionRequest) -> AppResult<Played> {
+///
+/// `expected_source_version` (the version of the source the preview
+/// showed, from the pages) refuses a play whose connected source changed
+/// in its runtime since the preview: the pull is recorded, and the next
+/// preview shows what would really ship. An overwrite of a drifted target
+/// pulls the target first, so its backup (and the plan) hold what ran
+/// there, and a rollback can bring it back.
+pub async fn play(
+    state: &AppState,
+    mut request: PromotionRequest,
+    expected_source_version: Option<i64>,
+) -> AppResult<Played> {
     let pipeline = state.store.pipeline(request.team, request.pipeline).await?;
     let (source, target) = match pipeline.stage_and_next(request.stage) {
         None => return Err(AppError::NotFound("stage")),
@@ -389,23 +404,41 @@ pub async fn play(state: &AppState, request: PromotionRequest) -> AppResult<Play
             // its managers may. What ships must still be what runs there.
             drift_gate(state, team, &source_instance, &link, false).await?;
         } else {
-            pull(state, team, source.instance_id, &request.actor).await?;
+            let pulled = pull(state, team, source.instance_id, &request.actor).await?;
+            if let Some(seen) = expected_source_version
+                && seen != pulled.version
+            {
+                return Err(AppError::Conflict(format!(
+                    "{} changed in its runtime since your preview. Stagehand has pulled it: \
+                     review the plan again before you promote.",
+                    source_instance.name
+                )));
+            }
         }
     }
     let target_instance = state.store.instance(team, target.instance_id).await?;
-    let mut base = None;
     if let Some(link) = state.store.runtime_link(team, target.instance_id).await? {
         // Into a protected target this only requests; the gate runs again
         // when the last approval deploys it.
         let overwrite = request.overwrite_drift && !target_instance.protection.is_protected();
-        base = drift_gate(state, team, &target_instance, &link, overwrite).await?;
+        if drift_gate(state, team, &target_instance, &link, overwrite)
+            .await?
+            .is_some()
+        {
+            // Keep what runs there before replacing it: pulled, it is the
+            // plan's "from" and the backup a rollback restores. The
+            // caller's expected target version predates the pull, and
+            // overwriting is the choice it made.
+            pull(state, team, target.instance_id, &request.actor).await?;
+            request.expected_target_version = None;
+        }
     }
     let played = state.store.play(request).await?;
     if played.replayed || played.promotion.status != PromotionStatus::Deploying {
         return Ok(played);
     }
     let actor = &played_actor(&played.promotion);
-    let promotion = run(state, team, played.promotion.id, base, actor).await?;
+    let promotion = run(state, team, played.promotion.id, None, actor).await?;
     Ok(Played {
         promotion,
         replayed: false,
@@ -685,6 +718,10 @@ pub async fn check_all(state: &AppState) -> AppResult<usize> {
     let links = state.store.all_runtime_links().await?;
     let n = links.len();
     for (team, link) in links {
+        if link.state == RuntimeState::AuthFailed {
+            // Not retried on a timer either (see `check_many`).
+            continue;
+        }
         if let Err(e) = check(state, team, link.instance_id, &state.config.runtimes.client).await {
             tracing::warn!(instance = %link.instance_id, error = %e, "drift check failed");
         }

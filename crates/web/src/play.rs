@@ -11,5 +11,5 @@ use stagehand_store::{Played, PromotionRequest};
 /// requests the promotion: it waits for approvals from people other than
 /// the requester. The last stage has nothing to promote into.
 pub(crate) async fn promote(state: &AppState, request: PromotionRequest) -> AppResult<Played> {
-    crate::deploy::play(state, request).await
+    crate::deploy::play(state, request, None).await
 }

@@ -468,6 +468,11 @@ pub(super) async fn pull(
     .bind(&pulled.changed_by)
     .execute(&mut *conn)
     .await?;
+    if !changed {
+        // It looked and found what Stagehand had: the revision is noted
+        // above; there is no change to audit.
+        return Ok(updated);
+    }
     audit::record(
         conn,
         NewAuditEvent {

@@ -128,6 +128,7 @@ struct PreviewPage {
     diffs: Vec<FlowDiff>,
     awaiting_after: Vec<String>,
     target_version: i64,
+    source_version: i64,
     idempotency_key: String,
     protected: bool,
     required_approvals: u32,
@@ -255,6 +256,7 @@ pub(crate) async fn view_preview_get(
         diffs,
         awaiting_after,
         target_version: preview.target_version,
+        source_version: preview.source_version,
         idempotency_key: crate::auth::session::random_token(),
         protected: protection.is_protected(),
         required_approvals: protection.required_approvals,
@@ -268,6 +270,8 @@ pub(crate) struct PromoteForm {
     idempotency_key: Option<String>,
     /// A checkbox: overwrite a connected target that drifted (audited).
     overwrite_drift: Option<String>,
+    /// The source's version the preview showed.
+    expected_source_version: Option<i64>,
 }
 
 pub(crate) async fn promote_post(
@@ -277,7 +281,7 @@ pub(crate) async fn promote_post(
     Form(form): Form<PromoteForm>,
 ) -> AppResult<Response> {
     let (team, pipeline, stage) = path.ids()?;
-    let promotion = crate::play::promote(
+    let promotion = crate::deploy::play(
         &state,
         PromotionRequest {
             team,
@@ -288,6 +292,7 @@ pub(crate) async fn promote_post(
             expected_target_version: form.expected_target_version,
             overwrite_drift: form.overwrite_drift.is_some(),
         },
+        form.expected_source_version,
     )
     .await?
     .promotion;

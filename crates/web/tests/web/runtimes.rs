@@ -253,6 +253,19 @@ async fn connected_pipeline_scenario(backend: Backend) {
         )
         .await;
     elsewhere.assert_redirect_to(&format!("/teams/{team}/instances/{dev_id}"));
+    // A confirm from a preview of an older dev is refused: dev is pulled,
+    // and the lead reviews what would really ship.
+    let stale = lena
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
+            &[("expected_source_version", "1"), ("overwrite_drift", "on")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert!(stale.body.contains("since your preview"), "{}", stale.body);
 
     // Choosing to overwrite ships v2, and the audit log says so.
     let (s, overwrite) = api
@@ -268,7 +281,8 @@ async fn connected_pipeline_scenario(backend: Backend) {
     assert_eq!(overwrite["overwrite_drift"], true, "{overwrite}");
     wait_for_greeting(&prod, &format!("v2 {PROD_GREETING}")).await;
 
-    // Rollback deploys the backup: prod serves v1 again, with prod's value.
+    // The overwrite pulled prod first: its backup is the hotfix, and the
+    // rollback deploys it back.
     let (s, rolled) = api
         .call(
             &lead,
@@ -280,7 +294,7 @@ async fn connected_pipeline_scenario(backend: Backend) {
     assert_eq!(s, StatusCode::OK, "{rolled}");
     assert_eq!(rolled["status"], "applied", "{rolled}");
     assert_eq!(rolled["rollback_of"], overwrite["id"], "{rolled}");
-    wait_for_greeting(&prod, &format!("v1 {PROD_GREETING}")).await;
+    wait_for_greeting(&prod, &format!("hotfix {PROD_GREETING}")).await;
     let (_, original) = api
         .call(
             &lead,
