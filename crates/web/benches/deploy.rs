@@ -4,7 +4,8 @@
 //!
 //! For a typical instance (50 flows, 40 env keys, 5 flows changed per
 //! round) and a large one (2,000 flows, ~20 MB), each round:
-//! - changes 5 flows and the version answered by dev's `GET /version`;
+//! - changes 5 flows and the version answered by dev's `GET /version`,
+//!   and waits until dev serves it (a lead tries dev before promoting);
 //! - **play**: `POST …/promote` until it answers, and until prod's
 //!   `GET /version` answers the new version (with prod's own value);
 //! - **direct**: the same flows `POST /flows`ed straight to prod, as a
@@ -199,6 +200,8 @@ async fn run(label: &str, tabs: usize, padding: usize) {
     for round in 1..=ROUNDS {
         dev.deploy_raw(&json!({"flows": flows(tabs, padding, round, "dev-greeting")}))
             .await;
+        // As a lead would: dev runs (and was tried) before it is promoted.
+        until_version(&dev, &format!("v{round} dev-greeting"), &http).await;
         let began = Instant::now();
         let promoted = api(
             post.clone(),

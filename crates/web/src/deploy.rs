@@ -397,41 +397,27 @@ pub async fn play(
         Some((s, Some(t))) => (s.clone(), t.clone()),
     };
     let team = request.team;
-    if let Some(link) = state.store.runtime_link(team, source.instance_id).await? {
-        let source_instance = state.store.instance(team, source.instance_id).await?;
-        if source_instance.protection.is_protected() && !request.actor.manages_protection() {
-            // Pulling would replace a protected instance's values: only
-            // its managers may. What ships must still be what runs there.
-            drift_gate(state, team, &source_instance, &link, false).await?;
-        } else {
-            let pulled = pull(state, team, source.instance_id, &request.actor).await?;
-            if let Some(seen) = expected_source_version
-                && seen != pulled.version
-            {
-                return Err(AppError::Conflict(format!(
-                    "{} changed in its runtime since your preview. Stagehand has pulled it: \
-                     review the plan again before you promote.",
-                    source_instance.name
-                )));
-            }
-        }
-    }
-    let target_instance = state.store.instance(team, target.instance_id).await?;
-    if let Some(link) = state.store.runtime_link(team, target.instance_id).await? {
-        // Into a protected target this only requests; the gate runs again
-        // when the last approval deploys it.
-        let overwrite = request.overwrite_drift && !target_instance.protection.is_protected();
-        if drift_gate(state, team, &target_instance, &link, overwrite)
-            .await?
-            .is_some()
-        {
-            // Keep what runs there before replacing it: pulled, it is the
-            // plan's "from" and the backup a rollback restores. The
-            // caller's expected target version predates the pull, and
-            // overwriting is the choice it made.
-            pull(state, team, target.instance_id, &request.actor).await?;
-            request.expected_target_version = None;
-        }
+    // The source's pull and the target's drift check ask two different
+    // runtimes: at once.
+    let overwrite_asked = request.overwrite_drift;
+    let (source_side, target_side) = tokio::join!(
+        prepare_source(
+            state,
+            team,
+            source.instance_id,
+            &request.actor,
+            expected_source_version
+        ),
+        gate_play_target(state, team, target.instance_id, overwrite_asked),
+    );
+    source_side?;
+    if target_side? {
+        // Keep what runs there before replacing it: pulled, it is the
+        // plan's "from" and the backup a rollback restores. The caller's
+        // expected target version predates the pull, and overwriting is
+        // the choice it made.
+        pull(state, team, target.instance_id, &request.actor).await?;
+        request.expected_target_version = None;
     }
     let played = state.store.play(request).await?;
     if played.replayed || played.promotion.status != PromotionStatus::Deploying {
@@ -443,6 +429,59 @@ pub async fn play(
         promotion,
         replayed: false,
     })
+}
+
+/// A connected source before a play: pulled (what ships is what runs
+/// there), or for a protected one the player may not pull, checked in
+/// sync. Refused if it changed since the preview the player saw.
+async fn prepare_source(
+    state: &AppState,
+    team: TeamId,
+    source: InstanceId,
+    actor: &Actor,
+    expected_source_version: Option<i64>,
+) -> AppResult<()> {
+    let Some(link) = state.store.runtime_link(team, source).await? else {
+        return Ok(());
+    };
+    let source_instance = state.store.instance(team, source).await?;
+    if source_instance.protection.is_protected() && !actor.manages_protection() {
+        // Pulling would replace a protected instance's values: only its
+        // managers may. What ships must still be what runs there.
+        drift_gate(state, team, &source_instance, &link, false).await?;
+        return Ok(());
+    }
+    let pulled = pull(state, team, source, actor).await?;
+    if let Some(seen) = expected_source_version
+        && seen != pulled.version
+    {
+        return Err(AppError::Conflict(format!(
+            "{} changed in its runtime since your preview. Stagehand has pulled it: \
+             review the plan again before you promote.",
+            source_instance.name
+        )));
+    }
+    Ok(())
+}
+
+/// A connected target before a play: refused if it drifted, unless the
+/// player chose to overwrite it (not a protected one: reviewers decide
+/// there, and the gate runs again at the last approval). True when it
+/// drifted and is to be overwritten.
+async fn gate_play_target(
+    state: &AppState,
+    team: TeamId,
+    target: InstanceId,
+    overwrite: bool,
+) -> AppResult<bool> {
+    let Some(link) = state.store.runtime_link(team, target).await? else {
+        return Ok(false);
+    };
+    let instance = state.store.instance(team, target).await?;
+    let overwrite = overwrite && !instance.protection.is_protected();
+    Ok(drift_gate(state, team, &instance, &link, overwrite)
+        .await?
+        .is_some())
 }
 
 /// The deploy's actor: whoever asked for the promotion. (The store wrote
