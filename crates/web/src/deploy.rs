@@ -307,6 +307,52 @@ pub async fn check_many(
         .collect()
 }
 
+/// The instance's runtime link looked at now (or reused if checked within
+/// `reuse`); `None` if it is not connected. A runtime that does not answer
+/// in the page budget shows its last known state.
+pub async fn link_now(
+    state: &AppState,
+    team: TeamId,
+    instance: InstanceId,
+    reuse: chrono::Duration,
+) -> AppResult<Option<RuntimeLink>> {
+    let Some(link) = state.store.runtime_link(team, instance).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        check_many(state, team, &[instance], reuse)
+            .await
+            .pop()
+            .unwrap_or(link),
+    ))
+}
+
+/// "Test connection": authenticates and reads the revision now. A runtime
+/// that refuses or does not answer is a 502 `unreachable` or `auth_failed`
+/// (an instance not connected is a 409, from the store).
+pub async fn test_connection(
+    state: &AppState,
+    team: TeamId,
+    instance: InstanceId,
+) -> AppResult<RuntimeLink> {
+    let link = check(state, team, instance, &state.config.runtimes.client).await?;
+    if matches!(
+        link.state,
+        RuntimeState::Unreachable | RuntimeState::AuthFailed
+    ) {
+        return Err(AppError::Runtime {
+            status: StatusCode::BAD_GATEWAY,
+            code: link.state.as_str(),
+            message: format!(
+                "The connection test failed: {}",
+                link.state_detail
+                    .unwrap_or_else(|| link.state.label().into())
+            ),
+        });
+    }
+    Ok(link)
+}
+
 /// Reads the runtime's flows and values into the instance (a snapshot,
 /// audited). A protected instance is pulled only by someone who manages
 /// protection: a pull replaces its values in Stagehand.

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stagehand_domain::{InstanceId, TeamId};
+use stagehand_domain::InstanceId;
 use stagehand_runtime::{RuntimeAuth, RuntimeKind};
 use stagehand_store::{RuntimeLink, RuntimeState};
 
@@ -55,13 +55,6 @@ impl From<RuntimeLink> for RuntimeBody {
     }
 }
 
-async fn linked(state: &AppState, team: TeamId, id: InstanceId) -> AppResult<RuntimeLink> {
-    let instance = state.store.instance(team, id).await?;
-    state.store.runtime_link(team, id).await?.ok_or_else(|| {
-        AppError::Conflict(format!("{} is not connected to a runtime", instance.name))
-    })
-}
-
 /// The runtime's state, looked at now (a runtime that does not answer in
 /// the page budget shows its last known state).
 pub(crate) async fn runtime_get(
@@ -71,13 +64,12 @@ pub(crate) async fn runtime_get(
 ) -> AppResult<Response> {
     let id = instance_id(&id)?;
     let team = ctx.team_id();
-    let mut link = linked(&state, team, id).await?;
-    if let Some(fresh) = deploy::check_many(&state, team, &[id], chrono::Duration::zero())
-        .await
-        .pop()
-    {
-        link = fresh;
-    }
+    let instance = state.store.instance(team, id).await?;
+    let link = deploy::link_now(&state, team, id, chrono::Duration::zero())
+        .await?
+        .ok_or_else(|| {
+            AppError::Conflict(format!("{} is not connected to a runtime", instance.name))
+        })?;
     Ok(axum::Json(RuntimeBody::from(link)).into_response())
 }
 
@@ -132,26 +124,7 @@ pub(crate) async fn runtime_test_post(
     Extension(ctx): Extension<ApiCtx>,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let id = instance_id(&id)?;
-    let team = ctx.team_id();
-    linked(&state, team, id).await?;
-    let link = deploy::check(&state, team, id, &state.config.runtimes.client).await?;
-    let code = match link.state {
-        RuntimeState::Unreachable => Some("unreachable"),
-        RuntimeState::AuthFailed => Some("auth_failed"),
-        _ => None,
-    };
-    if let Some(code) = code {
-        return Err(AppError::Runtime {
-            status: StatusCode::BAD_GATEWAY,
-            code,
-            message: format!(
-                "The connection test failed: {}",
-                link.state_detail
-                    .unwrap_or_else(|| link.state.label().into())
-            ),
-        });
-    }
+    let link = deploy::test_connection(&state, ctx.team_id(), instance_id(&id)?).await?;
     Ok(axum::Json(RuntimeBody::from(link)).into_response())
 }
 

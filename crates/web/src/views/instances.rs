@@ -112,15 +112,9 @@ pub(crate) async fn view_instance_get(
         })
         .collect();
     let direct = !instance.protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION);
-    let runtime = match state.store.runtime_link(team, id).await? {
-        Some(link) => Some(super::runtimes::RuntimeCard::new(
-            crate::deploy::check_many(&state, team, &[id], crate::deploy::PAGE_CHECK_REUSE)
-                .await
-                .pop()
-                .unwrap_or(link),
-        )),
-        None => None,
-    };
+    let runtime = crate::deploy::link_now(&state, team, id, crate::deploy::PAGE_CHECK_REUSE)
+        .await?
+        .map(super::runtimes::RuntimeCard::new);
     // Settings may hold credentials: their values only for those who may
     // edit the instance; everyone else sees the keys and when they changed.
     let may_read_settings = ctx.team()?.permissions.may_read_settings();

@@ -220,24 +220,13 @@ pub(crate) async fn view_preview_get(
         .runtime_link(team, preview.source.instance_id)
         .await?
         .map(super::runtimes::RuntimeCard::new);
-    let target_link = match state
-        .store
-        .runtime_link(team, preview.target.instance_id)
-        .await?
-    {
-        Some(link) => Some(
-            crate::deploy::check_many(
-                &state,
-                team,
-                &[preview.target.instance_id],
-                crate::deploy::PAGE_CHECK_REUSE,
-            )
-            .await
-            .pop()
-            .unwrap_or(link),
-        ),
-        None => None,
-    };
+    let target_link = crate::deploy::link_now(
+        &state,
+        team,
+        preview.target.instance_id,
+        crate::deploy::PAGE_CHECK_REUSE,
+    )
+    .await?;
     let target_drifted = target_link
         .as_ref()
         .is_some_and(|l| l.state == stagehand_store::RuntimeState::Drifted);

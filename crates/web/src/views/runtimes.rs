@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stagehand_runtime::{RuntimeAuth, RuntimeKind};
-use stagehand_store::{RuntimeLink, RuntimeState};
+use stagehand_store::RuntimeLink;
 
 /// What the instance page shows of a connected runtime.
 pub(crate) struct RuntimeCard {
@@ -125,32 +125,10 @@ pub(crate) async fn disconnect_post(
 
 pub(crate) async fn test_post(
     State(state): State<AppState>,
-    Extension(_ctx): Extension<Ctx>,
     Path(path): Path<InstancePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
-    let instance = state.store.instance(team, id).await?;
-    if state.store.runtime_link(team, id).await?.is_none() {
-        return Err(AppError::Conflict(format!(
-            "{} is not connected to a runtime",
-            instance.name
-        )));
-    }
-    let link = deploy::check(&state, team, id, &state.config.runtimes.client).await?;
-    if matches!(
-        link.state,
-        RuntimeState::Unreachable | RuntimeState::AuthFailed
-    ) {
-        return Err(AppError::Runtime {
-            status: axum::http::StatusCode::BAD_GATEWAY,
-            code: link.state.as_str(),
-            message: format!(
-                "The connection test failed: {}",
-                link.state_detail
-                    .unwrap_or_else(|| link.state.label().into())
-            ),
-        });
-    }
+    deploy::test_connection(&state, team, id).await?;
     Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
 }
 
