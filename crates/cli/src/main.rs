@@ -114,6 +114,25 @@ enum Command {
         /// cookies are marked Secure. Unset: the Host each request was sent to.
         #[arg(long, env = "STAGEHAND_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Serve Prometheus metrics at /metrics on this address (e.g.
+        /// 0.0.0.0:9464), and only there. Unset: no metrics are served.
+        #[arg(long, env = "STAGEHAND_METRICS_BIND")]
+        metrics_bind: Option<String>,
+        /// Load balancers whose X-Forwarded-For / Forwarded headers name the
+        /// client: comma-separated addresses or CIDRs (10.0.0.0/8). Unset:
+        /// the TCP peer is the client, and forwarding headers are ignored.
+        #[arg(long, env = "STAGEHAND_TRUSTED_PROXIES", value_parser = parse_proxies)]
+        trusted_proxies: Option<stagehand_web::client_addr::TrustedProxies>,
+        /// After SIGTERM or Ctrl-C, answer /readyz with 503 for this many
+        /// seconds while still serving, so a load balancer stops sending
+        /// requests here before the server stops accepting them.
+        #[arg(
+            long,
+            env = "STAGEHAND_SHUTDOWN_DELAY_SECS",
+            default_value_t = 0,
+            value_parser = clap::value_parser!(u64).range(0..=300)
+        )]
+        shutdown_delay_secs: u64,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -193,15 +212,37 @@ enum UserCommand {
     },
 }
 
+fn parse_proxies(s: &str) -> Result<stagehand_web::client_addr::TrustedProxies, String> {
+    stagehand_web::client_addr::TrustedProxies::parse(s)
+}
+
+/// Logs to stderr: text for people, or one JSON object per line
+/// (`STAGEHAND_LOG_FORMAT=json`) for a log pipeline; either way a line
+/// written while serving a request carries the request's id.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let format = std::env::var("STAGEHAND_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.trim() {
+        "json" => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        "" | "text" => builder.init(),
+        other => {
+            builder.init();
+            tracing::warn!("STAGEHAND_LOG_FORMAT={other:?} is not json or text; logging as text");
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -216,7 +257,22 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { bind, public_url } => serve(&cli.storage, &bind, public_url).await,
+        Command::Serve {
+            bind,
+            public_url,
+            metrics_bind,
+            trusted_proxies,
+            shutdown_delay_secs,
+        } => {
+            let options = ServeOptions {
+                bind,
+                public_url,
+                metrics_bind: metrics_bind.filter(|b| !b.trim().is_empty()),
+                trusted_proxies: trusted_proxies.unwrap_or_default(),
+                shutdown_delay: std::time::Duration::from_secs(shutdown_delay_secs),
+            };
+            serve(&cli.storage, options).await
+        }
         Command::Migrate => {
             let database = cli.storage.database();
             if matches!(database, Database::Sqlite { .. }) {
@@ -281,7 +337,24 @@ fn runtime_options() -> Result<stagehand_web::RuntimeOptions> {
     Ok(options)
 }
 
-async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) -> Result<()> {
+/// What `serve` was asked for, besides the store.
+#[derive(Debug)]
+struct ServeOptions {
+    bind: String,
+    public_url: Option<String>,
+    metrics_bind: Option<String>,
+    trusted_proxies: stagehand_web::client_addr::TrustedProxies,
+    shutdown_delay: std::time::Duration,
+}
+
+async fn serve(storage: &StorageArgs, options: ServeOptions) -> Result<()> {
+    let ServeOptions {
+        bind,
+        public_url,
+        metrics_bind,
+        trusted_proxies,
+        shutdown_delay,
+    } = options;
     if let Some(url) = public_url
         .as_deref()
         .map(str::trim)
@@ -291,11 +364,18 @@ async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) ->
         anyhow::bail!("STAGEHAND_PUBLIC_URL must start with https:// or http://, got {url:?}");
     }
     let store = storage.open().await?;
-    let listener = tokio::net::TcpListener::bind(bind)
+    let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("could not listen on {bind}"))?;
+    let metrics_listener = match &metrics_bind {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("could not listen on {at} (STAGEHAND_METRICS_BIND)"))?,
+        ),
+        None => None,
+    };
     let addr = listener.local_addr()?;
-    tracing::info!(database = ?storage.database(), "stagehand listening on http://{addr}");
     if store.count_users().await? == 0 {
         tracing::warn!(
             "no user exists yet: create the first administrator with `stagehand user create NAME --admin`"
@@ -303,12 +383,43 @@ async fn serve(storage: &StorageArgs, bind: &str, public_url: Option<String>) ->
     }
     let mut config = stagehand_web::WebConfig::default().with_public_url(public_url);
     config.runtimes = runtime_options()?;
+    config.trusted_proxies = trusted_proxies;
+    config.shutdown_delay = shutdown_delay;
     let state = stagehand_web::AppState::new(store, config);
+    let mut tasks = Vec::new();
+    if let Some(metrics_listener) = metrics_listener {
+        let handle = stagehand_web::metrics::install().map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            "metrics at http://{}/metrics",
+            metrics_listener.local_addr()?
+        );
+        tasks.push(tokio::spawn(stagehand_web::metrics::upkeep(handle.clone())));
+        tasks.push(tokio::spawn(stagehand_web::metrics::serve(
+            metrics_listener,
+            state.clone(),
+            handle,
+        )));
+    }
     // Reconciliation of deploys a crash interrupted, and the drift check:
     // on one replica at a time (the jobs table), from the start.
-    let jobs = tokio::spawn(stagehand_web::deploy::background(state.clone()));
-    let served = stagehand_web::serve(listener, state, stagehand_web::shutdown_signal()).await;
-    jobs.abort();
+    tasks.push(tokio::spawn(stagehand_web::jobs::background(state.clone())));
+    tracing::info!(database = ?storage.database(), "stagehand listening on http://{addr}");
+    let draining = state.clone();
+    let shutdown = async move {
+        stagehand_web::shutdown_signal().await;
+        draining.begin_draining();
+        if !shutdown_delay.is_zero() {
+            tracing::info!(
+                delay = ?shutdown_delay,
+                "draining: /readyz answers 503 while requests are still served"
+            );
+            tokio::time::sleep(shutdown_delay).await;
+        }
+    };
+    let served = stagehand_web::serve(listener, state, shutdown).await;
+    for task in tasks {
+        task.abort();
+    }
     served?;
     tracing::info!("stopped");
     Ok(())

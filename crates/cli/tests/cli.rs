@@ -633,3 +633,65 @@ fn the_data_directory_is_0700_and_its_files_0600_even_when_they_were_not() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
+    let dir = temp_dir();
+    let mut child = stagehand(&dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("STAGEHAND_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,tower_http=debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let url = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        lines.push(v.clone());
+        let message = v["fields"]["message"].as_str().unwrap_or("").to_owned();
+        if let Some(at) = message.find("http://") {
+            break message[at..].to_owned();
+        }
+    };
+    let res = reqwest::get(format!("{url}/api/v1/no-such-thing"))
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(res.status(), 404);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut of_request = Vec::new();
+    while Instant::now() < deadline && of_request.len() < 2 {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if v["span"]["request_id"] == id.as_str() {
+            of_request.push(v.clone());
+        }
+        lines.push(v);
+    }
+    // tower_http's "started processing" and "finished processing" lines,
+    // both inside the request's span.
+    assert!(
+        of_request.len() >= 2,
+        "no log lines with request id {id}: {lines:#?}"
+    );
+    assert!(
+        of_request
+            .iter()
+            .all(|l| l["span"]["path"] == "/api/v1/no-such-thing" && l["level"].is_string())
+    );
+    assert!(terminate(child).success());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -22,6 +22,44 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A snapshot of a store's connection pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The most connections the pool opens.
+    pub max: u32,
+    /// Connections open now, in use or idle.
+    pub open: u32,
+    /// Open connections nobody is using.
+    pub idle: u32,
+    /// Callers waiting for a connection.
+    pub waiting: u32,
+}
+
+/// Counts the callers waiting for a pooled connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Waiters(Arc<std::sync::atomic::AtomicU32>);
+
+impl Waiters {
+    /// Counted as waiting until the guard drops.
+    pub(crate) fn enter(&self) -> WaitGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WaitGuard(self.0.clone())
+    }
+
+    pub(crate) fn now(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct WaitGuard(Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Which database a store keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -40,6 +78,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// back, so a database that cannot take the write lock or grow by a
     /// page (a full disk) is not ready. It leaves nothing behind.
     async fn ready(&self) -> StoreResult<()>;
+    /// How busy the connection pool is right now (for metrics).
+    fn pool_stats(&self) -> PoolStats;
 
     // Users, teams, roles.
     async fn create_user(&self, user: NewUser, actor: &Actor) -> StoreResult<User>;

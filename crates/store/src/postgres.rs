@@ -15,6 +15,7 @@ pub(crate) type Backend = PgStore;
 pub struct PgStore {
     pub(crate) pool: sqlx::PgPool,
     pub(crate) cipher: Cipher,
+    pub(crate) waiters: crate::Waiters,
 }
 
 impl PgStore {
@@ -37,7 +38,11 @@ impl PgStore {
             .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, false)))
             .connect_with(connect)
             .await?;
-        Ok(Self { pool, cipher })
+        Ok(Self {
+            pool,
+            cipher,
+            waiters: crate::Waiters::default(),
+        })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -55,6 +60,7 @@ impl PgStore {
     /// A transaction that will write. Writers serialise on row locks taken
     /// with [`lock_instance`].
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        let _waiting = self.waiters.enter();
         Ok(self.pool.begin().await?)
     }
 

@@ -18,6 +18,7 @@ pub(crate) type Backend = SqliteStore;
 pub struct SqliteStore {
     pub(crate) pool: sqlx::SqlitePool,
     pub(crate) cipher: Cipher,
+    pub(crate) waiters: crate::Waiters,
 }
 
 impl SqliteStore {
@@ -60,7 +61,11 @@ impl SqliteStore {
         let pool = pool.connect_with(options).await?;
         // The first connection created the -wal and -shm.
         Self::private_files(path).map_err(io)?;
-        Ok(Self { pool, cipher })
+        Ok(Self {
+            pool,
+            cipher,
+            waiters: crate::Waiters::default(),
+        })
     }
 
     /// The database and the files SQLite keeps next to it, 0600.
@@ -89,6 +94,7 @@ impl SqliteStore {
     /// A transaction that will write: `BEGIN IMMEDIATE`, so a transaction
     /// that reads before it writes never fails to upgrade its lock.
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        let _waiting = self.waiters.enter();
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 

@@ -104,11 +104,17 @@ impl Ctx {
     }
 }
 
-/// The peer address, when the server was started with connect info.
+/// The client's address: as [`crate::client_addr`] resolved it (through
+/// trusted proxies), else the peer's, when the server has connect info.
 pub fn source_ip(req: &Request) -> Option<String> {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+    let ext = req.extensions();
+    ext.get::<crate::client_addr::ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| {
+            ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        })
+        .map(|ip| ip.to_string())
 }
 
 /// Enforces `access` for one route. Runs as that route's `route_layer`.

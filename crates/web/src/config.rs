@@ -1,5 +1,6 @@
 //! The web server's settings, with production defaults.
 
+use crate::client_addr::TrustedProxies;
 use std::time::Duration;
 
 /// Largest request body: a flow may be 8 MiB of JSON, which a form encodes
@@ -22,6 +23,14 @@ pub struct WebConfig {
     pub ready_timeout: Duration,
     pub connections: ConnectionLimits,
     pub runtimes: RuntimeOptions,
+    /// `STAGEHAND_TRUSTED_PROXIES`: the load balancers whose
+    /// `X-Forwarded-For`/`Forwarded` name the client (see `client_addr`).
+    /// Empty: the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
+    /// `STAGEHAND_SHUTDOWN_DELAY_SECS`: after SIGTERM, `/readyz` answers 503
+    /// for this long while requests are still served, so a load balancer
+    /// stops sending new ones before the server stops accepting.
+    pub shutdown_delay: Duration,
 }
 
 /// How Stagehand talks to connected runtimes and watches them.
@@ -117,6 +126,8 @@ impl Default for WebConfig {
             ready_timeout: Duration::from_millis(800),
             connections: ConnectionLimits::default(),
             runtimes: RuntimeOptions::default(),
+            trusted_proxies: TrustedProxies::default(),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }

@@ -429,6 +429,17 @@ pub async fn pull(
 /// there, and a rollback can bring it back.
 pub async fn play(
     state: &AppState,
+    request: PromotionRequest,
+    expected_source_version: Option<i64>,
+) -> AppResult<Played> {
+    let started = std::time::Instant::now();
+    let result = play_unmeasured(state, request, expected_source_version).await;
+    crate::metrics::promotion("play", started, &result, |p| p.promotion.status.to_string());
+    result
+}
+
+async fn play_unmeasured(
+    state: &AppState,
     mut request: PromotionRequest,
     expected_source_version: Option<i64>,
 ) -> AppResult<Played> {
@@ -598,6 +609,18 @@ pub async fn rollback(
     id: PromotionId,
     actor: &Actor,
 ) -> AppResult<Promotion> {
+    let started = std::time::Instant::now();
+    let result = rollback_unmeasured(state, team, id, actor).await;
+    crate::metrics::promotion("rollback", started, &result, |p| p.status.to_string());
+    result
+}
+
+async fn rollback_unmeasured(
+    state: &AppState,
+    team: TeamId,
+    id: PromotionId,
+    actor: &Actor,
+) -> AppResult<Promotion> {
     let original = state.store.promotion(team, id).await?;
     gate_target(state, team, original.target_instance_id).await?;
     let promotion = state.store.rollback(team, id, actor).await?;
@@ -612,6 +635,23 @@ pub async fn rollback(
 /// refused (nothing is recorded): what the reviewers saw is no longer
 /// what they would overwrite.
 pub async fn decide(
+    state: &AppState,
+    team: TeamId,
+    id: PromotionId,
+    decision: Decision,
+    actor: &Actor,
+) -> AppResult<Promotion> {
+    let started = std::time::Instant::now();
+    let action = match decision {
+        Decision::Approve => "approve",
+        Decision::Reject => "reject",
+    };
+    let result = decide_unmeasured(state, team, id, decision, actor).await;
+    crate::metrics::promotion(action, started, &result, |p| p.status.to_string());
+    result
+}
+
+async fn decide_unmeasured(
     state: &AppState,
     team: TeamId,
     id: PromotionId,
@@ -680,7 +720,19 @@ pub async fn run(
         values: input.values.into_iter().collect(),
         base_revision: Some(base_revision),
     };
-    let outcome = match runtime.deploy(&deployment).await {
+    let sent = std::time::Instant::now();
+    let answer = runtime.deploy(&deployment).await;
+    crate::metrics::runtime_deploy(
+        kind.as_str(),
+        match &answer {
+            Ok(_) => "accepted",
+            Err(RuntimeError::Conflict(_)) => "conflict",
+            Err(RuntimeError::Unreachable(_)) => "unreachable",
+            Err(_) => "error",
+        },
+        sent.elapsed(),
+    );
+    let outcome = match answer {
         Ok(deployed) => {
             if let Some(pause) = state.config.runtimes.fault_pause_after_deploy {
                 tracing::warn!(promotion = %id, "fault injection: pausing after the runtime accepted");
@@ -812,39 +864,4 @@ pub async fn check_all(state: &AppState) -> AppResult<usize> {
         }
     }
     Ok(n)
-}
-
-/// The background jobs: reconciliation and the drift check, each run by
-/// one replica per period (`Store::claim_job`). Runs until the process
-/// ends.
-pub async fn background(state: AppState) {
-    let tick = std::time::Duration::from_secs(1)
-        .min(state.config.runtimes.reconcile_every)
-        .min(state.config.runtimes.drift_check_every);
-    let holder = state.config.runtimes.holder.clone();
-    // At start, whatever the jobs table says: deploys a crash (of this or
-    // another replica) left behind are resolved before anything else.
-    // Finishing is idempotent, so a replica starting beside this one does
-    // no harm doing the same.
-    let _ = reconcile(&state).await;
-    loop {
-        let every = state.config.runtimes.reconcile_every;
-        if matches!(
-            state
-                .store
-                .claim_job("reconcile_deploys", every, &holder)
-                .await,
-            Ok(true)
-        ) {
-            let _ = reconcile(&state).await;
-        }
-        let every = state.config.runtimes.drift_check_every;
-        if matches!(
-            state.store.claim_job("drift_check", every, &holder).await,
-            Ok(true)
-        ) {
-            let _ = check_all(&state).await;
-        }
-        tokio::time::sleep(tick).await;
-    }
 }

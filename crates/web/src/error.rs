@@ -128,6 +128,25 @@ impl AppError {
         }
     }
 
+    /// A stable, machine-readable code for the JSON API (and metrics).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Invalid(_) => "invalid",
+            Self::Conflict(_) => "conflict",
+            Self::Runtime { code, .. } => code,
+            Self::Protected(_) => "protected",
+            Self::Refused(_) => "forbidden",
+            Self::Csrf(_) => "csrf",
+            Self::TooManyRequests(_) => "too_many_requests",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     fn info(&self) -> ErrorInfo {
         let (title, message) = match self {
             Self::Unauthenticated => (
@@ -150,21 +169,7 @@ impl AppError {
             Self::Unavailable(_) => ("Try again in a moment", "Stagehand cannot use its database right now, so this was not done. Try again in a moment; if it keeps happening, give your administrator the request id below.".into()),
             Self::Internal(_) => ("Something went wrong", "Something went wrong on our side. If it keeps happening, give your administrator the request id below.".into()),
         };
-        let code = match self {
-            Self::Unauthenticated => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Invalid(_) => "invalid",
-            Self::Conflict(_) => "conflict",
-            Self::Runtime { code, .. } => code,
-            Self::Protected(_) => "protected",
-            Self::Refused(_) => "forbidden",
-            Self::Csrf(_) => "csrf",
-            Self::TooManyRequests(_) => "too_many_requests",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
-        };
+        let code = self.code();
         ErrorInfo {
             status: self.status(),
             code,

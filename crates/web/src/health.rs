@@ -14,7 +14,8 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The process can serve: its database takes a write (see
+/// The process can serve: it is not shutting down (see
+/// [`AppState::begin_draining`]) and its database takes a write (see
 /// [`stagehand_store::Store::ready`]) within [`WebConfig::ready_timeout`],
 /// so a probe answers in bounded time even when the database does not.
 ///
@@ -24,6 +25,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
         BackendKind::Postgres => "postgres",
         BackendKind::Sqlite => "sqlite",
     };
+    if state.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining", "database": database })),
+        );
+    }
     let probe = tokio::time::timeout(state.config.ready_timeout, state.store.ready()).await;
     match probe {
         Ok(Ok(())) => (

@@ -10,11 +10,14 @@ pub mod api;
 mod assets;
 pub mod auth;
 pub mod authz;
+pub mod client_addr;
 mod config;
 pub mod deploy;
 mod error;
 mod extract;
 mod health;
+pub mod jobs;
+pub mod metrics;
 mod play;
 pub mod routes;
 mod security;
@@ -28,6 +31,7 @@ use axum::Router;
 use stagehand_store::Store;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -41,6 +45,8 @@ pub struct AppState {
     /// Runtime clients, kept between requests (a Node-RED session token
     /// costs the runtime a bcrypt check to mint).
     pub(crate) runtimes: Arc<deploy::Clients>,
+    /// Set once a shutdown began: `/readyz` answers 503 from then on.
+    draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -49,23 +55,57 @@ impl AppState {
             store,
             config: Arc::new(config),
             runtimes: Arc::default(),
+            draining: Arc::default(),
         }
+    }
+
+    /// Marks the server as going away: load balancers see `/readyz` fail
+    /// and stop sending it requests, while it still serves them.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     routes::router(&state)
+        .route_layer(axum::middleware::from_fn(metrics::matched))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn(metrics::track))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    client_addr::resolve,
+                ))
                 .layer(axum::middleware::from_fn(security::headers))
                 .layer(axum::middleware::from_fn(error::render_errors))
                 .layer(axum::extract::DefaultBodyLimit::max(config::MAX_BODY_BYTES)),
         )
         .with_state(state)
+}
+
+/// Every log line written while serving a request carries its id (the
+/// `x-request-id` the response returns) and its route template; never the
+/// query string, which may hold a token.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for

@@ -86,7 +86,10 @@ macro_rules! write_tx {
 /// Runs `$body` on a pooled connection.
 macro_rules! read {
     ($self:ident, $conn:ident => $body:expr) => {{
-        let mut c = $self.pool.acquire().await?;
+        let mut c = {
+            let _waiting = $self.waiters.enter();
+            $self.pool.acquire().await?
+        };
         let $conn: &mut Conn = &mut *c;
         $body.await
     }};
@@ -135,6 +138,15 @@ impl Backend {
 impl Store for Backend {
     fn kind(&self) -> BackendKind {
         Self::KIND
+    }
+
+    fn pool_stats(&self) -> crate::PoolStats {
+        crate::PoolStats {
+            max: self.pool.options().get_max_connections(),
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            waiting: self.waiters.now(),
+        }
     }
 
     async fn ready(&self) -> StoreResult<()> {
