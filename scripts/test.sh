@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, then every test (the domain's unit and
+# The test command: formatting, the deployment files (Kubernetes manifests
+# and docker-compose.yml, checked offline), lints, then every test (the domain's unit and
 # property tests, the store conformance suite on SQLite and PostgreSQL, the
 # real binary, the web server over HTTP, the browser tests in headless
 # Chromium via scripts/e2e.sh, schemathesis against the API's OpenAPI
 # document via scripts/schemathesis.sh) against a throwaway PostgreSQL this script
 # starts, and removes when it exits. Idempotent; needs only the Rust
 # toolchain (it installs PostgreSQL, Chromium and Node.js from Debian's
-# packages, cargo-nextest, the e2e npm packages, schemathesis, Node-RED
+# packages, cargo-nextest, the e2e npm packages, schemathesis,
+# kubernetes-validate, docker-compose (Debian), Node-RED
 # (npm) and Langflow (uv) into .cache/runtimes/ if missing), and starts the
 # real runtimes the connector tests drive.
 set -euo pipefail
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 source scripts/lib/runtimes.sh
 source scripts/lib/langflow.sh
+source scripts/lib/kubernetes.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest..." >&2
@@ -36,6 +39,7 @@ start_langflow DEV
 start_langflow PROD
 
 cargo fmt --all -- --check
+check_deploy_manifests
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-run
 wait_langflow DEV
