@@ -8,7 +8,7 @@
 # starts, and removes when it exits. Idempotent; needs only the Rust
 # toolchain (it installs PostgreSQL, Chromium and Node.js from Debian's
 # packages, cargo-nextest, the e2e npm packages, schemathesis,
-# kubernetes-validate, docker-compose (Debian), Node-RED
+# kubernetes-validate, docker-compose, nginx and wrk (Debian), Node-RED
 # (npm) and Langflow (uv) into .cache/runtimes/ if missing), and starts the
 # real runtimes the connector tests drive.
 set -euo pipefail
@@ -17,6 +17,7 @@ source scripts/lib/postgres.sh
 source scripts/lib/runtimes.sh
 source scripts/lib/langflow.sh
 source scripts/lib/kubernetes.sh
+source scripts/lib/loadbalancer.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest..." >&2
@@ -34,6 +35,8 @@ start_throwaway_postgres
 # tests share (they take a minute to boot, so they boot while cargo builds;
 # stopped by PID when this script exits).
 install_node_red
+# nginx and wrk for the three-replica tests (crates/cli/tests/replicas.rs).
+install_load_balancer_tools
 install_langflow
 start_langflow DEV
 start_langflow PROD
