@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Load benchmark of the web UI (crates/web/benches/load.rs): the release
 # binary against a throwaway PostgreSQL with durable settings, loaded by wrk
-# (installed from Debian's packages if missing) over loopback.
+# (with nginx, installed from Debian's packages if missing) over loopback.
 #   scripts/load.sh            # everything
-#   scripts/load.sh pipeline   # or: history
+#   scripts/load.sh pipeline   # or: promote, history
+#   scripts/load.sh replicas   # 3 replicas vs 1 behind nginx, rolling restart
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
-if ! command -v wrk >/dev/null 2>&1; then
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2
-fi
+source scripts/lib/loadbalancer.sh
+install_load_balancer_tools
 start_throwaway_postgres --durable
 cargo build --release --locked --bin stagehand
 export STAGEHAND_BIN="$PWD/target/release/stagehand"

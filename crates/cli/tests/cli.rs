@@ -655,8 +655,8 @@ async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
     let mut lines = Vec::new();
     let url = loop {
         let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         lines.push(v.clone());
         let message = v["fields"]["message"].as_str().unwrap_or("").to_owned();
         if let Some(at) = message.find("http://") {
@@ -674,8 +674,8 @@ async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         if v["span"]["request_id"] == id.as_str() {
             of_request.push(v.clone());
         }

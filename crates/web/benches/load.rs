@@ -438,9 +438,141 @@ async fn seed_promotions(
 
 struct Server(Child);
 
+impl Server {
+    /// `stagehand serve` on `port`, ready; SIGTERM drains it for a second
+    /// first (`STAGEHAND_SHUTDOWN_DELAY_SECS`), as in production.
+    async fn start(bin: &str, url: &str, key: &SecretKey, port: u16) -> Self {
+        let server = Server(
+            Command::new(bin)
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+                .env("DATABASE_URL", url)
+                .env("STAGEHAND_SECRET_KEY", key.to_base64().as_str())
+                .env("STAGEHAND_SHUTDOWN_DELAY_SECS", "1")
+                .env("STAGEHAND_TRUSTED_PROXIES", "127.0.0.1")
+                .env("RUST_LOG", "warn,sqlx::query=error")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start the server"),
+        );
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    /// SIGTERM, and the exit status once it has drained.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        self.0.wait().unwrap()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx on loopback in front of `ports`, as `crates/cli/tests/replicas.rs`
+/// runs it; stopped (SIGTERM) on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    async fn start(ports: &[u16]) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("stagehand-bench-nginx-{port}"));
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let upstreams: String = ports
+            .iter()
+            .map(|p| format!("    server 127.0.0.1:{p} max_fails=0;\n"))
+            .collect();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "worker_processes 1;\npid {d}/nginx.pid;\nuser root;\n\
+                 events {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n\
+                 client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+                 fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
+                 scgi_temp_path {d}/tmp/scgi;\n  upstream stagehand {{\n{upstreams}  }}\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+                 proxy_pass http://stagehand;\n      proxy_bind 127.0.0.1;\n\
+                 proxy_set_header Host $http_host;\n\
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 proxy_next_upstream error timeout;\n    }}\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .args(["-p", &d.to_string(), "-c"])
+            .arg(dir.join("nginx.conf"))
+            .args(["-e", &dir.join("error.log").display().to_string()])
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("nginx (scripts/load.sh installs it)");
+        for _ in 0..100 {
+            if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cpu_secs(&self) -> f64 {
+        // The master and its one worker.
+        let worker = std::fs::read_to_string(format!(
+            "/proc/{}/task/{}/children",
+            self.child.id(),
+            self.child.id()
+        ))
+        .unwrap_or_default();
+        cpu_secs(self.child.id())
+            + worker
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .map(cpu_secs)
+                .sum::<f64>()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -461,34 +593,9 @@ async fn main() {
         .unwrap();
     let seeded = seed(&store, &url).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let server = Server(
-        Command::new(&bin)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &url)
-            .env("STAGEHAND_SECRET_KEY", key.to_base64().as_str())
-            .env("RUST_LOG", "warn,sqlx::query=error")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the server"),
-    );
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = Server::start(&bin, &url, &key, port).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_kib(server.0.id());
     let cookie = login(&base).await;
@@ -502,6 +609,8 @@ async fn main() {
     // `cargo bench --bench load -- pipeline` (or `history`) runs one part.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    let only_replicas = only.as_deref() == Some("replicas");
+    let wanted = |part: &str| !only_replicas && wanted(part);
     if wanted("pipeline") {
         let pipeline_url = format!("{base}/teams/{t}/pipelines/{}", seeded.pipeline);
         let (server_cpu, pg_cpu) = (cpu_secs(server.0.id()), postgres_cpu_secs());
@@ -593,6 +702,9 @@ async fn main() {
         let _ = std::fs::remove_file(&flat_out);
         let _ = std::fs::remove_file(&paced);
     }
+    if only.as_deref() == Some("replicas") {
+        replicas(&bin, &url, &key, &server, port, &cookie, &seeded, &store).await;
+    }
     if wanted("history") {
         let history = format!("{base}/teams/{t}/promotions");
         let cases = [
@@ -645,6 +757,179 @@ async fn main() {
     );
     drop(server);
     store_cleanup(&admin, &name).await;
+}
+
+/// Three replicas against one, on the same PostgreSQL and behind the same
+/// nginx: the pipeline page and promote throughput, the CPU each request
+/// costs server, database and balancer; then a rolling restart of the
+/// three under load. (`scripts/load.sh replicas`; not part of the default
+/// run.)
+#[allow(clippy::too_many_arguments)]
+async fn replicas(
+    bin: &str,
+    url: &str,
+    key: &SecretKey,
+    first: &Server,
+    first_port: u16,
+    cookie: &str,
+    seeded: &Seeded,
+    store: &Arc<dyn Store>,
+) {
+    let t = &seeded.team;
+    let page = format!("/teams/{t}/pipelines/{}", seeded.pipeline);
+    let team: stagehand_domain::TeamId = t.parse().unwrap();
+    let (secret, paths) = seed_promotions(store, team).await;
+    let list = paths
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let script =
+        std::env::temp_dir().join(format!("stagehand-replicas-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "local paths = {{{list}}}\nlocal i = math.random(0, 15)\n\
+             request = function()\n  i = i + 1\n  \
+             return wrk.format(\"POST\", paths[(i % #paths) + 1], {{[\"Authorization\"] = \"Bearer {secret}\"}}, \"\")\nend\n"
+        ),
+    )
+    .unwrap();
+    let mut extra = Vec::new();
+    let mut ports = vec![first_port];
+    for _ in 0..2 {
+        let port = free_port();
+        extra.push(Server::start(bin, url, key, port).await);
+        ports.push(port);
+    }
+    let one = Nginx::start(&ports[..1]).await;
+    let three = Nginx::start(&ports).await;
+    println!(
+        "\nreplicas on one PostgreSQL, through nginx (1 worker); CPU per request is server + PostgreSQL + nginx"
+    );
+    for (label, lb, servers) in [
+        ("1 replica", &one, vec![first.0.id()]),
+        (
+            "3 replicas",
+            &three,
+            std::iter::once(first.0.id())
+                .chain(extra.iter().map(|s| s.0.id()))
+                .collect(),
+        ),
+    ] {
+        let servers_cpu = || servers.iter().copied().map(cpu_secs).sum::<f64>();
+        let before = (servers_cpu(), postgres_cpu_secs(), lb.cpu_secs());
+        let (rps, _) = measure(
+            &format!("pipeline page, {label}"),
+            &format!("{}{page}", lb.url()),
+            &Load::Cookie(cookie),
+            32,
+            10,
+        );
+        let n = rps * f64::from(RUNS as u32) * 10.0;
+        println!(
+            "  CPU per request: server {:.0} µs, PostgreSQL {:.0} µs, nginx {:.0} µs",
+            (servers_cpu() - before.0) / n * 1e6,
+            (postgres_cpu_secs() - before.1) / n * 1e6,
+            (lb.cpu_secs() - before.2) / n * 1e6,
+        );
+        let before = (servers_cpu(), postgres_cpu_secs(), lb.cpu_secs());
+        let (rps, _) = measure(
+            &format!("POST promote (16 pipelines), {label}"),
+            &lb.url(),
+            &Load::Script(&script),
+            16,
+            10,
+        );
+        let n = rps * f64::from(RUNS as u32) * 10.0;
+        println!(
+            "  CPU per promotion: server {:.0} µs, PostgreSQL {:.0} µs, nginx {:.0} µs",
+            (servers_cpu() - before.0) / n * 1e6,
+            (postgres_cpu_secs() - before.1) / n * 1e6,
+            (lb.cpu_secs() - before.2) / n * 1e6,
+        );
+    }
+    drop(one);
+
+    // A rolling restart of the two extra replicas and a third started for
+    // it, under load: each gets SIGTERM, drains, exits and is started again.
+    let target = format!("{}{page}", three.url());
+    let before = wrk(&target, &Load::Cookie(cookie), 16, 5);
+    let load = {
+        let target = target.clone();
+        let cookie = cookie.to_owned();
+        std::thread::spawn(move || wrk_report(&target, &cookie, 16, 25))
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut exits = Vec::new();
+    for (i, server) in extra.iter_mut().enumerate() {
+        exits.push(server.terminate());
+        *server = Server::start(bin, url, key, ports[i + 1]).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (during, sent, failed) = load.join().unwrap();
+    println!(
+        "rolling restart of 2 of 3 replicas (SIGTERM, 1 s drain, restart) under 16 connections for 25 s:\n  \
+         {sent} requests sent, {failed} failed; p99 {:.2} ms during vs {:.2} ms before (p50 {:.2} vs {:.2}); exits: {exits:?}",
+        during.p99_ms, before.p99_ms, during.p50_ms, before.p50_ms
+    );
+    drop(three);
+    let _ = std::fs::remove_file(&script);
+}
+
+/// One wrk run with the session cookie; its figures, requests sent and
+/// requests failed (non-2xx answers and socket errors).
+fn wrk_report(url: &str, cookie: &str, connections: u32, seconds: u32) -> (Wrk, u64, u64) {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Cookie: stagehand_session={cookie}"),
+            "-H",
+            "Accept: text/html",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let sent = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let socket: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
+    let p = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(f64::NAN, parse_ms)
+    };
+    let non_2xx = text
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses:"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    (
+        Wrk {
+            rps: 0.0,
+            p50_ms: p("50%"),
+            p99_ms: p("99%"),
+            non_2xx,
+        },
+        sent,
+        non_2xx + socket,
+    )
 }
 
 async fn store_cleanup(admin: &sqlx::PgPool, name: &str) {
