@@ -178,7 +178,7 @@ pub async fn sqlite_to_postgres(
 
     let options = PgConnectOptions::from_str(target_url)?.application_name("stagehand-migrate");
     let mut dst = PgConnection::connect_with(&options).await?;
-    refuse_unless_empty(&mut dst).await?;
+    refuse_unless_empty(&mut dst, false).await?;
     sqlx::migrate!("../../migrations/postgres")
         .run(&mut dst)
         .await?;
@@ -192,7 +192,7 @@ pub async fn sqlite_to_postgres(
     ))
     .execute(&mut *tx)
     .await?;
-    refuse_unless_empty(&mut tx).await?;
+    refuse_unless_empty(&mut tx, true).await?;
 
     let mut report = TransferReport {
         tables: Vec::new(),
@@ -325,8 +325,10 @@ async fn check_source_key(
 
 /// Refuses a target holding anything: a row in one of Stagehand's tables,
 /// or a table that is not Stagehand's. Migration history alone is fine (an
-/// empty database a server was once pointed at and stopped).
-async fn refuse_unless_empty(dst: &mut PgConnection) -> Result<(), TransferError> {
+/// empty database a server was once pointed at and stopped). Once
+/// `migrated`, a table that is not in [`TABLES`] came from our own
+/// migrations: the copy list is behind the schema, and nothing is copied.
+async fn refuse_unless_empty(dst: &mut PgConnection, migrated: bool) -> Result<(), TransferError> {
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_name::text from information_schema.tables
          where table_schema = current_schema() and table_type = 'BASE TABLE'
@@ -340,6 +342,12 @@ async fn refuse_unless_empty(dst: &mut PgConnection) -> Result<(), TransferError
             continue;
         }
         if !TABLES.iter().any(|t| t.name == name) {
+            if migrated {
+                return Err(TransferError::Schema(format!(
+                    "table {name} is not in the copy list (stagehand_store::transfer::TABLES), \
+                     so this stagehand cannot move it"
+                )));
+            }
             found.push(format!("table {name}, which is not Stagehand's"));
             continue;
         }

@@ -443,6 +443,41 @@ async fn a_target_with_data_or_a_source_in_use_is_refused_and_nothing_is_written
     .unwrap();
     assert_eq!(tables, ["invoices"], "nothing was migrated into it");
     pool.close().await;
+
+    // A source from a newer stagehand, or one not fully migrated.
+    let source = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into _sqlx_migrations (version, description, success, checksum, execution_time)
+         values (9999, 'from the future', true, x'00', 0)",
+    )
+    .execute(&source)
+    .await
+    .unwrap();
+    source.close().await;
+    let newer = transfer::sqlite_to_postgres(&path, &pg.url, &key, |_| {}).await;
+    assert!(
+        newer.as_ref().is_err_and(|e| e
+            .to_string()
+            .contains("9999, which this stagehand does not know")),
+        "{newer:?}"
+    );
+    let source = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("delete from _sqlx_migrations where version in (9, 9999)")
+        .execute(&source)
+        .await
+        .unwrap();
+    source.close().await;
+    let behind = transfer::sqlite_to_postgres(&path, &pg.url, &key, |_| {}).await;
+    assert!(
+        behind
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("not fully migrated (missing 9)")),
+        "{behind:?}"
+    );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     pg.drop_it().await;
 }
