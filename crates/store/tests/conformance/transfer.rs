@@ -303,6 +303,18 @@ async fn a_seeded_sqlite_store_moves_to_postgres_whole_and_verified() {
     let promotions_before = s.promotions(seeded.team, 100).await.unwrap();
     let tokens_before = s.tokens(seeded.team).await.unwrap();
     let flows_before = s.flows(seeded.team, seeded.dev).await.unwrap();
+    // More rows than one batch holds, so the copy flushes mid-stream.
+    let mut tx = s.pool().begin().await.unwrap();
+    for i in 0..1_234 {
+        sqlx::query("insert into login_failures (id, scope, created_at) values ($1, $2, $3)")
+            .bind(uuid::Uuid::new_v4())
+            .bind(format!("ip:10.0.{}.{}", i / 256, i % 256))
+            .bind(chrono::Utc::now())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
     s.pool().close().await;
 
     let mut heard = Vec::new();
@@ -320,6 +332,7 @@ async fn a_seeded_sqlite_store_moves_to_postgres_whole_and_verified() {
             .target_rows
     };
     assert_eq!(rows("users"), 2);
+    assert_eq!(rows("login_failures"), 1_234);
     assert_eq!(rows("promotions"), 2, "two plays, the second rolled back");
     assert!(rows("audit_events") > 10);
     assert!(
