@@ -1,9 +1,10 @@
 //! The `stagehand` binary: a thin shell over the library crates.
 
 mod admin;
+mod moving;
 mod remote;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use stagehand_store::crypto::SecretKey;
 use stagehand_store::{Database, StoreOptions};
@@ -86,6 +87,37 @@ impl StorageArgs {
         )?)
     }
 
+    /// The SQLite database in the data directory; an error when
+    /// DATABASE_URL is set (the commands that need it act on SQLite only).
+    fn sqlite_database(&self) -> Result<Database> {
+        match self.database() {
+            Database::Postgres { .. } => bail!(
+                "this command acts on the SQLite store in --data-dir, but DATABASE_URL is set; \
+                 unset it (for PostgreSQL use pg_dump and pg_restore: see the README's Backups)"
+            ),
+            sqlite => Ok(sqlite),
+        }
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.data_dir.join(stagehand_store::crypto::KEY_FILE)
+    }
+
+    /// The key the data was written with: never a freshly generated one.
+    fn existing_key(&self) -> Result<SecretKey> {
+        let from_env = Self::key_from_env();
+        if from_env.is_none() && !self.key_file().is_file() {
+            bail!(
+                "no secret key: set STAGEHAND_SECRET_KEY, or keep {} where the server keeps it",
+                self.key_file().display()
+            );
+        }
+        Ok(SecretKey::load_or_generate(
+            from_env.as_deref(),
+            &self.data_dir,
+        )?)
+    }
+
     fn options(&self) -> StoreOptions {
         StoreOptions {
             acquire_timeout: std::time::Duration::from_millis(self.db_acquire_timeout_ms),
@@ -136,6 +168,21 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the SQLite store in --data-dir into an empty PostgreSQL
+    /// database, verify the copy (row counts, content hashes, audit chains)
+    /// and commit it only if it verified. Stop the server first.
+    MigrateStore {
+        /// The target: postgres://user:password@host/database (empty).
+        #[arg(long)]
+        to: String,
+    },
+    /// Write a consistent copy of the SQLite store into a new file, while
+    /// the server runs (for PostgreSQL, use pg_dump).
+    Backup {
+        /// The backup file to create.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Manage local user accounts.
     User {
         #[command(subcommand)]
@@ -282,6 +329,8 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("migrations applied to {database:?}");
             Ok(())
         }
+        Command::MigrateStore { to } => moving::migrate_store(&cli.storage, &to).await,
+        Command::Backup { to } => moving::backup(&cli.storage, &to).await,
         Command::User {
             command:
                 UserCommand::Create {

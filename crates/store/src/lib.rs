@@ -9,6 +9,7 @@ pub mod model;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
+pub mod transfer;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use model::*;

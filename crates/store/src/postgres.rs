@@ -118,3 +118,5 @@ pub(crate) async fn lock_team(
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;
+
+pub(crate) use sql::verify_audit_chain_on;

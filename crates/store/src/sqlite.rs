@@ -101,6 +101,46 @@ impl SqliteStore {
     pub(crate) const KIND: crate::BackendKind = crate::BackendKind::Sqlite;
 }
 
+/// Writes a consistent copy of the database at `db` into the new file `to`
+/// (mode 0600) with `VACUUM INTO`. That is one read transaction, so a
+/// running server carries on serving, and writing, meanwhile. The copy is
+/// a complete database: restore it by putting it in place of
+/// `stagehand.db` while the server is stopped. It holds no key: env values
+/// need the same secret key to be read again.
+pub async fn backup(db: &Path, to: &Path) -> StoreResult<()> {
+    let io = |e| crate::StoreError::Database(sqlx::Error::Io(e));
+    if !db.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("there is no SQLite database at {}", db.display()),
+        )));
+    }
+    if to.exists() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} already exists; back up into a new file", to.display()),
+        )));
+    }
+    // Created private first: VACUUM INTO fills an empty file as it is.
+    crate::files::create_private_file(to).map_err(io)?;
+    let options = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30));
+    let mut conn: sqlx::SqliteConnection = sqlx::Connection::connect_with(&options).await?;
+    let written = sqlx::query("vacuum into $1")
+        .bind(to.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await;
+    sqlx::Connection::close(conn).await?;
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(to);
+        return Err(e.into());
+    }
+    crate::files::private_file(to).map_err(io)?;
+    Ok(())
+}
+
 /// The instance's version; the write transaction already excludes every
 /// other writer. `None` if there is no such instance in the team.
 pub(crate) async fn lock_instance(
@@ -140,3 +180,5 @@ pub(crate) async fn lock_team(
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;
+
+pub(crate) use sql::verify_audit_chain_on;

@@ -95,6 +95,15 @@ macro_rules! read {
     }};
 }
 
+/// Walks one audit chain on a connection the caller holds: the store
+/// transfer verifies a copy inside its transaction, before committing it.
+pub(crate) async fn verify_audit_chain_on(
+    conn: &mut Conn,
+    team: Option<TeamId>,
+) -> StoreResult<ChainReport> {
+    audit::verify(conn, team).await
+}
+
 const KEY_CHECK: &str = "key_check";
 
 /// The size of the readiness probe's row: over two SQLite pages, so the

@@ -15,6 +15,7 @@ mod protection;
 mod reads;
 mod runtimes;
 mod sqlite_only;
+mod transfer;
 mod trust;
 
 /// Generates `sqlite::name` and `postgres::name` for each case.
