@@ -108,6 +108,10 @@ pub(crate) async fn lock_team(
     Ok(found.is_some())
 }
 
+/// The table function that lists the entries of a JSON object column,
+/// `jsonb_each_text`: its `value` column is each value as text.
+pub(crate) const JSON_EACH: &str = "jsonb_each_text";
+
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

@@ -130,6 +130,10 @@ pub(crate) async fn lock_team(
     Ok(found.is_some())
 }
 
+/// The table function that lists the entries of a JSON object column,
+/// `json_each`: its `value` column is each value, a string as text.
+pub(crate) const JSON_EACH: &str = "json_each";
+
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
