@@ -22,6 +22,28 @@ pub struct WebConfig {
     pub ready_timeout: Duration,
     pub connections: ConnectionLimits,
     pub runtimes: RuntimeOptions,
+    pub retention: RetentionOptions,
+}
+
+/// The retention job (`retention.rs`): the purge, on a timer.
+#[derive(Debug, Clone)]
+pub struct RetentionOptions {
+    /// What the job purges (`STAGEHAND_RETAIN_SNAPSHOTS`,
+    /// `STAGEHAND_RETAIN_DAYS`). Failed logins the login throttle still
+    /// counts are kept whatever it says.
+    pub policy: stagehand_store::RetentionPolicy,
+    /// How often one replica runs it (`STAGEHAND_PURGE_SECS`); `None`
+    /// turns it off.
+    pub every: Option<Duration>,
+}
+
+impl Default for RetentionOptions {
+    fn default() -> Self {
+        Self {
+            policy: stagehand_store::RetentionPolicy::default(),
+            every: Some(Duration::from_secs(60 * 60)),
+        }
+    }
 }
 
 /// How Stagehand talks to connected runtimes and watches them.
@@ -117,6 +139,7 @@ impl Default for WebConfig {
             ready_timeout: Duration::from_millis(800),
             connections: ConnectionLimits::default(),
             runtimes: RuntimeOptions::default(),
+            retention: RetentionOptions::default(),
         }
     }
 }

@@ -814,9 +814,9 @@ pub async fn check_all(state: &AppState) -> AppResult<usize> {
     Ok(n)
 }
 
-/// The background jobs: reconciliation and the drift check, each run by
-/// one replica per period (`Store::claim_job`). Runs until the process
-/// ends.
+/// The background jobs: reconciliation, the drift check and the purge
+/// (`retention.rs`), each run by one replica per period
+/// (`Store::claim_job`). Runs until the process ends.
 pub async fn background(state: AppState) {
     let tick = std::time::Duration::from_secs(1)
         .min(state.config.runtimes.reconcile_every)
@@ -845,6 +845,7 @@ pub async fn background(state: AppState) {
         ) {
             let _ = check_all(&state).await;
         }
+        crate::retention::run_if_due(&state, &holder).await;
         tokio::time::sleep(tick).await;
     }
 }

@@ -16,12 +16,13 @@ mod error;
 mod extract;
 mod health;
 mod play;
+pub mod retention;
 pub mod routes;
 mod security;
 mod server;
 mod views;
 
-pub use config::{ConnectionLimits, LoginThrottle, RuntimeOptions, WebConfig};
+pub use config::{ConnectionLimits, LoginThrottle, RetentionOptions, RuntimeOptions, WebConfig};
 pub use error::{AppError, AppResult};
 
 use axum::Router;
