@@ -117,6 +117,12 @@ pub(crate) async fn lock_login_scope(_conn: &mut Conn, _scope: &str) -> StoreRes
     Ok(())
 }
 
+/// Nothing to take: the write transaction already serialises purges, as
+/// every other writer.
+pub(crate) async fn lock_purge(_conn: &mut Conn) -> StoreResult<()> {
+    Ok(())
+}
+
 /// Whether the team exists; the write transaction already excludes every
 /// other writer, so there is nothing to lock.
 pub(crate) async fn lock_team(

@@ -1,7 +1,7 @@
 //! The queries, written once and compiled twice: `postgres.rs` and
 //! `sqlite.rs` each include this module tree with `#[path]`, and `super::`
 //! resolves to the including backend (its `Db`, `Conn`, `Backend`,
-//! `lock_instance`, `lock_team` and `lock_login_scope`). The SQL is the common subset of both dialects
+//! `lock_instance`, `lock_team`, `lock_login_scope` and `lock_purge`). The SQL is the common subset of both dialects
 //! (`$N` parameters, `on conflict`, `returning`); whatever the dialects
 //! force apart lives in the backend files, not here (`JSON_EACH`: the
 //! function that lists a JSON object's entries).
@@ -19,7 +19,7 @@ mod sessions;
 mod snapshots;
 mod tokens;
 
-use super::{Backend, Conn, Db, JSON_EACH, lock_instance, lock_login_scope, lock_team};
+use super::{Backend, Conn, Db, JSON_EACH, lock_instance, lock_login_scope, lock_purge, lock_team};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{BackendKind, Store};

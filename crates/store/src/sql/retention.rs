@@ -14,7 +14,7 @@
 //!   chain that does not verify (purging would erase the evidence).
 
 use super::audit::{self, Anchor};
-use super::{Conn, Db, JSON_EACH, now};
+use super::{Conn, Db, JSON_EACH, lock_purge, now};
 use crate::error::StoreResult;
 use crate::model::{Actor, ChainNotPurged, NewAuditEvent, PurgeReport, RetentionPolicy};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -48,6 +48,7 @@ pub(super) async fn purge(
     dry_run: bool,
     actor: &Actor,
 ) -> StoreResult<PurgeReport> {
+    lock_purge(conn).await?;
     let at = now();
     let mut r = PurgeReport {
         dry_run,
