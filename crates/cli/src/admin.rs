@@ -13,9 +13,11 @@
 use crate::StorageArgs;
 use anyhow::{Context, Result, bail};
 use chrono::{TimeDelta, Utc};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use stagehand_domain::{Name, SecretValue, TeamId, UserId, Username};
-use stagehand_store::{Actor, NewApiToken, NewUser, Store, StoreError};
+use stagehand_store::{
+    Actor, NewApiToken, NewUser, PurgeReport, RetentionPolicy, Store, StoreError,
+};
 use stagehand_web::auth::{password, tokens};
 use std::io::{BufRead, IsTerminal};
 
@@ -103,6 +105,125 @@ pub(crate) async fn audit(storage: &StorageArgs, command: AuditCommand) -> Resul
         bail!("{broken} audit chain(s) broken");
     }
     Ok(())
+}
+
+/// What `stagehand purge` removes; the flags override the environment.
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// Print what would go, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep this many snapshots per instance, newest first (and every
+    /// snapshot a kept promotion points to). Unset: keep them all.
+    #[arg(long, env = "STAGEHAND_RETAIN_SNAPSHOTS")]
+    keep_snapshots: Option<u32>,
+    /// Purge finished promotions and audit events older than this many
+    /// days. Unset: keep them forever.
+    #[arg(long, env = "STAGEHAND_RETAIN_DAYS")]
+    max_age_days: Option<u32>,
+}
+
+impl PurgeArgs {
+    pub(crate) fn policy(&self) -> RetentionPolicy {
+        policy(self.keep_snapshots, self.max_age_days)
+    }
+}
+
+/// The retention policy of the flags or variables (`serve` reads the same).
+pub(crate) fn policy(keep_snapshots: Option<u32>, max_age_days: Option<u32>) -> RetentionPolicy {
+    RetentionPolicy {
+        keep_snapshots_per_instance: keep_snapshots,
+        max_age: max_age_days.map(|d| std::time::Duration::from_secs(u64::from(d) * 24 * 60 * 60)),
+        ..RetentionPolicy::default()
+    }
+}
+
+pub(crate) async fn purge(storage: &StorageArgs, args: PurgeArgs) -> Result<()> {
+    let policy = args.policy();
+    let store = storage.open().await?;
+    let report = store
+        .purge(&policy, args.dry_run, &Actor::system())
+        .await
+        .map_err(plain)?;
+    let teams: Vec<(String, String)> = store
+        .teams()
+        .await?
+        .into_iter()
+        .map(|t| (t.id.to_string(), t.name.to_string()))
+        .collect();
+    print!("{}", describe_purge(&report, &policy, &teams));
+    Ok(())
+}
+
+fn days(n: u64) -> String {
+    if n == 1 {
+        "1 day".into()
+    } else {
+        format!("{n} days")
+    }
+}
+
+/// The report in plain words, one line per category.
+fn describe_purge(r: &PurgeReport, policy: &RetentionPolicy, teams: &[(String, String)]) -> String {
+    let age = policy.max_age.map(|d| days(d.as_secs() / 86_400));
+    let mut out = String::new();
+    out.push_str(if r.dry_run {
+        "Dry run: nothing was removed. A purge now would remove:\n"
+    } else if r.total() == 0 {
+        "Nothing to purge. Checked:\n"
+    } else {
+        "Purged:\n"
+    });
+    let mut line = |text: String| {
+        out.push_str("  ");
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("{} expired sessions", r.sessions));
+    line(format!(
+        "{} failed-login records older than {}",
+        r.login_failures,
+        days(policy.login_failures_max_age.as_secs() / 86_400)
+    ));
+    line(match &age {
+        Some(age) => format!(
+            "{} finished promotions older than {age}, with {} approvals of theirs \
+             (pending and deploying ones, and any a kept one rolls back, are kept)",
+            r.promotions, r.approvals
+        ),
+        None => "no promotions: they are kept forever (no --max-age-days)".into(),
+    });
+    line(match policy.keep_snapshots_per_instance {
+        Some(n) => format!(
+            "{} snapshots beyond the newest {n} per instance that no kept promotion points to",
+            r.snapshots
+        ),
+        None => "no snapshots: they are all kept (no --keep-snapshots)".into(),
+    });
+    line(format!(
+        "{} flow contents that no instance and no snapshot refers to",
+        r.flow_blobs
+    ));
+    line(match &age {
+        Some(age) => format!(
+            "{} audit events older than {age} (each chain keeps its newest event and starts \
+             at an anchor, so `stagehand audit verify` still checks it)",
+            r.audit_events
+        ),
+        None => "no audit events: they are kept forever (no --max-age-days)".into(),
+    });
+    for c in &r.chains_not_purged {
+        let name = teams
+            .iter()
+            .find(|(id, _)| *id == c.chain)
+            .map_or_else(|| c.chain.clone(), |(_, name)| format!("team {name}"));
+        out.push_str(&format!(
+            "The audit log of {name} was left whole: it does not verify (event {}: {}). \
+             Run `stagehand audit verify`.\n",
+            c.first_break.seq, c.first_break.reason
+        ));
+    }
+    out
 }
 
 /// Turns a store error into a message without the internal chain.

@@ -208,6 +208,10 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuditCommand,
     },
+    /// Remove what the retention policy does not keep (expired sessions,
+    /// old failed logins, unreferenced flow content; old promotions,
+    /// snapshots and audit events as the flags say).
+    Purge(admin::PurgeArgs),
     /// Push or pull an instance's flows (remote: STAGEHAND_URL, STAGEHAND_TOKEN).
     Flows {
         #[command(flatten)]
@@ -343,6 +347,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Member { command } => admin::member(&cli.storage, command).await,
         Command::Token { command } => admin::token(&cli.storage, command).await,
         Command::Audit { command } => admin::audit(&cli.storage, command).await,
+        Command::Purge(args) => admin::purge(&cli.storage, args).await,
         Command::Flows { server, command } => Ok(remote::flows(&server, command).await?),
         Command::Env { server, command } => Ok(remote::env(&server, command).await?),
         Command::Instance { server, command } => Ok(remote::instance(&server, command).await?),
@@ -383,6 +388,30 @@ fn runtime_options() -> Result<stagehand_web::RuntimeOptions> {
         );
         options.fault_pause_after_deploy = Some(std::time::Duration::from_millis(ms));
     }
+    Ok(options)
+}
+
+/// The retention job, from the environment: `STAGEHAND_PURGE_SECS` (0
+/// turns it off), and the policy `stagehand purge` reads too.
+fn retention_options() -> Result<stagehand_web::RetentionOptions> {
+    let mut options = stagehand_web::RetentionOptions::default();
+    let number = |name: &str| -> Result<Option<u32>> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<u32>()
+                .map(Some)
+                .with_context(|| format!("{name} must be a whole number, got {v:?}")),
+            _ => Ok(None),
+        }
+    };
+    if let Some(s) = number("STAGEHAND_PURGE_SECS")? {
+        options.every = (s > 0).then(|| std::time::Duration::from_secs(u64::from(s)));
+    }
+    options.policy = admin::policy(
+        number("STAGEHAND_RETAIN_SNAPSHOTS")?,
+        number("STAGEHAND_RETAIN_DAYS")?,
+    );
     Ok(options)
 }
 
@@ -434,6 +463,7 @@ async fn serve(storage: &StorageArgs, options: ServeOptions) -> Result<()> {
     config.runtimes = runtime_options()?;
     config.trusted_proxies = trusted_proxies;
     config.shutdown_delay = shutdown_delay;
+    config.retention = retention_options()?;
     let state = stagehand_web::AppState::new(store, config);
     let mut tasks = Vec::new();
     if let Some(metrics_listener) = metrics_listener {
@@ -449,8 +479,8 @@ async fn serve(storage: &StorageArgs, options: ServeOptions) -> Result<()> {
             handle,
         )));
     }
-    // Reconciliation of deploys a crash interrupted, and the drift check:
-    // on one replica at a time (the jobs table), from the start.
+    // Reconciliation of deploys a crash interrupted, the drift check and
+    // the purge: on one replica at a time (the jobs table), from the start.
     tasks.push(tokio::spawn(stagehand_web::jobs::background(state.clone())));
     tracing::info!(database = ?storage.database(), "stagehand listening on http://{addr}");
     let draining = state.clone();

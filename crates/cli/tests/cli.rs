@@ -581,6 +581,82 @@ async fn audit_verify_finds_a_row_edited_behind_the_servers_back() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[test]
+fn purge_dry_run_says_what_would_go_and_the_audit_log_verifies_after_the_purge() {
+    let dir = temp_dir();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = stagehand(&dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    // Three events in the team's chain, none in the platform's.
+    run(&["team", "create", "payments"], &[]);
+    for name in ["a", "b"] {
+        run(
+            &[
+                "token", "create", "--team", "payments", "--role", "viewer", "--name", name,
+            ],
+            &[],
+        );
+    }
+
+    // By default only what nobody can use goes: here, nothing.
+    let out = run(&["purge", "--dry-run"], &[]);
+    assert!(out.starts_with("Dry run: nothing was removed"), "{out}");
+    assert!(out.contains("0 expired sessions"), "{out}");
+    assert!(
+        out.contains("no audit events: they are kept forever") && out.contains("no snapshots"),
+        "{out}"
+    );
+
+    // Older than 0 days: everything but each chain's newest event. The
+    // flag overrides the environment.
+    let out = run(
+        &[
+            "purge",
+            "--dry-run",
+            "--max-age-days",
+            "0",
+            "--keep-snapshots",
+            "3",
+        ],
+        &[("STAGEHAND_RETAIN_DAYS", "365")],
+    );
+    assert!(out.contains("2 audit events older than 0 days"), "{out}");
+    assert!(
+        out.contains("0 snapshots beyond the newest 3 per instance"),
+        "{out}"
+    );
+    let verified = run(&["audit", "verify"], &[]);
+    assert!(
+        verified.contains("payments: intact (3 events)"),
+        "{verified}"
+    );
+
+    let out = run(&["purge"], &[("STAGEHAND_RETAIN_DAYS", "0")]);
+    assert!(out.starts_with("Purged:"), "{out}");
+    assert!(out.contains("2 audit events older than 0 days"), "{out}");
+    // The chain starts at its anchor and still verifies; the purge itself
+    // is in the platform's chain.
+    let verified = run(&["audit", "verify"], &[]);
+    assert!(
+        verified.contains("payments: intact (1 events)")
+            && verified.contains("platform: intact (1 events)"),
+        "{verified}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[cfg(unix)]
 #[test]
 fn the_data_directory_is_0700_and_its_files_0600_even_when_they_were_not() {

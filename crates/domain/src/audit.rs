@@ -92,6 +92,9 @@ pub enum AuditEventKind {
     RuntimeDisconnected,
     #[serde(rename = "instance.pulled")]
     InstancePulled,
+    /// Old data purged under the retention policy (the platform chain).
+    #[serde(rename = "retention.purged")]
+    RetentionPurged,
 }
 
 impl AuditEventKind {
@@ -141,6 +144,7 @@ impl AuditEventKind {
             RuntimeConnected => "runtime.connected",
             RuntimeDisconnected => "runtime.disconnected",
             InstancePulled => "instance.pulled",
+            RetentionPurged => "retention.purged",
         }
     }
 }

@@ -460,6 +460,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Claims this period's run of a background job: true for one caller
     /// per period across every replica sharing the database.
     async fn claim_job(&self, name: &str, every: Duration, holder: &str) -> StoreResult<bool>;
+
+    // Retention.
+    /// Removes what `policy` does not keep, in one transaction: expired
+    /// sessions, old failed logins, old finished promotions (never one a
+    /// kept promotion's rollback refers to), snapshots past the per-instance
+    /// limit that no kept promotion points to, flow content nothing refers
+    /// to, and the oldest audit events of each chain (a prefix, anchored so
+    /// the chain still verifies; never from a chain that does not verify).
+    /// Audited in the platform chain when anything went. With `dry_run`,
+    /// the same work is done and rolled back: the report counts exactly
+    /// what a purge now would remove.
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        dry_run: bool,
+        actor: &Actor,
+    ) -> StoreResult<PurgeReport>;
 }
 
 /// Where the data lives.

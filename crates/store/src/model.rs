@@ -648,6 +648,83 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+/// What the purge ([`crate::Store::purge`]) removes. The default keeps
+/// everything anyone may still read or roll back, and removes only what
+/// nobody can use any more: expired sessions, failed-login rows past every
+/// throttle window, and flow content no instance and no snapshot refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionPolicy {
+    /// Snapshots kept per instance, newest first. A snapshot a kept
+    /// promotion points to (its source, its backup) is kept whatever this
+    /// says, so every kept promotion can still be rolled back. `None`:
+    /// every snapshot is kept.
+    pub keep_snapshots_per_instance: Option<u32>,
+    /// Finished promotions (never pending or deploying ones) and audit
+    /// events older than this are purged; each audit chain keeps its
+    /// newest event and is anchored at its first kept one. `None`: kept
+    /// forever.
+    pub max_age: Option<std::time::Duration>,
+    /// Failed-login rows older than this are purged: longer than any
+    /// throttle window, or the throttle would forget failures it counts.
+    pub login_failures_max_age: std::time::Duration,
+}
+
+impl RetentionPolicy {
+    /// How long failed-login rows are kept by default: a day.
+    pub const DEFAULT_LOGIN_FAILURES_MAX_AGE: std::time::Duration =
+        std::time::Duration::from_secs(24 * 60 * 60);
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            keep_snapshots_per_instance: None,
+            max_age: None,
+            login_failures_max_age: Self::DEFAULT_LOGIN_FAILURES_MAX_AGE,
+        }
+    }
+}
+
+/// What a purge removed, or with `dry_run` would have removed: rows per
+/// category.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    pub dry_run: bool,
+    pub sessions: u64,
+    pub login_failures: u64,
+    pub promotions: u64,
+    /// The approvals of the purged promotions.
+    pub approvals: u64,
+    pub snapshots: u64,
+    pub flow_blobs: u64,
+    pub audit_events: u64,
+    /// Audit chains whose old events were kept because the chain does not
+    /// verify: purging them would erase the evidence.
+    pub chains_not_purged: Vec<ChainNotPurged>,
+}
+
+impl PurgeReport {
+    /// Rows removed (or that would be), over every category.
+    pub fn total(&self) -> u64 {
+        self.sessions
+            + self.login_failures
+            + self.promotions
+            + self.approvals
+            + self.snapshots
+            + self.flow_blobs
+            + self.audit_events
+    }
+}
+
+/// An audit chain the purge left alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainNotPurged {
+    /// `platform`, or the team's id.
+    pub chain: String,
+    pub team: Option<TeamId>,
+    pub first_break: ChainBreak,
+}
+
 /// What the last look at a connected instance's runtime found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

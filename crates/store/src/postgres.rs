@@ -99,6 +99,19 @@ pub(crate) async fn lock_login_scope(conn: &mut Conn, scope: &str) -> StoreResul
     Ok(())
 }
 
+/// The advisory-lock class of the purge (`b"prge"`).
+const PURGE_LOCK_CLASS: i32 = 0x7072_6765;
+
+/// Serialises purges (the CLI's and every replica's job) until the
+/// transaction ends, so two never cut the same audit chain at once.
+pub(crate) async fn lock_purge(conn: &mut Conn) -> StoreResult<()> {
+    sqlx::query("select pg_advisory_xact_lock($1, 0)")
+        .bind(PURGE_LOCK_CLASS)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Locks a team row for the rest of the transaction, so changes that must
 /// see every other change to the team's memberships (the last member who
 /// manages it) take turns; `false` if there is no such team.
@@ -113,6 +126,10 @@ pub(crate) async fn lock_team(
             .await?;
     Ok(found.is_some())
 }
+
+/// The table function that lists the entries of a JSON object column,
+/// `jsonb_each_text`: its `value` column is each value as text.
+pub(crate) const JSON_EACH: &str = "jsonb_each_text";
 
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]

@@ -163,6 +163,12 @@ pub(crate) async fn lock_login_scope(_conn: &mut Conn, _scope: &str) -> StoreRes
     Ok(())
 }
 
+/// Nothing to take: the write transaction already serialises purges, as
+/// every other writer.
+pub(crate) async fn lock_purge(_conn: &mut Conn) -> StoreResult<()> {
+    Ok(())
+}
+
 /// Whether the team exists; the write transaction already excludes every
 /// other writer, so there is nothing to lock.
 pub(crate) async fn lock_team(
@@ -175,6 +181,10 @@ pub(crate) async fn lock_team(
         .await?;
     Ok(found.is_some())
 }
+
+/// The table function that lists the entries of a JSON object column,
+/// `json_each`: its `value` column is each value, a string as text.
+pub(crate) const JSON_EACH: &str = "json_each";
 
 // Compiled once per backend on purpose: see sql/mod.rs.
 #[allow(clippy::duplicate_mod)]

@@ -49,6 +49,7 @@ pub const TABLES: &[Table] = &[
     Table::new("promotion_approvals", &["promotion_id", "user_id"]),
     Table::new("audit_chain_heads", &["chain"]),
     Table::new("audit_events", &["id"]),
+    Table::new("audit_chain_anchors", &["chain"]),
     Table::new("sessions", &["token_hash"]),
     Table::new("login_failures", &["id"]),
     Table::new("api_tokens", &["id"]),

@@ -31,6 +31,28 @@ pub struct WebConfig {
     /// for this long while requests are still served, so a load balancer
     /// stops sending new ones before the server stops accepting.
     pub shutdown_delay: Duration,
+    pub retention: RetentionOptions,
+}
+
+/// The retention job (`retention.rs`): the purge, on a timer.
+#[derive(Debug, Clone)]
+pub struct RetentionOptions {
+    /// What the job purges (`STAGEHAND_RETAIN_SNAPSHOTS`,
+    /// `STAGEHAND_RETAIN_DAYS`). Failed logins the login throttle still
+    /// counts are kept whatever it says.
+    pub policy: stagehand_store::RetentionPolicy,
+    /// How often one replica runs it (`STAGEHAND_PURGE_SECS`); `None`
+    /// turns it off.
+    pub every: Option<Duration>,
+}
+
+impl Default for RetentionOptions {
+    fn default() -> Self {
+        Self {
+            policy: stagehand_store::RetentionPolicy::default(),
+            every: Some(Duration::from_secs(60 * 60)),
+        }
+    }
 }
 
 /// How Stagehand talks to connected runtimes and watches them.
@@ -128,6 +150,7 @@ impl Default for WebConfig {
             runtimes: RuntimeOptions::default(),
             trusted_proxies: TrustedProxies::default(),
             shutdown_delay: Duration::ZERO,
+            retention: RetentionOptions::default(),
         }
     }
 }

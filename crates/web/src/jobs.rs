@@ -5,12 +5,13 @@
 //!
 //! [`Store::claim_job`]: stagehand_store::Store::claim_job
 
-use crate::{AppState, deploy, metrics};
+use crate::{AppState, deploy, metrics, retention};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Runs the jobs until the process ends: reconciliation of deploys left
-/// `deploying` and the drift check of connected runtimes.
+/// `deploying`, the drift check of connected runtimes, and the retention
+/// purge (`retention.rs`).
 pub async fn background(state: AppState) {
     let runtimes = &state.config.runtimes;
     let tick = Duration::from_secs(1)
@@ -33,27 +34,32 @@ pub async fn background(state: AppState) {
             deploy::check_all(&state)
         })
         .await;
+        if let Some(every) = state.config.retention.every {
+            run_claimed(&state, retention::JOB, every, || retention::purge(&state)).await;
+        }
         tokio::time::sleep(tick).await;
     }
 }
 
 /// Runs `job` if this replica claims its current period; counts the run.
-async fn run_claimed<F, T, E>(
+/// Whether it ran.
+pub(crate) async fn run_claimed<F, T, E>(
     state: &AppState,
     name: &'static str,
     every: Duration,
     job: impl FnOnce() -> F,
-) where
+) -> bool
+where
     F: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
     let holder = &state.config.runtimes.holder;
     match state.store.claim_job(name, every, holder).await {
         Ok(true) => {}
-        Ok(false) => return,
+        Ok(false) => return false,
         Err(e) => {
             tracing::warn!(job = name, error = %e, "could not claim a background job");
-            return;
+            return false;
         }
     }
     let started = Instant::now();
@@ -63,4 +69,5 @@ async fn run_claimed<F, T, E>(
     }
     tracing::debug!(job = name, holder = %holder, "background job ran");
     metrics::job_run(name, result.is_ok(), started.elapsed());
+    true
 }

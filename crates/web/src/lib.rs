@@ -19,12 +19,13 @@ mod health;
 pub mod jobs;
 pub mod metrics;
 mod play;
+pub mod retention;
 pub mod routes;
 mod security;
 mod server;
 mod views;
 
-pub use config::{ConnectionLimits, LoginThrottle, RuntimeOptions, WebConfig};
+pub use config::{ConnectionLimits, LoginThrottle, RetentionOptions, RuntimeOptions, WebConfig};
 pub use error::{AppError, AppResult};
 
 use axum::Router;

@@ -1,9 +1,10 @@
 //! The queries, written once and compiled twice: `postgres.rs` and
 //! `sqlite.rs` each include this module tree with `#[path]`, and `super::`
 //! resolves to the including backend (its `Db`, `Conn`, `Backend`,
-//! `lock_instance`, `lock_team` and `lock_login_scope`). The SQL is the common subset of both dialects
+//! `lock_instance`, `lock_team`, `lock_login_scope` and `lock_purge`). The SQL is the common subset of both dialects
 //! (`$N` parameters, `on conflict`, `returning`); whatever the dialects
-//! force apart lives in the backend files, not here.
+//! force apart lives in the backend files, not here (`JSON_EACH`: the
+//! function that lists a JSON object's entries).
 
 mod approvals;
 mod audit;
@@ -12,12 +13,13 @@ mod identity;
 mod instances;
 mod pipelines;
 mod promotions;
+mod retention;
 mod runtimes;
 mod sessions;
 mod snapshots;
 mod tokens;
 
-use super::{Backend, Conn, Db, lock_instance, lock_login_scope, lock_team};
+use super::{Backend, Conn, Db, JSON_EACH, lock_instance, lock_login_scope, lock_purge, lock_team};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{BackendKind, Store};
@@ -649,5 +651,22 @@ impl Store for Backend {
         holder: &str,
     ) -> StoreResult<bool> {
         write_tx!(self, c => runtimes::claim_job(c, name, every, holder))
+    }
+
+    async fn purge(
+        &self,
+        policy: &RetentionPolicy,
+        dry_run: bool,
+        actor: &Actor,
+    ) -> StoreResult<PurgeReport> {
+        let mut tx = self.begin_write().await?;
+        let report = retention::purge(&mut tx, policy, dry_run, actor).await?;
+        // A dry run did the same deletes, to count them: it undoes them.
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(report)
     }
 }

@@ -13,6 +13,7 @@ mod harness;
 mod migrations;
 mod protection;
 mod reads;
+mod retention;
 mod runtimes;
 mod sqlite_only;
 mod transfer;
@@ -86,4 +87,9 @@ conformance!(
     grants::a_token_never_holds_more_than_the_people_behind_it,
     grants::a_password_reset_revokes_every_token_the_user_owns,
     grants::the_last_member_who_manages_a_team_cannot_be_unbound,
+    retention::expired_sessions_and_old_login_failures_go_and_live_ones_stay,
+    retention::flow_content_nothing_refers_to_goes_and_referenced_content_stays,
+    retention::keeping_the_last_snapshots_keeps_what_kept_promotions_roll_back_to,
+    retention::pending_promotions_and_what_they_need_are_never_purged,
+    retention::an_age_purge_anchors_each_audit_chain_and_tampering_still_shows,
 );
