@@ -1023,6 +1023,7 @@ async fn each_background_job_runs_on_one_replica_per_period_and_moves_when_it_di
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
     let mut runs = Vec::new();
+    let mut timed = false;
     for r in &c.replicas {
         let m = metrics_of(&r.metrics_url()).await;
         runs.push(sum_of(
@@ -1038,13 +1039,13 @@ async fn each_background_job_runs_on_one_replica_per_period_and_moves_when_it_di
                 .any(|s| s.metric == "stagehand_db_pool_connections"
                     && s.labels.get("state") == Some("max"))
         );
-        assert!(
-            m.samples
-                .iter()
-                .any(|s| s.metric == "stagehand_job_duration_seconds_count"
-                    || s.metric == "stagehand_job_duration_seconds")
-        );
+        // A replica that never won a period has no run to time.
+        timed |= m.samples.iter().any(|s| {
+            s.metric == "stagehand_job_duration_seconds_count"
+                || s.metric == "stagehand_job_duration_seconds"
+        });
     }
+    assert!(timed, "no replica timed a job run");
     let elapsed = started.elapsed().as_secs_f64();
     let total: f64 = runs.iter().sum();
     eprintln!("reconcile runs per replica after {elapsed:.1} s: {runs:?}");
