@@ -2,9 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::{spawn_serve, terminate};
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn stagehand(dir: &Path) -> Command {
@@ -37,58 +41,6 @@ fn rand_nanos() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-/// Starts `serve` on a free port; returns the child and its base URL.
-fn spawn_serve(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let url: String = line[at + "listening on ".len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
-                    .collect();
-                let _ = tx.send(Ok(url));
-            }
-            if line.contains("error:") {
-                let _ = tx.send(Err(line));
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(url)) => (child, url),
-        other => {
-            let _ = child.kill();
-            panic!("serve did not start: {other:?}");
-        }
-    }
-}
-
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn get_json(url: &str) -> (u16, serde_json::Value) {

@@ -6,13 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+use support::{KEY, PgDatabase, hidden_csrf, psql, spawn_serve, temp_dir, terminate};
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
 const ADA_PASSWORD: &str = "ada's long enough password";
 const DEV_VALUE: &str = "dev-value-9f3a1c";
 const PROD_VALUE: &str = "prod-value-41bd07";
@@ -27,16 +29,6 @@ fn stagehand(dir: &Path) -> Command {
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info");
     c
-}
-
-fn temp_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let d = std::env::temp_dir().join(format!("stagehand-move-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
@@ -63,109 +55,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Starts `serve` on a free port; the child and its base URL.
-fn spawn_serve(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let url: String = line[at + "listening on ".len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
-                    .collect();
-                let _ = tx.send(Ok(url));
-            }
-            if line.contains("error:") {
-                let _ = tx.send(Err(line));
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(url)) => (child, url),
-        other => {
-            let _ = child.kill();
-            panic!("serve did not start: {other:?}");
-        }
-    }
-}
-
-fn terminate(mut child: Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A fresh database on the `DATABASE_URL` server, made and dropped with psql.
-struct PgDatabase {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-impl PgDatabase {
-    fn create(label: &str) -> Option<Self> {
-        // Never skipped: scripts/test.sh starts a throwaway PostgreSQL.
-        let admin = std::env::var("DATABASE_URL").expect(
-            "this test needs DATABASE_URL; run scripts/test.sh, which starts a throwaway PostgreSQL",
-        );
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("{label}_{nanos}");
-        psql(&admin, &format!("create database {name}"));
-        let base = admin.rsplit_once('/').unwrap().0;
-        Some(Self {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                &self.admin,
-                "-qc",
-                &format!("drop database if exists {} with (force)", self.name),
-            ])
-            .output();
-    }
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-Atqc", sql])
-        .output()
-        .expect("psql is installed with PostgreSQL");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// What a seeded store holds, as the API shows it.
@@ -199,14 +88,6 @@ fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{name}=")))
         .map(|v| v.split(';').next().unwrap().to_owned())
-}
-
-fn hidden_csrf(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf_token\" value=\"")
-        .expect("a csrf field")
-        + 25;
-    html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// Logs in through the login form; `None` if the password was refused.
@@ -482,7 +363,7 @@ async fn seed(cmd: &dyn Fn() -> Command) -> Seeded {
         .map(|p| p["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["applied", "rolled_back", "applied"]);
-    terminate(server);
+    assert!(terminate(server).success());
     seeded
 }
 
@@ -538,15 +419,13 @@ async fn assert_serves(cmd: &dyn Fn() -> Command, seeded: &Seeded) {
     )
     .await;
     assert!(team.to_string().contains("\"prod\""), "{team}");
-    terminate(server);
+    assert!(terminate(server).success());
 }
 
 #[tokio::test]
 async fn migrate_store_moves_a_seeded_sqlite_store_to_postgres_and_serves_from_it() {
-    let Some(target) = PgDatabase::create("move_target") else {
-        return;
-    };
-    let dir = temp_dir();
+    let target = PgDatabase::create("move_target");
+    let dir = temp_dir("move");
     // The key the SQLite store was written with: the generated secret.key.
     let sqlite = || stagehand(&dir);
     let seeded = seed(&sqlite).await;
@@ -560,7 +439,7 @@ async fn migrate_store_moves_a_seeded_sqlite_store_to_postgres_and_serves_from_i
         err.contains("in use") && err.contains("stop the server"),
         "{err}"
     );
-    terminate(server);
+    assert!(terminate(server).success());
     assert_eq!(
         psql(
             &target.url,
@@ -604,7 +483,7 @@ async fn migrate_store_moves_a_seeded_sqlite_store_to_postgres_and_serves_from_i
 
     // Served from PostgreSQL with the same key (here from the environment).
     let key = std::fs::read_to_string(dir.join("stagehand-data/secret.key")).unwrap();
-    let empty_dir = temp_dir();
+    let empty_dir = temp_dir("move");
     let postgres = || {
         let mut c = stagehand(&empty_dir);
         c.env("DATABASE_URL", &target.url)
@@ -619,10 +498,8 @@ async fn migrate_store_moves_a_seeded_sqlite_store_to_postgres_and_serves_from_i
 
 #[tokio::test]
 async fn migrate_store_refuses_a_target_with_data_and_leaves_it_untouched() {
-    let Some(target) = PgDatabase::create("move_busy") else {
-        return;
-    };
-    let dir = temp_dir();
+    let target = PgDatabase::create("move_busy");
+    let dir = temp_dir("move");
     ok(&run(stagehand(&dir), &["team", "create", "payments"], None));
     // A Stagehand that already ran on the target: its own team in it.
     let mut on_target = stagehand(&dir);
@@ -670,7 +547,7 @@ async fn migrate_store_refuses_a_target_with_data_and_leaves_it_untouched() {
 
 #[tokio::test]
 async fn backup_of_a_running_sqlite_store_restores_and_serves_the_data() {
-    let dir = temp_dir();
+    let dir = temp_dir("move");
     let sqlite = || stagehand(&dir);
     let seeded = seed(&sqlite).await;
 
@@ -700,11 +577,11 @@ async fn backup_of_a_running_sqlite_store_restores_and_serves_the_data() {
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     api(&url, &seeded.token, "GET", "/promotions", None).await;
-    terminate(server);
+    assert!(terminate(server).success());
 
     // Restored: the backup as the database of a new data directory, with
     // the same key.
-    let restored = temp_dir();
+    let restored = temp_dir("move");
     let data = restored.join("stagehand-data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::copy(&backup, data.join("stagehand.db")).unwrap();
@@ -755,11 +632,9 @@ async fn a_pg_dump_of_a_seeded_database_restores_into_a_fresh_one_that_serves() 
     let (Some(dump), Some(restore)) = (pg_tool("pg_dump"), pg_tool("pg_restore")) else {
         panic!("pg_dump and pg_restore come with PostgreSQL, which scripts/test.sh installs");
     };
-    let Some(source) = PgDatabase::create("dump_source") else {
-        return;
-    };
-    let target = PgDatabase::create("dump_target").unwrap();
-    let dir = temp_dir();
+    let source = PgDatabase::create("dump_source");
+    let target = PgDatabase::create("dump_target");
+    let dir = temp_dir("move");
     let on = |url: &str| {
         let mut c = stagehand(&dir);
         c.env("DATABASE_URL", url).env("STAGEHAND_SECRET_KEY", KEY);

@@ -12,6 +12,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::{KEY, PgDatabase, hidden_csrf, psql, temp_dir};
+
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -20,18 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const ADMIN_PASSWORD: &str = "correct horse battery staple";
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let d = std::env::temp_dir().join(format!("stagehand-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -51,41 +44,6 @@ fn tool(name: &str) -> PathBuf {
     panic!(
         "{name} is not installed: run scripts/test.sh, which installs it (apt-get install {name})"
     );
-}
-
-/// A fresh database on the test server (`DATABASE_URL`).
-fn fresh_database() -> String {
-    let admin = std::env::var("DATABASE_URL").expect(
-        "these tests need DATABASE_URL; run scripts/test.sh, which starts a throwaway PostgreSQL",
-    );
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("replicas_{}_{nanos}", std::process::id());
-    let out = Command::new("psql")
-        .args([&admin, "-c", &format!("create database {name}")])
-        .output()
-        .expect("psql is installed with PostgreSQL");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([db, "-At", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn stagehand(dir: &Path, db: &str) -> Command {
@@ -237,6 +195,7 @@ impl Drop for Replica {
 struct Cluster {
     dir: PathBuf,
     db: String,
+    _database: PgDatabase,
     replicas: Vec<Replica>,
     nginx: Option<Child>,
     nginx_port: u16,
@@ -246,7 +205,8 @@ impl Cluster {
     /// `n` replicas on a fresh database (not started).
     fn new(n: usize, env: &[(&str, &str)]) -> Self {
         let dir = temp_dir("replicas");
-        let db = fresh_database();
+        let database = PgDatabase::create("replicas");
+        let db = database.url.clone();
         let replicas = (0..n)
             .map(|_| Replica {
                 port: free_port(),
@@ -263,6 +223,7 @@ impl Cluster {
         Self {
             dir,
             db,
+            _database: database,
             replicas,
             nginx: None,
             nginx_port: 0,
@@ -593,14 +554,6 @@ impl Browser {
         )
         .await
     }
-}
-
-fn hidden_csrf(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf_token\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf token in {page}"));
-    let rest = &page[at + "name=\"csrf_token\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 /// A wrk run's report.
@@ -1119,6 +1072,13 @@ async fn metrics_count_requests_by_route_template_and_are_not_on_the_public_addr
     let _ = reqwest::get(format!("{base}/no/such/{}", "x".repeat(40)))
         .await
         .unwrap();
+    // A method a client makes up is not a new series.
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let _ = reqwest::Client::new()
+        .request(brew, format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
     // Not on the public address.
     assert_eq!(
         reqwest::get(format!("{base}/metrics"))
@@ -1147,6 +1107,20 @@ async fn metrics_count_requests_by_route_template_and_are_not_on_the_public_addr
             ]
         ),
         3.0
+    );
+    assert!(
+        m.samples
+            .iter()
+            .all(|s| s.labels.get("method") != Some("BREW")),
+        "a made-up method became a label"
+    );
+    assert_eq!(
+        sum_of(
+            &m,
+            "stagehand_http_requests_total",
+            &[("method", "other"), ("status", "405")]
+        ),
+        1.0
     );
     assert!(
         m.samples

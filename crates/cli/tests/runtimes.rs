@@ -5,9 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::spawn_serve;
+
 use serde_json::{Value, json};
 use stagehand_runtime::testing::NodeRedProcess;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,34 +38,6 @@ fn temp_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("stagehand-rt-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Starts `serve` on a free port; the child and its base URL.
-fn spawn_serve(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("serve: {line}");
-            if let Some(at) = line.find("listening on http://") {
-                let url: String = line[at + "listening on ".len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
-                    .collect();
-                let _ = tx.send(url);
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("serve started");
-    (child, url)
 }
 
 fn greeter(prefix: &str, greeting: &str) -> Value {

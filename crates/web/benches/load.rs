@@ -31,6 +31,10 @@ struct Wrk {
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
+    /// Requests sent, and those that failed at the socket (connect, read,
+    /// write, timeout).
+    sent: u64,
+    socket_errors: u64,
 }
 
 fn parse_ms(s: &str) -> f64 {
@@ -94,11 +98,26 @@ fn wrk(url: &str, load: &Load<'_>, connections: u32, seconds: u32) -> Wrk {
         .find(|l| l.contains("Non-2xx or 3xx responses:"))
         .and_then(|l| l.split(':').nth(1))
         .map_or(0, |n| n.trim().parse().unwrap());
+    let sent = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk output:\n{text}"));
+    let socket_errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
     Wrk {
         rps,
         p50_ms: p50,
         p99_ms: p99,
         non_2xx,
+        sent,
+        socket_errors,
     }
 }
 
@@ -858,7 +877,7 @@ async fn replicas(
     let load = {
         let target = target.clone();
         let cookie = cookie.to_owned();
-        std::thread::spawn(move || wrk_report(&target, &cookie, 16, 25))
+        std::thread::spawn(move || wrk(&target, &Load::Cookie(&cookie), 16, 25))
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut exits = Vec::new();
@@ -867,7 +886,8 @@ async fn replicas(
         *server = Server::start(bin, url, key, ports[i + 1]).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let (during, sent, failed) = load.join().unwrap();
+    let during = load.join().unwrap();
+    let (sent, failed) = (during.sent, during.non_2xx + during.socket_errors);
     println!(
         "rolling restart of 2 of 3 replicas (SIGTERM, 1 s drain, restart) under 16 connections for 25 s:\n  \
          {sent} requests sent, {failed} failed; p99 {:.2} ms during vs {:.2} ms before (p50 {:.2} vs {:.2}); exits: {exits:?}",
@@ -875,61 +895,6 @@ async fn replicas(
     );
     drop(three);
     let _ = std::fs::remove_file(&script);
-}
-
-/// One wrk run with the session cookie; its figures, requests sent and
-/// requests failed (non-2xx answers and socket errors).
-fn wrk_report(url: &str, cookie: &str, connections: u32, seconds: u32) -> (Wrk, u64, u64) {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "-H",
-            &format!("Cookie: stagehand_session={cookie}"),
-            "-H",
-            "Accept: text/html",
-            url,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let sent = text
-        .lines()
-        .find(|l| l.contains(" requests in "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let socket: u64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
-        .map_or(0, |rest| {
-            rest.split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum()
-        });
-    let p = |prefix: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map_or(f64::NAN, parse_ms)
-    };
-    let non_2xx = text
-        .lines()
-        .find(|l| l.contains("Non-2xx or 3xx responses:"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or(0, |n| n.trim().parse().unwrap());
-    (
-        Wrk {
-            rps: 0.0,
-            p50_ms: p("50%"),
-            p99_ms: p("99%"),
-            non_2xx,
-        },
-        sent,
-        non_2xx + socket,
-    )
 }
 
 async fn store_cleanup(admin: &sqlx::PgPool, name: &str) {

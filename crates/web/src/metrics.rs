@@ -140,18 +140,38 @@ pub(crate) async fn matched(path: MatchedPath, req: Request, next: Next) -> Resp
 /// A template's `{param}` is written `:param` (see [`route_label`]).
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let res = next.run(req).await;
     let route = res
         .extensions()
         .get::<Route>()
         .map_or_else(|| "unmatched".to_owned(), |r| route_label(r.0.as_str()));
     let status = res.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
+    let labels = [
+        ("route", route),
+        ("method", method.to_owned()),
+        ("status", status),
+    ];
     counter!("stagehand_http_requests_total", &labels).increment(1);
     histogram!("stagehand_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     res
+}
+
+/// A method as a label: the standard ones, and `other` for any extension
+/// method a client makes up (each would otherwise be a new series).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A route template as a label: `/teams/{team}` becomes `/teams/:team`,
@@ -189,4 +209,20 @@ pub(crate) fn job_run(job: &'static str, ok: bool, took: Duration) {
     let result = if ok { "ok" } else { "failed" };
     counter!("stagehand_job_runs_total", "job" => job, "result" => result).increment(1);
     histogram!("stagehand_job_duration_seconds", "job" => job).record(took.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded_whatever_the_client_sends() {
+        let made_up = axum::http::Method::from_bytes(b"PURGE-EVERYTHING").unwrap();
+        assert_eq!(method_label(&made_up), "other");
+        assert_eq!(method_label(&axum::http::Method::PATCH), "PATCH");
+        assert_eq!(
+            route_label("/api/v1/teams/{team}/pipelines"),
+            "/api/v1/teams/:team/pipelines"
+        );
+    }
 }
