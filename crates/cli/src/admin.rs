@@ -142,7 +142,13 @@ pub(crate) async fn purge(storage: &StorageArgs, args: PurgeArgs) -> Result<()> 
     let policy = args.policy();
     let store = storage.open().await?;
     let report = store
-        .purge(&policy, args.dry_run, &Actor::system())
+        .purge(&policy, args.dry_run, &{
+            // Named apart from the server's own job in the audit log and
+            // the anchors.
+            let mut actor = Actor::system();
+            actor.name = "stagehand purge (command line)".into();
+            actor
+        })
         .await
         .map_err(plain)?;
     let teams: Vec<(String, String)> = store

@@ -43,6 +43,17 @@ pub(crate) struct StorageArgs {
         value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     db_acquire_timeout_ms: u64,
+    /// The most PostgreSQL connections this process opens; with several
+    /// replicas, keep replicas × this (+1 replica while a rolling update
+    /// runs) under PostgreSQL's max_connections.
+    #[arg(
+        long,
+        env = "STAGEHAND_DB_MAX_CONNECTIONS",
+        global = true,
+        default_value_t = StoreOptions::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(2..=1000)
+    )]
+    db_max_connections: u32,
 }
 
 impl StorageArgs {
@@ -121,6 +132,7 @@ impl StorageArgs {
     fn options(&self) -> StoreOptions {
         StoreOptions {
             acquire_timeout: std::time::Duration::from_millis(self.db_acquire_timeout_ms),
+            max_connections: self.db_max_connections,
         }
     }
 
@@ -155,6 +167,16 @@ enum Command {
         /// the TCP peer is the client, and forwarding headers are ignored.
         #[arg(long, env = "STAGEHAND_TRUSTED_PROXIES", value_parser = parse_proxies)]
         trusted_proxies: Option<stagehand_web::client_addr::TrustedProxies>,
+        /// The forwarding header those proxies write: x-forwarded-for (nginx,
+        /// ingress-nginx, most balancers) or forwarded (RFC 7239). Only that
+        /// one is read; the other is whatever the client sent.
+        #[arg(
+            long,
+            env = "STAGEHAND_FORWARDED_HEADER",
+            default_value = "x-forwarded-for",
+            value_parser = stagehand_web::client_addr::ForwardedHeader::parse
+        )]
+        forwarded_header: stagehand_web::client_addr::ForwardedHeader,
         /// After SIGTERM or Ctrl-C, answer /readyz with 503 for this many
         /// seconds while still serving, so a load balancer stops sending
         /// requests here before the server stops accepting them.
@@ -313,13 +335,16 @@ async fn run(cli: Cli) -> Result<()> {
             public_url,
             metrics_bind,
             trusted_proxies,
+            forwarded_header,
             shutdown_delay_secs,
         } => {
             let options = ServeOptions {
                 bind,
                 public_url,
                 metrics_bind: metrics_bind.filter(|b| !b.trim().is_empty()),
-                trusted_proxies: trusted_proxies.unwrap_or_default(),
+                trusted_proxies: trusted_proxies
+                    .unwrap_or_default()
+                    .reading(forwarded_header),
                 shutdown_delay: std::time::Duration::from_secs(shutdown_delay_secs),
             };
             serve(&cli.storage, options).await
@@ -482,6 +507,20 @@ async fn serve(storage: &StorageArgs, options: ServeOptions) -> Result<()> {
     // Reconciliation of deploys a crash interrupted, the drift check and
     // the purge: on one replica at a time (the jobs table), from the start.
     tasks.push(tokio::spawn(stagehand_web::jobs::background(state.clone())));
+    // What this replica runs with, so an operator can check a pod's
+    // configuration from its first lines (never a secret).
+    let c = &state.config;
+    tracing::info!(
+        public_url = c.public_url.as_deref().unwrap_or("(each request's Host)"),
+        trusted_proxies = ?c.trusted_proxies,
+        shutdown_delay_secs = c.shutdown_delay.as_secs(),
+        metrics = metrics_bind.as_deref().unwrap_or("off"),
+        db_max_connections = storage.db_max_connections,
+        retain_snapshots = ?c.retention.policy.keep_snapshots_per_instance,
+        retain_days = ?c.retention.policy.max_age.map(|a| a.as_secs() / 86_400),
+        purge_every_secs = ?c.retention.every.map(|e| e.as_secs()),
+        "configuration"
+    );
     tracing::info!(database = ?storage.database(), "stagehand listening on http://{addr}");
     let draining = state.clone();
     let shutdown = async move {

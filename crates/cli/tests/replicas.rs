@@ -1159,6 +1159,6 @@ async fn metrics_count_requests_by_route_template_and_are_not_on_the_public_addr
     }
     assert_eq!(
         sum_of(&m, "stagehand_db_pool_connections", &[("state", "max")]),
-        32.0
+        20.0
     );
 }

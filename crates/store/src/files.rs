@@ -57,6 +57,18 @@ pub fn create_private_file(path: &Path) -> io::Result<()> {
     set_mode(path, FILE_MODE)
 }
 
+/// Creates a new file, mode 0600, failing if anything is at `path`: a
+/// file, a directory or a symlink, dangling or not (`O_CREAT | O_EXCL`
+/// never follows one), so nothing is written through a link someone left.
+pub fn create_new_private_file(path: &Path) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options.open(path)?;
+    set_mode(path, FILE_MODE)
+}
+
 #[cfg(unix)]
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -99,6 +111,22 @@ mod tests {
         private_file(&file).unwrap();
         assert_eq!(mode(&file), 0o600);
         private_file(&shared.join("absent")).unwrap();
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_new_private_file_is_never_written_through_a_link() {
+        let root = std::env::temp_dir().join(format!("stagehand-files-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&root).unwrap();
+        let elsewhere = root.join("elsewhere");
+        let link = root.join("backup.db");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert!(create_new_private_file(&link).is_err());
+        assert!(!elsewhere.exists(), "written through a dangling link");
+        let fresh = root.join("fresh.db");
+        create_new_private_file(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        assert!(create_new_private_file(&fresh).is_err());
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -498,22 +498,37 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// A database URL fit to print: `postgres://user:secret@host/db` →
+/// `postgres://user:***@host/db`, and a secret in the query
+/// (`?password=…`, `sslpassword`, `sslkey`, `passfile`) blanked the same
+/// way. A URL that does not parse shows only its scheme.
+pub fn redact_url(raw: &str) -> String {
+    /// Query parameters libpq and sqlx read a secret from.
+    const SECRET_PARAMS: &[&str] = &["password", "sslpassword", "sslkey", "passfile"];
+    let Ok(mut url) = url::Url::parse(raw) else {
+        // Not a URL we can take apart: show only what it starts with.
+        let scheme = raw.split_once("://").map_or("", |(s, _)| s);
+        return format!("{scheme}://(a URL that does not parse; not shown)");
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str());
+                let v = if secret {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// How the store waits on its database.
@@ -524,16 +539,23 @@ pub struct StoreOptions {
     /// [`StoreError::Unavailable`]: with the server down, requests are
     /// answered 503 after this long instead of hanging.
     pub acquire_timeout: Duration,
+    /// The most PostgreSQL connections this process opens (SQLite keeps
+    /// its own small pool). Every replica opens up to this many: keep
+    /// replicas × this (plus one more replica during a rolling update)
+    /// under the server's `max_connections`.
+    pub max_connections: u32,
 }
 
 impl StoreOptions {
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 20;
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -622,5 +644,37 @@ mod tests {
         let shown = format!("{db:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("app:***@db:5432"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_url;
+
+    #[test]
+    fn no_password_survives_redaction() {
+        for (url, secret) in [
+            ("postgres://mover:s3cret@db:5432/x", "s3cret"),
+            // An unencoded @ in the password: the last @ ends the userinfo.
+            (
+                "postgres://mover:p@ssW0rdSECRET@127.0.0.1:5432/x",
+                "ssW0rdSECRET",
+            ),
+            ("postgres://mover@db/x?password=p%40ssSECRET", "ssSECRET"),
+            (
+                "postgres://mover@db/x?sslmode=require&PASSWORD=QSECRET",
+                "QSECRET",
+            ),
+            ("postgres://mover@db/x?sslpassword=KEYSECRET", "KEYSECRET"),
+            ("postgres://mo ver:SPACESECRET@db/x", "SPACESECRET"),
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(secret), "{url} → {shown}");
+        }
+        assert_eq!(
+            redact_url("postgres://mover:s3cret@db:5432/x?sslmode=require"),
+            "postgres://mover:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
     }
 }

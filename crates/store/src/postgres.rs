@@ -33,7 +33,11 @@ impl PgStore {
     ) -> StoreResult<Self> {
         let connect = PgConnectOptions::from_str(url)?.application_name("stagehand");
         let pool = PgPoolOptions::new()
-            .max_connections(32)
+            .max_connections(options.max_connections.max(2))
+            // Idle connections go back to the server after a while, so a
+            // quiet replica does not hold its whole pool.
+            .idle_timeout(std::time::Duration::from_secs(60))
+            .min_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, false)))
             .connect_with(connect)

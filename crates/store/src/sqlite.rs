@@ -115,14 +115,14 @@ pub async fn backup(db: &Path, to: &Path) -> StoreResult<()> {
             format!("there is no SQLite database at {}", db.display()),
         )));
     }
-    if to.exists() {
+    if to.symlink_metadata().is_ok() {
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} already exists; back up into a new file", to.display()),
         )));
     }
     // Created private first: VACUUM INTO fills an empty file as it is.
-    crate::files::create_private_file(to).map_err(io)?;
+    crate::files::create_new_private_file(to).map_err(io)?;
     let options = SqliteConnectOptions::new()
         .filename(db)
         .create_if_missing(false)

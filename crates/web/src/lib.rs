@@ -35,8 +35,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -78,7 +79,20 @@ pub fn app(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    // One line per request at INFO (status, latency), in
+                    // its span; a 5xx is not logged again here: the error
+                    // itself was, with its cause, where it happened, and a
+                    // 503 from /readyz while draining is no error.
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(
+                            DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(LatencyUnit::Micros),
+                        )
+                        .on_failure(()),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(axum::middleware::from_fn(metrics::track))
                 .layer(axum::middleware::from_fn_with_state(

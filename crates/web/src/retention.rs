@@ -16,7 +16,9 @@ pub async fn purge(state: &AppState) -> StoreResult<PurgeReport> {
     policy.login_failures_max_age = policy
         .login_failures_max_age
         .max(state.config.throttle.window);
-    let report = state.store.purge(&policy, false, &Actor::system()).await?;
+    let mut actor = Actor::system();
+    actor.name = "stagehand retention job".into();
+    let report = state.store.purge(&policy, false, &actor).await?;
     for chain in &report.chains_not_purged {
         tracing::warn!(
             chain = %chain.chain,

@@ -21,12 +21,22 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use stagehand_domain::AuditEventKind;
 
-/// Promotions that are not kept: finished and older than `$1`, and not
-/// what a kept promotion rolls back (followed along `rollback_of` chains).
+/// Promotions that are not kept: finished and older than `$1`, not the
+/// last one applied into its target (its rollback undoes what runs there
+/// now, however old it is), and not what a kept promotion rolls back
+/// (followed along `rollback_of` chains).
 const PURGEABLE_PROMOTIONS: &str = "
     with recursive kept (id, rollback_of) as (
         select id, rollback_of from promotions
         where created_at >= $1 or status in ('pending_approval', 'deploying')
+            or id in (
+                select id from (
+                    select id, row_number() over (
+                        partition by target_instance_id order by created_at desc, id desc
+                    ) as n
+                    from promotions where status = 'applied'
+                ) newest where n = 1
+            )
         union
         select p.id, p.rollback_of from promotions p join kept k on p.id = k.rollback_of
     )

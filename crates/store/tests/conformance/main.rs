@@ -91,5 +91,6 @@ conformance!(
     retention::flow_content_nothing_refers_to_goes_and_referenced_content_stays,
     retention::keeping_the_last_snapshots_keeps_what_kept_promotions_roll_back_to,
     retention::pending_promotions_and_what_they_need_are_never_purged,
+    retention::the_last_promotion_into_each_target_is_kept_however_old,
     retention::an_age_purge_anchors_each_audit_chain_and_tampering_still_shows,
 );

@@ -297,6 +297,31 @@ pub async fn pending_promotions_and_what_they_need_are_never_purged(h: &Harness)
     );
 }
 
+/// What runs in a target now can always be undone: the last promotion
+/// applied into it is kept by an age purge, however old, with what its
+/// rollback needs; older ones go.
+pub async fn the_last_promotion_into_each_target_is_kept_however_old(h: &Harness) {
+    let team = h.team("t").await;
+    let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
+    let play = || h.store.promote(request(team, p.id, p.stages[0].id));
+    h.put(team, dev.id, "f", r#""v1""#).await;
+    let older = play().await.unwrap();
+    h.put(team, dev.id, "f", r#""v2""#).await;
+    let last = play().await.unwrap();
+    tokio::time::sleep(PAUSE).await;
+
+    let report = dry_run_then_purge(h, &by_age(Some(1))).await;
+    assert_eq!(report.promotions, 1, "{report:?}");
+    assert!(h.store.promotion(team, older.id).await.is_err());
+    h.store.promotion(team, last.id).await.unwrap();
+    // Its rollback brings back what ran before it.
+    h.store.rollback(team, last.id, &actor()).await.unwrap();
+    assert_eq!(
+        h.flows_of(team, qa.id).await,
+        vec![("f".to_owned(), r#""v1""#.to_owned())]
+    );
+}
+
 async fn verify(store: &dyn Store, team: Option<stagehand_domain::TeamId>) -> (bool, String) {
     let r = store.verify_audit_chain(team).await.unwrap();
     let reason = r

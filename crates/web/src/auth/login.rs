@@ -154,7 +154,7 @@ pub(crate) async fn view_login_post(
     }];
     if let Some(ip) = &ip {
         scopes.push(LoginScope {
-            scope: format!("ip:{ip}"),
+            scope: format!("ip:{}", crate::client_addr::throttle_key(ip)),
             limit: t.per_address,
         });
     }
