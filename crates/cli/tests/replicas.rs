@@ -478,6 +478,11 @@ impl Browser {
                 "x-forwarded-for",
                 reqwest::header::HeaderValue::from_static(forged),
             );
+            // nginx passes a client's own Forwarded on untouched.
+            h.insert(
+                "forwarded",
+                reqwest::header::HeaderValue::from_static("for=127.0.0.78"),
+            );
             b = b.default_headers(h);
         }
         Self {
@@ -787,6 +792,11 @@ async fn sessions_plays_and_login_throttling_across_three_replicas() {
         "select count(*) from audit_events where source_ip = '127.0.0.77'",
     );
     assert_eq!(forged, "0", "a forged X-Forwarded-For was believed");
+    let forged = psql(
+        &c.db,
+        "select count(*) from audit_events where source_ip = '127.0.0.78'",
+    );
+    assert_eq!(forged, "0", "a client's own Forwarded header was believed");
 }
 
 #[tokio::test]
