@@ -115,10 +115,15 @@ pub enum StoreError {
     /// The database cannot serve right now: unreachable, shutting down,
     /// out of connections, or out of disk. Nothing was changed; the same
     /// call may succeed later.
+    /// (The cause is in the message, and deliberately not a `source`
+    /// too: an error chain would print it twice.)
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     #[error("database: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
+    /// A file the store was asked to write (a backup) could not be.
+    #[error("{0}")]
+    File(std::io::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// Stored data that does not parse: a bug or tampering, never user input.

@@ -108,7 +108,7 @@ impl SqliteStore {
 /// `stagehand.db` while the server is stopped. It holds no key: env values
 /// need the same secret key to be read again.
 pub async fn backup(db: &Path, to: &Path) -> StoreResult<()> {
-    let io = |e| crate::StoreError::Database(sqlx::Error::Io(e));
+    let io = crate::StoreError::File;
     if !db.is_file() {
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -122,7 +122,12 @@ pub async fn backup(db: &Path, to: &Path) -> StoreResult<()> {
         )));
     }
     // Created private first: VACUUM INTO fills an empty file as it is.
-    crate::files::create_new_private_file(to).map_err(io)?;
+    crate::files::create_new_private_file(to).map_err(|e| {
+        io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", to.display()),
+        ))
+    })?;
     let options = SqliteConnectOptions::new()
         .filename(db)
         .create_if_missing(false)
