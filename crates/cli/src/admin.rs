@@ -241,14 +241,16 @@ fn plain(e: StoreError) -> anyhow::Error {
     }
 }
 
+/// A team by its name or its id (names are unique, and an id is never a
+/// valid name's meaning for another team).
 async fn team_named(store: &dyn Store, name: &str) -> Result<TeamId> {
     store
         .teams()
         .await?
         .into_iter()
-        .find(|t| t.name.as_str() == name)
+        .find(|t| t.name.as_str() == name || t.id.to_string() == name)
         .map(|t| t.id)
-        .with_context(|| format!("there is no team named {name:?}"))
+        .with_context(|| format!("there is no team named {name:?} (give its name or its id)"))
 }
 
 async fn user_named(store: &dyn Store, name: &str) -> Result<UserId> {

@@ -119,6 +119,15 @@ pub(crate) enum InstanceCommand {
         #[arg(long)]
         instance: String,
     },
+    /// Make a new instance from this one: its flows and env keys, never a
+    /// value, its settings or its runtime connection. Prints the new id.
+    Duplicate {
+        #[arg(long)]
+        instance: String,
+        /// The new instance's name.
+        #[arg(long)]
+        name: String,
+    },
     /// Pull the runtime's flows and values into the instance.
     Pull {
         #[arg(long)]
@@ -407,6 +416,21 @@ pub(crate) async fn instance(server: &Server, command: InstanceCommand) -> Resul
                 updated["name"].as_str().unwrap_or(&instance),
                 updated["version"]
             );
+        }
+        InstanceCommand::Duplicate { instance, name } => {
+            let (_, made) = client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/instances/{instance}/duplicate"),
+                    Some(&serde_json::json!({ "name": name })),
+                    &[],
+                )
+                .await?;
+            eprintln!(
+                "duplicated {instance} as {} (flows and env keys; set its values before promoting into it)",
+                made["name"].as_str().unwrap_or(&name)
+            );
+            println!("{}", made["id"].as_str().unwrap_or_default());
         }
     }
     Ok(())

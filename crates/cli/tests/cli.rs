@@ -221,9 +221,20 @@ async fn an_admin_bootstraps_a_team_and_a_token_that_the_api_accepts() {
         .unwrap();
     writeln!(user.stdin.take().unwrap(), "a long enough password").unwrap();
     assert!(user.wait().unwrap().success());
-    assert!(run(&["team", "create", "payments"]).0);
+    let (ok, created, err) = run(&["team", "create", "payments"]);
+    assert!(ok, "{err}");
+    // "created team payments (<id>)": the id works wherever the name does.
+    let team_id = created
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.split(')').next())
+        .unwrap()
+        .to_owned();
     let (ok, _, err) = run(&["team", "create", "payments"]);
     assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&[
+        "member", "add", "--team", &team_id, "--user", "ci-owner", "--role", "viewer",
+    ]);
+    assert!(ok, "{err}");
     assert!(
         run(&[
             "member", "add", "--team", "payments", "--user", "ci-owner", "--role", "lead"
@@ -409,6 +420,36 @@ async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pushed 2 flows"), "{out}");
+
+    // A new stage made from dev: its flows, no value; the new id on stdout.
+    let (code, out, err) = remote(
+        &[
+            "instance",
+            "duplicate",
+            "--instance",
+            &dev,
+            "--name",
+            "dev-copy",
+        ],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("duplicated"), "{err}");
+    let copy = out.trim().to_owned();
+    assert_eq!(copy.len(), 36, "{out}");
+    let pulled = dir.join("copy-flows");
+    let (code, _, err) = remote(
+        &[
+            "flows",
+            "pull",
+            "--instance",
+            &copy,
+            pulled.to_str().unwrap(),
+        ],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(pulled.join("orders.json").is_file() && pulled.join("billing.json").is_file());
 
     let (code, out, err) = remote(
         &[

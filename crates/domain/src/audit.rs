@@ -34,6 +34,10 @@ pub enum AuditEventKind {
     MemberUnbound,
     #[serde(rename = "instance.created")]
     InstanceCreated,
+    /// A new instance made from another's flows and env keys (never its
+    /// values, settings or connection).
+    #[serde(rename = "instance.duplicated")]
+    InstanceDuplicated,
     #[serde(rename = "instance.settings_updated")]
     InstanceSettingsUpdated,
     #[serde(rename = "instance.deleted")]
@@ -115,6 +119,7 @@ impl AuditEventKind {
             MemberBound => "member.bound",
             MemberUnbound => "member.unbound",
             InstanceCreated => "instance.created",
+            InstanceDuplicated => "instance.duplicated",
             InstanceSettingsUpdated => "instance.settings_updated",
             InstanceDeleted => "instance.deleted",
             FlowSaved => "flow.saved",

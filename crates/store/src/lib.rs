@@ -199,6 +199,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         settings: serde_json::Value,
         actor: &Actor,
     ) -> StoreResult<Instance>;
+    /// A new instance named `name` from `source`: its flows and its env
+    /// keys without values; never its settings, protection, runtime
+    /// connection or credentials. Audited (`instance.duplicated`).
+    async fn duplicate_instance(
+        &self,
+        team: TeamId,
+        source: InstanceId,
+        name: Name,
+        actor: &Actor,
+    ) -> StoreResult<Instance>;
     async fn instance(&self, team: TeamId, id: InstanceId) -> StoreResult<Instance>;
     async fn instances(&self, team: TeamId) -> StoreResult<Vec<Instance>>;
     async fn update_settings(

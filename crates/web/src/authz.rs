@@ -212,8 +212,11 @@ async fn check_token(
         .authenticate_token(&crate::auth::tokens::hash_secret(secret))
         .await?
         .ok_or(AppError::Unauthenticated)?;
+    // `{team}` in an API path is the team's id or its name (names are
+    // unique): either way, only the token's own team exists for it.
     if let Some((_, path_team)) = params.iter().find(|(k, _)| *k == "team")
         && path_team != team.id.to_string()
+        && path_team != team.name.as_str()
     {
         return Err(AppError::NotFound("team"));
     }

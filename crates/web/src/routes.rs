@@ -126,6 +126,7 @@ routes! {
     get    "/api/v1/teams/{team}/instances" => api::instances::list_get, Api(InstanceView);
     post   "/api/v1/teams/{team}/instances" => api::instances::create_post, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}" => api::instances::get, Api(InstanceView);
+    post   "/api/v1/instances/{instance}/duplicate" => api::instances::duplicate_post, Api(InstanceEdit);
     patch  "/api/v1/instances/{instance}" => api::instances::patch, Api(InstanceEdit);
     delete "/api/v1/instances/{instance}" => api::instances::delete, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/protection" => api::instances::protection_get, Api(InstanceView);

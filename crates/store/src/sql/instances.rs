@@ -75,10 +75,32 @@ pub(super) async fn create(
     settings: serde_json::Value,
     actor: &Actor,
 ) -> StoreResult<Instance> {
+    let instance = insert(conn, team, name, settings).await?;
+    audit::record(
+        conn,
+        NewAuditEvent {
+            team: Some(team),
+            actor,
+            kind: AuditEventKind::InstanceCreated,
+            subject: Some(instance.id.0),
+            details: json!({ "name": instance.name }),
+        },
+    )
+    .await?;
+    Ok(instance)
+}
+
+/// A new instance of the team, unaudited (the caller records why).
+async fn insert(
+    conn: &mut Conn,
+    team: TeamId,
+    name: Name,
+    settings: serde_json::Value,
+) -> StoreResult<Instance> {
     check_settings(&settings)?;
     super::identity::team(conn, team).await?;
     let at = now();
-    let instance = sqlx::query_as::<_, InstanceRow>(&format!(
+    sqlx::query_as::<_, InstanceRow>(&format!(
         "insert into instances (id, team_id, name, settings, version, created_at, updated_at)
          values ($1, $2, $3, $4, 1, $5, $5) returning {INSTANCE_COLUMNS}"
     ))
@@ -89,15 +111,57 @@ pub(super) async fn create(
     .bind(at)
     .fetch_one(&mut *conn)
     .await?
-    .into_instance()?;
+    .into_instance()
+}
+
+/// A new instance named `name` with `source`'s flows (the same content)
+/// and env keys **without their values**; never its settings, protection,
+/// runtime connection or credentials. Audited as `instance.duplicated`.
+pub(super) async fn duplicate(
+    conn: &mut Conn,
+    team: TeamId,
+    source: InstanceId,
+    name: Name,
+    actor: &Actor,
+) -> StoreResult<Instance> {
+    // Another team's id is "not found", as everywhere.
+    let from = get(conn, team, source).await?;
+    let instance = insert(conn, team, name, json!({})).await?;
+    let at = now();
+    let flows = sqlx::query(
+        "insert into flows (instance_id, name, content_hash, created_at, updated_at)
+         select $1, name, content_hash, $2, $2 from flows where instance_id = $3",
+    )
+    .bind(instance.id.0)
+    .bind(at)
+    .bind(from.id.0)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let keys = sqlx::query(
+        "insert into env_vars (instance_id, key, created_at, updated_at)
+         select $1, key, $2, $2 from env_vars where instance_id = $3",
+    )
+    .bind(instance.id.0)
+    .bind(at)
+    .bind(from.id.0)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     audit::record(
         conn,
         NewAuditEvent {
             team: Some(team),
             actor,
-            kind: AuditEventKind::InstanceCreated,
+            kind: AuditEventKind::InstanceDuplicated,
             subject: Some(instance.id.0),
-            details: json!({ "name": instance.name }),
+            details: json!({
+                "name": instance.name,
+                "from_instance_id": from.id.0,
+                "from_name": from.name,
+                "flows": flows,
+                "keys": keys,
+            }),
         },
     )
     .await?;

@@ -326,6 +326,15 @@ impl Store for Backend {
     ) -> StoreResult<Instance> {
         write_tx!(self, c => instances::create(c, team, name, settings, actor))
     }
+    async fn duplicate_instance(
+        &self,
+        team: TeamId,
+        source: InstanceId,
+        name: Name,
+        actor: &Actor,
+    ) -> StoreResult<Instance> {
+        write_tx!(self, c => instances::duplicate(c, team, source, name, actor))
+    }
     async fn instance(&self, team: TeamId, id: InstanceId) -> StoreResult<Instance> {
         read!(self, c => instances::get(c, team, id))
     }

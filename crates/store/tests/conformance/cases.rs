@@ -1109,3 +1109,90 @@ pub async fn a_protected_stage_gets_a_pending_promotion_pinned_to_the_source(h: 
     let events = h.store.audit_events(team, 3).await.unwrap();
     assert_eq!(events[1].kind, "promotion.requested");
 }
+
+pub async fn a_duplicate_has_the_flows_and_keys_but_no_value_setting_or_connection(h: &Harness) {
+    let team = h.team("t").await;
+    let dev = h.instance(team, "dev").await;
+    h.put(team, dev.id, "orders", r#"{"n": 1}"#).await;
+    h.put(team, dev.id, "billing", r#"{"n": 2}"#).await;
+    h.set(team, dev.id, "API_URL", None).await;
+    h.set(team, dev.id, "DB_PASSWORD", Some("dev-secret-7c1e"))
+        .await;
+    h.store
+        .update_settings(
+            team,
+            dev.id,
+            serde_json::json!({"workers": 4}),
+            None,
+            &actor(),
+        )
+        .await
+        .unwrap();
+    h.store
+        .set_instance_protection(team, dev.id, Protection::new(1, false).unwrap(), &actor())
+        .await
+        .unwrap();
+
+    let qa = h
+        .store
+        .duplicate_instance(team, dev.id, name_of("qa"), &actor())
+        .await
+        .unwrap();
+    assert_eq!(qa.name.as_str(), "qa");
+    assert_eq!(
+        h.flows_of(team, qa.id).await,
+        h.flows_of(team, dev.id).await
+    );
+    let keys: Vec<_> = h
+        .store
+        .env_vars(team, qa.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.key.as_str().to_owned(), v.has_value))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("API_URL".to_owned(), false),
+            ("DB_PASSWORD".to_owned(), false)
+        ]
+    );
+    assert_eq!(qa.settings, serde_json::json!({}));
+    assert!(!qa.protection.is_protected(), "{:?}", qa.protection);
+    // The source keeps its value.
+    assert!(
+        h.store
+            .env_vars(team, dev.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.key.as_str() == "DB_PASSWORD" && v.has_value)
+    );
+    // Audited, without any value.
+    let events = h.store.audit_events(team, 100).await.unwrap();
+    let duplicated = events
+        .iter()
+        .find(|e| e.kind.as_str() == "instance.duplicated")
+        .expect("an instance.duplicated event");
+    assert_eq!(duplicated.details["from_name"], "dev");
+    assert_eq!(duplicated.details["keys"], 2);
+    assert!(!format!("{events:?}").contains("dev-secret-7c1e"));
+
+    // A taken name, and another team's instance, change nothing.
+    let before = h.count("instances").await;
+    assert!(
+        h.store
+            .duplicate_instance(team, dev.id, name_of("qa"), &actor())
+            .await
+            .is_err()
+    );
+    let other = h.team("other").await;
+    let err = h
+        .store
+        .duplicate_instance(other, dev.id, name_of("stolen"), &actor())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(h.count("instances").await, before);
+}

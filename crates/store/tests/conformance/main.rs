@@ -51,6 +51,7 @@ conformance!(
     cases::bad_flow_input_writes_nothing,
     cases::a_stale_version_is_a_conflict_and_writes_nothing,
     cases::env_vars_are_set_cleared_removed_and_revealed_with_audit,
+    cases::a_duplicate_has_the_flows_and_keys_but_no_value_setting_or_connection,
     cases::settings_must_be_an_object,
     cases::stages_are_added_inserted_reordered_and_removed,
     cases::a_stage_cannot_use_another_teams_instance_or_repeat_one,

@@ -105,6 +105,33 @@ pub(crate) async fn create_post(
         .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DuplicateBody {
+    name: String,
+}
+
+/// A new instance from this one: its flows and env keys, never a value,
+/// its settings, protection or runtime connection.
+pub(crate) async fn duplicate_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path(id): Path<String>,
+    Json(body): Json<DuplicateBody>,
+) -> AppResult<Response> {
+    let source = instance_id(&id)?;
+    let name = Name::parse("name", &body.name)?;
+    let created = state
+        .store
+        .duplicate_instance(ctx.team_id(), source, name, &ctx.actor())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InstanceBody::new(created, &ctx.permissions)),
+    )
+        .into_response())
+}
+
 pub(crate) async fn get(
     State(state): State<AppState>,
     Extension(ctx): Extension<ApiCtx>,

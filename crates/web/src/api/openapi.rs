@@ -82,6 +82,7 @@ fn success(route: &RouteSpec) -> (&'static str, &'static str) {
         ),
         "post"
             if route.path.ends_with("/instances")
+                || route.path.ends_with("/duplicate")
                 || route.path.ends_with("/pipelines")
                 || route.path.ends_with("/stages") =>
         {
@@ -103,6 +104,7 @@ fn response_schema(handler: &str) -> Value {
     match handler.trim_start_matches("api::") {
         "instances::list_get" => list("instances", "Instance"),
         "instances::create_post"
+        | "instances::duplicate_post"
         | "instances::get"
         | "instances::patch"
         | "instances::flows_put"
@@ -145,6 +147,10 @@ fn request_schema(handler: &str) -> Value {
         "instances::create_post" => json!({ "type": "object", "required": ["name"], "properties": {
             "name": { "type": "string", "minLength": 1, "maxLength": 100 },
             "settings": { "type": "object" } } }),
+        "instances::duplicate_post" => json!({ "type": "object", "required": ["name"],
+            "additionalProperties": false, "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": 100,
+                      "description": "the new instance's name, unique in the team" } } }),
         "instances::patch" => json!({ "type": "object", "properties": {
             "settings": { "type": "object" }, "expected_version": { "type": "integer" } } }),
         "instances::flows_put" => json!({ "type": "object", "required": ["flows"], "properties": {
@@ -293,7 +299,14 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
         .path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .map(|name| {
+            if name == "team" {
+                json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" },
+                        "description": "the team's id or its name (names are unique); a token sees only its own team" })
+            } else {
+                json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+            }
+        })
         .collect();
     parameters.extend(query_parameters(route.path));
     if route.path.ends_with("/promote") {

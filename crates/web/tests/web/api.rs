@@ -83,7 +83,11 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
             "kind": "node-red", "url": "http://127.0.0.1:9/", "auth": {"type": "none"}
         })),
         "put" => Some(json!({ "steps": [] })),
-        "post" if path.ends_with("/instances") || path.ends_with("/pipelines") => {
+        "post"
+            if path.ends_with("/instances")
+                || path.ends_with("/pipelines")
+                || path.ends_with("/duplicate") =>
+        {
             Some(json!({ "name": format!("api-{}", uuid::Uuid::new_v4().simple()) }))
         }
         "post" if path.ends_with("/stages") => {
@@ -651,4 +655,113 @@ async fn concurrent_retries_with_one_idempotency_key_create_one_promotion_and_on
     }
     assert_eq!(app.store.promotions(team, 10).await.unwrap().len(), 2);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_is_duplicated_with_its_flows_and_keys_but_no_value() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let other = app.team("beta").await;
+    let dev = app
+        .instance(team, "dev", &[("orders", "{\"v\": 1}"), ("billing", "[1]")])
+        .await;
+    let secret_value = "dev-only-value-4d2a";
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("API_KEY").unwrap(),
+            Some(SecretValue::new(secret_value.into())),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let lead = Api::new(&app, Some(app.token(team, "ci", "lead").await));
+
+    let made = lead
+        .send(
+            "post",
+            &format!("/api/v1/instances/{dev}/duplicate"),
+            Some(json!({"name": "qa"})),
+            &[],
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert!(!made.body.to_string().contains(secret_value));
+    assert_eq!(made.body["name"], "qa");
+    let qa = made.body["id"].as_str().unwrap().to_owned();
+    let flows = lead.get(&format!("/api/v1/instances/{qa}/flows")).await;
+    let names: Vec<&str> = flows.body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["billing", "orders"]);
+    let orders = lead
+        .get(&format!("/api/v1/instances/{qa}/flows/orders"))
+        .await;
+    assert_eq!(orders.body, json!({"v": 1}));
+    let env = lead.get(&format!("/api/v1/instances/{qa}/env")).await;
+    assert_eq!(env.body["env"][0]["key"], "API_KEY", "{}", env.body);
+    assert_eq!(env.body["env"][0]["has_value"], false, "{}", env.body);
+
+    // A taken name, a bad name, an unknown field: refused, nothing made.
+    for (body, status) in [
+        (json!({"name": "qa"}), 409),
+        (json!({"name": ""}), 422),
+        (json!({"name": "qa2", "settings": {"x": 1}}), 422),
+    ] {
+        let refused = lead
+            .send(
+                "post",
+                &format!("/api/v1/instances/{dev}/duplicate"),
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(refused.status, status, "{body}: {}", refused.body);
+    }
+    // Another team's token cannot copy this team's instance.
+    let theirs = Api::new(&app, Some(app.token(other, "their-ci", "admin").await));
+    let stolen = theirs
+        .send(
+            "post",
+            &format!("/api/v1/instances/{dev}/duplicate"),
+            Some(json!({"name": "stolen"})),
+            &[],
+        )
+        .await;
+    assert_eq!(stolen.status, 404, "{}", stolen.body);
+    let list = lead.get(&format!("/api/v1/teams/{team}/instances")).await;
+    assert_eq!(list.body["instances"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_team_is_named_by_its_id_or_its_name_in_api_paths() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let other = app.team("beta").await;
+    app.instance(team, "dev", &[]).await;
+    let ci = Api::new(&app, Some(app.token(team, "ci", "viewer").await));
+    let by_id = ci.get(&format!("/api/v1/teams/{team}/instances")).await;
+    let by_name = ci.get("/api/v1/teams/payments/instances").await;
+    assert_eq!(by_id.status, 200, "{}", by_id.body);
+    assert_eq!(by_name.status, 200, "{}", by_name.body);
+    assert_eq!(by_id.body, by_name.body);
+    assert_eq!(by_name.body["instances"][0]["name"], "dev");
+    let pipelines = ci.get("/api/v1/teams/payments/pipelines").await;
+    assert_eq!(pipelines.status, 200, "{}", pipelines.body);
+    // Another team, by name or id, does not exist for this token; nor does
+    // a name that is no team's.
+    for path in [
+        "/api/v1/teams/beta/instances".to_owned(),
+        format!("/api/v1/teams/{other}/instances"),
+        "/api/v1/teams/nobody/instances".to_owned(),
+        "/api/v1/teams/PAYMENTS/instances".to_owned(),
+    ] {
+        let answer = ci.get(&path).await;
+        assert_eq!(answer.status, 404, "{path}: {}", answer.body);
+        assert_eq!(answer.body["error"]["code"], "not_found");
+    }
 }

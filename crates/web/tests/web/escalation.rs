@@ -305,6 +305,16 @@ fn table() -> Vec<Entry> {
             },
         },
         Entry {
+            method: "post",
+            path: "/api/v1/instances/{instance}/duplicate",
+            needs: &[],
+            attempts: |s| {
+                vec![Body::Json(Some(
+                    json!({ "name": format!("dup-esc-{}", s.n) }),
+                ))]
+            },
+        },
+        Entry {
             method: "patch",
             path: "/api/v1/instances/{instance}",
             needs: &[],

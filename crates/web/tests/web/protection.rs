@@ -155,6 +155,12 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         ("post", "/api/v1/promotions/{promotion}/rollback") => (Requested, Source, none),
         ("post", "/api/v1/instances/{instance}/runtime/test") => (Untouched, Source, none),
         ("post", "/api/v1/instances/{instance}/pull") => (Protected, Source, none),
+        // A copy of a protected instance changes nothing in it.
+        ("post", "/api/v1/instances/{instance}/duplicate") => (
+            Untouched,
+            Source,
+            Body::Json(json!({ "name": "copy-of-protected" })),
+        ),
         _ => return None,
     })
 }
