@@ -67,7 +67,8 @@ pub(crate) struct Server {
 #[derive(Debug, Subcommand)]
 pub(crate) enum FlowsCommand {
     /// Replace an instance's flows with the files of DIR, atomically: each
-    /// *.json, *.yaml or *.yml file is a flow named by its file stem.
+    /// *.json, *.yaml or *.yml file is a flow named by its file stem. DIR
+    /// may also be a snapshot's download (`snapshot-….json`): its flows.
     Push {
         #[arg(long)]
         instance: String,
@@ -273,6 +274,29 @@ impl Client {
 
 /// Reads DIR's flow files: name → document. Names each bad file and, for
 /// a parse error, the line.
+/// The flows of a snapshot's download (`GET /snapshots/{id}/download`):
+/// `{"flows": {name: document}, …}`, each name and document checked as a
+/// pushed file's would be.
+pub(crate) fn read_snapshot_file(path: &Path) -> Result<BTreeMap<String, Value>> {
+    let bad = |m: String| Failure::new(Exit::Invalid, format!("{}: {m}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let flows = doc
+        .get("flows")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("not a snapshot download: no \"flows\" object".into()))?;
+    flows
+        .iter()
+        .map(|(name, content)| {
+            let name = FlowName::parse(name)
+                .map_err(|e| bad(format!("{name:?} is not a flow name: {}", e.message())))?;
+            let content = FlowContent::from_value(content)
+                .map_err(|e| bad(format!("flow {name}: {}", e.message())))?;
+            Ok((name.to_string(), content.to_value()))
+        })
+        .collect()
+}
+
 pub(crate) fn read_flow_dir(dir: &Path) -> Result<BTreeMap<String, Value>> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", dir.display())))?;
@@ -440,7 +464,11 @@ pub(crate) async fn flows(server: &Server, command: FlowsCommand) -> Result<()> 
     let client = Client::new(server)?;
     match command {
         FlowsCommand::Push { instance, dir } => {
-            let flows = read_flow_dir(&dir)?;
+            let flows = if dir.is_file() {
+                read_snapshot_file(&dir)?
+            } else {
+                read_flow_dir(&dir)?
+            };
             let count = flows.len();
             let (_, updated) = client
                 .send(

@@ -450,6 +450,39 @@ async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(pulled.join("orders.json").is_file() && pulled.join("billing.json").is_file());
+    // A snapshot's download (GET /api/v1/snapshots/{id}/download) pushes
+    // back as it is; a file that is not one is named and refused.
+    let download = dir.join("snapshot-download.json");
+    std::fs::write(
+        &download,
+        r#"{"snapshot": {"id": "x"}, "flows": {"orders": {"steps": ["refund"]}}, "env_keys": ["API_URL"]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = remote(
+        &[
+            "flows",
+            "push",
+            "--instance",
+            &copy,
+            download.to_str().unwrap(),
+        ],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pushed 1 flows"), "{out}");
+    std::fs::write(&download, r#"{"orders": {}}"#).unwrap();
+    let (code, _, err) = remote(
+        &[
+            "flows",
+            "push",
+            "--instance",
+            &copy,
+            download.to_str().unwrap(),
+        ],
+        &secret,
+    );
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("not a snapshot download"), "{err}");
 
     let (code, out, err) = remote(
         &[

@@ -377,6 +377,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         filter: &PromotionFilter,
     ) -> StoreResult<Vec<Promotion>>;
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot>;
+    /// The flows a snapshot of the team holds, with their content.
+    async fn snapshot_flows(
+        &self,
+        team: TeamId,
+        id: SnapshotId,
+    ) -> StoreResult<Vec<(FlowName, FlowContent)>>;
     /// The newest snapshots of an instance, newest first.
     async fn snapshots(
         &self,

@@ -127,6 +127,10 @@ routes! {
     post   "/api/v1/teams/{team}/instances" => api::instances::create_post, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}" => api::instances::get, Api(InstanceView);
     post   "/api/v1/instances/{instance}/duplicate" => api::instances::duplicate_post, Api(InstanceEdit);
+    get    "/api/v1/instances/{instance}/snapshots" => api::snapshots::list_get, Api(InstanceView);
+    get    "/api/v1/snapshots/compare" => api::snapshots::compare_get, Api(InstanceView);
+    get    "/api/v1/snapshots/{snapshot}" => api::snapshots::get, Api(InstanceView);
+    get    "/api/v1/snapshots/{snapshot}/download" => api::snapshots::download_get, Api(InstanceView);
     patch  "/api/v1/instances/{instance}" => api::instances::patch, Api(InstanceEdit);
     delete "/api/v1/instances/{instance}" => api::instances::delete, Api(InstanceEdit);
     get    "/api/v1/instances/{instance}/protection" => api::instances::protection_get, Api(InstanceView);

@@ -560,6 +560,17 @@ impl Store for Backend {
         read!(self, c => snapshots::snapshot(c, team, id))
     }
 
+    async fn snapshot_flows(
+        &self,
+        team: TeamId,
+        id: SnapshotId,
+    ) -> StoreResult<Vec<(FlowName, FlowContent)>> {
+        read!(self, c => async {
+            let snapshot = snapshots::snapshot(&mut *c, team, id).await?;
+            instances::blobs(c, &snapshot.flows).await
+        })
+    }
+
     async fn audit_events(&self, team: TeamId, limit: i64) -> StoreResult<Vec<AuditEvent>> {
         read!(self, c => audit::list(c, team, limit))
     }

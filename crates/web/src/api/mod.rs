@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod pipelines;
 pub mod promotions;
 pub mod runtimes;
+pub mod snapshots;
 
 use crate::error::AppError;
 use crate::extract::{body_error, field_of};

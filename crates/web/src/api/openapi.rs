@@ -45,6 +45,13 @@ fn query_parameters(path: &str) -> Vec<Value> {
         .chain(window)
         .chain([limit])
         .collect(),
+        "/api/v1/snapshots/compare" => vec![
+            json!({ "name": "from", "in": "query", "required": true,
+                    "description": "the snapshot compared from", "schema": { "type": "string" } }),
+            json!({ "name": "to", "in": "query", "required": true,
+                    "description": "the snapshot compared to", "schema": { "type": "string" } }),
+        ],
+        "/api/v1/instances/{instance}/snapshots" => vec![limit],
         "/api/v1/audit" => [string("actor", "who did it"), string("kind", "event kind, e.g. promotion.applied")]
             .into_iter()
             .chain(window)
@@ -115,6 +122,20 @@ fn response_schema(handler: &str) -> Value {
             r("Runtime")
         }
         "runtimes::pull_post" => r("Instance"),
+        "snapshots::list_get" => list("snapshots", "SnapshotMeta"),
+        "snapshots::get" => r("Snapshot"),
+        "snapshots::download_get" => {
+            json!({ "type": "object", "required": ["snapshot", "flows", "env_keys"],
+            "properties": { "snapshot": { "type": "object" },
+                "flows": { "type": "object", "description": "flow name → flow document" },
+                "env_keys": { "type": "array", "items": { "type": "string" } } } })
+        }
+        "snapshots::compare_get" => {
+            json!({ "type": "object", "required": ["from", "to", "equal", "summary", "plan"],
+            "properties": { "from": { "type": "object" }, "to": { "type": "object" },
+                "equal": { "type": "boolean" }, "summary": { "type": "object" },
+                "plan": r("Plan") } })
+        }
         "instances::env_get" => list("env", "EnvVar"),
         "instances::env_value_get" => json!({ "type": "object", "required": ["key", "value"],
             "properties": { "key": { "type": "string" }, "value": { "type": ["string", "null"] } } }),
@@ -281,6 +302,17 @@ fn schemas() -> Value {
             "state_detail": opt(&string), "revision": opt(&string), "synced_at": opt(&time),
             "last_pull_at": opt(&time), "checked_at": opt(&time), "connected_at": time,
             "connected_by": string,
+        })),
+        "SnapshotMeta": object(json!({
+            "id": uuid, "reason": { "type": "string", "enum": ["promotion_source", "promotion_backup", "rollback_backup", "runtime_pull"] },
+            "content_hash": string, "created_at": time,
+        })),
+        "Snapshot": object(json!({
+            "id": uuid, "team_id": uuid, "instance_id": uuid,
+            "reason": { "type": "string", "enum": ["promotion_source", "promotion_backup", "rollback_backup", "runtime_pull"] },
+            "content_hash": string,
+            "flows": { "type": "object", "description": "flow name → content hash", "additionalProperties": string },
+            "env_keys": strings, "created_at": time,
         })),
         "AuditEvent": object(json!({
             "id": uuid, "team_id": opt(&uuid), "actor_user_id": opt(&uuid), "actor": string,

@@ -85,6 +85,7 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
             ("file", "stagehand-2.css".into()),
             ("user", member.to_string()),
             ("token", token.to_string()),
+            ("snapshot", promotion.source_snapshot_id.to_string()),
         ],
         free_instance: spare.to_string(),
     }
@@ -110,6 +111,16 @@ pub(crate) fn fill(route: &RouteSpec, world: &World) -> String {
             .1
             .clone();
         path.replace_range(start..=end, &value);
+    }
+    // A route whose query is required: the world's snapshot against itself.
+    if route.path == "/api/v1/snapshots/compare" {
+        let snapshot = &world
+            .params
+            .iter()
+            .find(|(k, _)| *k == "snapshot")
+            .unwrap()
+            .1;
+        path.push_str(&format!("?from={snapshot}&to={snapshot}"));
     }
     path
 }
