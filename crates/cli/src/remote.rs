@@ -609,8 +609,23 @@ pub(crate) async fn promote(server: &Server, args: PromoteArgs) -> Result<()> {
     }
 }
 
+/// The target's keys that will have no value once the plan is applied:
+/// those awaiting one today and every key the plan adds (as the web
+/// preview says; `PromotionPlan::keys_awaiting_value_after`).
+fn awaiting_after(plan: &Value) -> Value {
+    let mut keys: Vec<&str> = ["target_keys_awaiting_value", "keys_to_add"]
+        .iter()
+        .flat_map(|k| plan[*k].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    Value::from(keys)
+}
+
 fn print_plan(preview: &Value) {
     let plan = &preview["plan"];
+    let awaiting = awaiting_after(plan);
     let names = |list: &Value, key: &str| -> Vec<String> {
         list.as_array()
             .into_iter()
@@ -629,8 +644,8 @@ fn print_plan(preview: &Value) {
         ("flows removed", &plan["flows_removed"], "name"),
         ("keys to add", &plan["keys_to_add"], ""),
         (
-            "keys awaiting a value on the target",
-            &plan["target_keys_awaiting_value"],
+            "keys awaiting a value on the target after this",
+            &awaiting,
             "",
         ),
     ] {
@@ -683,4 +698,22 @@ pub(crate) async fn promotions(server: &Server, command: PromotionsCommand) -> R
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_awaiting_after_a_plan_include_the_keys_it_adds() {
+        let plan = json!({
+            "target_keys_awaiting_value": ["TOKEN", "API_URL"],
+            "keys_to_add": ["API_URL", "NEW_KEY"],
+        });
+        assert_eq!(
+            awaiting_after(&plan),
+            json!(["API_URL", "NEW_KEY", "TOKEN"])
+        );
+        assert_eq!(awaiting_after(&json!({})), json!([]));
+    }
 }

@@ -349,3 +349,42 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     assert!(app.store.flows(team, prod).await.unwrap().is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn counts_on_the_pipeline_page_and_dashboard_read_as_words() {
+    let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let prod = app
+        .instance(team, "prod", &[("a", "[]"), ("b", "[]")])
+        .await;
+    app.store
+        .set_env_var(
+            team,
+            prod,
+            EnvKey::parse("API_TOKEN").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let (pipeline, _) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    app.pipeline(team, "solo", &[dev]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let page = lead
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
+    page.assert_ok();
+    assert!(page.body.contains("<p>1 flow</p>"), "{}", page.body);
+    assert!(page.body.contains("<p>2 flows</p>"), "{}", page.body);
+    assert!(
+        page.body.contains("1 key awaiting a value"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("1 flows") && !page.body.contains("1 keys"));
+    let dashboard = lead.get("/").await;
+    dashboard.assert_ok();
+    assert!(dashboard.body.contains(">2 stages<"), "{}", dashboard.body);
+    assert!(dashboard.body.contains(">1 stage<"), "{}", dashboard.body);
+}
