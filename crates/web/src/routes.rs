@@ -100,6 +100,7 @@ routes! {
     post "/teams/{team}/instances" => instances::create_post, Team(InstanceEdit);
     get  "/teams/{team}/instances/{instance}" => instances::view_instance_get, Team(InstanceView);
     post "/teams/{team}/instances/{instance}/delete" => instances::delete_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/duplicate" => instances::duplicate_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/settings" => instances::settings_post, Team(InstanceEdit);
     // Protection guards production: changing it is for those who manage it.
     post "/teams/{team}/instances/{instance}/protection" => instances::protection_post, Team(StagePromoteProtected);

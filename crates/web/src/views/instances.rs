@@ -136,6 +136,28 @@ pub(crate) async fn view_instance_get(
     })
 }
 
+#[derive(Deserialize)]
+pub(crate) struct DuplicateForm {
+    name: String,
+}
+
+/// A new instance from this one (its flows and env keys, no value, no
+/// settings, no connection); then its page, where its values are set.
+pub(crate) async fn duplicate_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<DuplicateForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let name = Name::parse("name", &form.name)?;
+    let made = state
+        .store
+        .duplicate_instance(team, id, name, &ctx.actor())
+        .await?;
+    Ok(see_other(&format!("/teams/{team}/instances/{}", made.id)))
+}
+
 pub(crate) async fn delete_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,

@@ -199,6 +199,12 @@ fn table() -> Vec<Entry> {
         },
         Entry {
             method: "post",
+            path: "/teams/{team}/instances/{instance}/duplicate",
+            needs: &[],
+            attempts: |s| vec![Body::Form(vec![("name", format!("dup-page-esc-{}", s.n))])],
+        },
+        Entry {
+            method: "post",
             path: "/teams/{team}/instances/{instance}/delete",
             needs: &[],
             attempts: empty,

@@ -388,3 +388,59 @@ async fn counts_on_the_pipeline_page_and_dashboard_read_as_words() {
     assert!(dashboard.body.contains(">2 stages<"), "{}", dashboard.body);
     assert!(dashboard.body.contains(">1 stage<"), "{}", dashboard.body);
 }
+
+#[tokio::test]
+async fn a_lead_duplicates_an_instance_from_its_page_and_a_viewer_cannot() {
+    let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let secret = "dev-only-value-51aa";
+    app.store
+        .set_env_var(
+            team,
+            dev,
+            EnvKey::parse("API_TOKEN").unwrap(),
+            Some(SecretValue::new(secret.into())),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let page = format!("/teams/{team}/instances/{dev}");
+    let viewer = app.member(team, "vic", BuiltinRole::Viewer).await;
+    let seen = viewer.get(&page).await;
+    seen.assert_ok();
+    assert!(
+        !seen.body.contains("/duplicate"),
+        "a viewer is offered duplicate"
+    );
+    let refused = viewer
+        .post(&format!("{page}/duplicate"), &[("name", "qa")])
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let form = lead.get(&page).await;
+    assert!(
+        form.body.contains("<label for=\"duplicate-name\">"),
+        "{}",
+        form.body
+    );
+    let made = lead
+        .post(&format!("{page}/duplicate"), &[("name", "qa")])
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let at = made.location.clone().unwrap();
+    assert!(
+        at.starts_with(&format!("/teams/{team}/instances/")) && at != page,
+        "{at}"
+    );
+    let qa = lead.get(&at).await;
+    qa.assert_ok();
+    assert!(qa.body.contains("orders") && qa.body.contains("API_TOKEN"));
+    assert!(!qa.body.contains(secret));
+    // A taken name is refused, with the field named.
+    let again = lead
+        .post(&format!("{page}/duplicate"), &[("name", "qa")])
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+}

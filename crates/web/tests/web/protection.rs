@@ -70,6 +70,10 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         }
         ("post", "/teams/{team}/instances") => (Untouched, Source, form(&[("name", "fresh")])),
         ("post", "/teams/{team}/instances/{instance}/delete") => (Protected, Source, none),
+        // A copy of a protected instance changes nothing in it.
+        ("post", "/teams/{team}/instances/{instance}/duplicate") => {
+            (Untouched, Source, form(&[("name", "copy-of-protected")]))
+        }
         ("post", "/teams/{team}/instances/{instance}/settings") => (
             Protected,
             Source,
