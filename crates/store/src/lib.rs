@@ -364,6 +364,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         promotion: PromotionId,
         decision: Decision,
         actor: &Actor,
+    ) -> StoreResult<Promotion> {
+        self.decide_with_comment(team, promotion, decision, None, actor)
+            .await
+    }
+    /// [`decide`](Self::decide), with the reviewer's reason (trimmed; blank
+    /// is none; at most 2,000 characters), kept with the decision and in
+    /// its audit event.
+    async fn decide_with_comment(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+        decision: Decision,
+        comment: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Promotion>;
     /// The decisions taken on a promotion, oldest first.
     async fn approvals(&self, team: TeamId, promotion: PromotionId) -> StoreResult<Vec<Approval>>;

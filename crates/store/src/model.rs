@@ -531,6 +531,8 @@ pub struct Approval {
     pub username: String,
     /// `approve` or `reject`.
     pub decision: String,
+    /// Why, in the reviewer's words, if they said.
+    pub comment: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -639,6 +639,7 @@ pub async fn decide(
     team: TeamId,
     id: PromotionId,
     decision: Decision,
+    comment: Option<&str>,
     actor: &Actor,
 ) -> AppResult<Promotion> {
     let started = std::time::Instant::now();
@@ -646,7 +647,7 @@ pub async fn decide(
         Decision::Approve => "approve",
         Decision::Reject => "reject",
     };
-    let result = decide_unmeasured(state, team, id, decision, actor).await;
+    let result = decide_unmeasured(state, team, id, decision, comment, actor).await;
     crate::metrics::promotion(action, started, &result, |p| p.status.to_string());
     result
 }
@@ -656,6 +657,7 @@ async fn decide_unmeasured(
     team: TeamId,
     id: PromotionId,
     decision: Decision,
+    comment: Option<&str>,
     actor: &Actor,
 ) -> AppResult<Promotion> {
     if decision == Decision::Approve {
@@ -664,7 +666,10 @@ async fn decide_unmeasured(
             gate_target(state, team, pending.target_instance_id).await?;
         }
     }
-    let promotion = state.store.decide(team, id, decision, actor).await?;
+    let promotion = state
+        .store
+        .decide_with_comment(team, id, decision, comment, actor)
+        .await?;
     if promotion.status == PromotionStatus::Deploying {
         return run(state, team, promotion.id, None, actor).await;
     }

@@ -23,14 +23,41 @@ use stagehand_domain::{
 };
 use uuid::Uuid;
 
+/// Longest comment on a decision, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+
+/// A decision's comment: trimmed, blank is none, at most
+/// [`MAX_COMMENT_CHARS`], no NUL (PostgreSQL cannot store one).
+fn decision_comment(raw: Option<&str>) -> StoreResult<Option<String>> {
+    let Some(text) = raw.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if text.chars().count() > MAX_COMMENT_CHARS {
+        return Err(stagehand_domain::ValidationError::new(
+            "comment",
+            format!("at most {MAX_COMMENT_CHARS} characters"),
+        )
+        .into());
+    }
+    if text.contains('\0') {
+        return Err(
+            stagehand_domain::ValidationError::new("comment", "must not contain NUL").into(),
+        );
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// A decision as read: reviewer, username, decision, comment, when.
+type ApprovalRow = (Uuid, String, String, Option<String>, DateTime<Utc>);
+
 pub(super) async fn list(
     conn: &mut Conn,
     team: TeamId,
     promotion: PromotionId,
 ) -> StoreResult<Vec<Approval>> {
     get(conn, team, promotion).await?;
-    let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "select a.user_id, u.username, a.decision, a.created_at
+    let rows: Vec<ApprovalRow> = sqlx::query_as(
+        "select a.user_id, u.username, a.decision, a.comment, a.created_at
          from promotion_approvals a join users u on u.id = a.user_id
          where a.promotion_id = $1 order by a.created_at",
     )
@@ -39,10 +66,11 @@ pub(super) async fn list(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, username, decision, created_at)| Approval {
+        .map(|(id, username, decision, comment, created_at)| Approval {
             user_id: UserId(id),
             username,
             decision,
+            comment,
             created_at,
         })
         .collect())
@@ -53,8 +81,10 @@ pub(super) async fn decide(
     team: TeamId,
     id: PromotionId,
     decision: Decision,
+    comment: Option<&str>,
     actor: &Actor,
 ) -> StoreResult<Promotion> {
+    let comment = decision_comment(comment)?;
     let promotion = get(conn, team, id).await?;
     instances::lock_for_edit(conn, team, promotion.target_instance_id, None).await?;
     // Re-read under the lock: another reviewer may have just decided.
@@ -81,12 +111,13 @@ pub(super) async fn decide(
         return Err(Conflict::OwnPromotion.into());
     }
     let inserted = sqlx::query(
-        "insert into promotion_approvals (promotion_id, user_id, decision, created_at)
-         values ($1, $2, $3, $4) on conflict (promotion_id, user_id) do nothing",
+        "insert into promotion_approvals (promotion_id, user_id, decision, comment, created_at)
+         values ($1, $2, $3, $4, $5) on conflict (promotion_id, user_id) do nothing",
     )
     .bind(id.0)
     .bind(reviewer.0)
     .bind(decision.as_str())
+    .bind(comment.as_deref())
     .bind(now())
     .execute(&mut *conn)
     .await?
@@ -105,7 +136,10 @@ pub(super) async fn decide(
             actor,
             kind,
             subject: Some(id.0),
-            details: json!({ "requested_by": promotion.requested_by }),
+            details: match &comment {
+                Some(c) => json!({ "requested_by": promotion.requested_by, "comment": c }),
+                None => json!({ "requested_by": promotion.requested_by }),
+            },
         },
     )
     .await?;

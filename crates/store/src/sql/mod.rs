@@ -523,14 +523,15 @@ impl Store for Backend {
     ) -> StoreResult<Promotion> {
         write_tx!(self, c => promotions::rollback(c, team, promotion, actor))
     }
-    async fn decide(
+    async fn decide_with_comment(
         &self,
         team: TeamId,
         promotion: PromotionId,
         decision: Decision,
+        comment: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<Promotion> {
-        write_tx!(self, c => approvals::decide(c, team, promotion, decision, actor))
+        write_tx!(self, c => approvals::decide(c, team, promotion, decision, comment, actor))
     }
     async fn approvals(&self, team: TeamId, promotion: PromotionId) -> StoreResult<Vec<Approval>> {
         read!(self, c => approvals::list(c, team, promotion))

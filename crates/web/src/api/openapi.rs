@@ -198,6 +198,11 @@ fn request_schema(handler: &str) -> Value {
                 { "type": "object", "required": ["type", "key"], "additionalProperties": false,
                   "properties": { "type": { "const": "api_key" }, "key": { "type": "string", "minLength": 1 } } }
             ] } } }),
+        "promotions::approve_post" | "promotions::reject_post" => {
+            json!({ "type": "object", "additionalProperties": false, "properties": {
+            "comment": { "type": "string", "maxLength": 2000,
+                "description": "why, optionally: kept with the decision and in the audit log" } } })
+        }
         "pipelines::promote_post" => {
             json!({ "type": "object", "additionalProperties": false, "properties": {
             "overwrite_drift": { "type": "boolean",
@@ -417,7 +422,10 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
     if takes_body(route) {
         op["requestBody"] = json!({ "required": true, "content": {
             "application/json": { "schema": request_schema(route.handler) } } });
-    } else if route.path.ends_with("/promote") {
+    } else if ["/promote", "/approve", "/reject"]
+        .iter()
+        .any(|s| route.path.ends_with(s))
+    {
         op["requestBody"] = json!({ "required": false, "content": {
             "application/json": { "schema": request_schema(route.handler) } } });
     }

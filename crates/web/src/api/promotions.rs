@@ -98,17 +98,27 @@ pub(crate) async fn get(
     Ok(axum::Json(body).into_response())
 }
 
+/// Approve's and reject's optional body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionBody {
+    /// Why; kept with the decision and in the audit log.
+    comment: Option<String>,
+}
+
 async fn decide(
     state: &AppState,
     ctx: &ApiCtx,
     id: &str,
     decision: Decision,
+    body: DecisionBody,
 ) -> AppResult<Response> {
     let promotion = crate::deploy::decide(
         state,
         ctx.team_id(),
         parse_id(id, "promotion")?,
         decision,
+        body.comment.as_deref(),
         &ctx.actor(),
     )
     .await?;
@@ -119,16 +129,18 @@ pub(crate) async fn approve_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<ApiCtx>,
     Path(id): Path<String>,
+    super::OptionalJson(body): super::OptionalJson<DecisionBody>,
 ) -> AppResult<Response> {
-    decide(&state, &ctx, &id, Decision::Approve).await
+    decide(&state, &ctx, &id, Decision::Approve, body).await
 }
 
 pub(crate) async fn reject_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<ApiCtx>,
     Path(id): Path<String>,
+    super::OptionalJson(body): super::OptionalJson<DecisionBody>,
 ) -> AppResult<Response> {
-    decide(&state, &ctx, &id, Decision::Reject).await
+    decide(&state, &ctx, &id, Decision::Reject, body).await
 }
 
 pub(crate) async fn rollback_post(

@@ -294,6 +294,7 @@ pub(crate) async fn promote_post(
 struct DecisionRow {
     username: String,
     decision: String,
+    comment: Option<String>,
     at: String,
 }
 
@@ -350,6 +351,7 @@ pub(crate) async fn view_promotion_get(
         .map(|a| DecisionRow {
             username: a.username,
             decision: a.decision,
+            comment: a.comment,
             at: when(&a.created_at),
         })
         .collect::<Vec<_>>();
@@ -386,6 +388,8 @@ pub(crate) async fn view_promotion_get(
 pub(crate) struct DecisionForm {
     /// `approve` or `reject`.
     decision: String,
+    /// Why, optionally; kept with the decision and in the audit log.
+    comment: Option<String>,
 }
 
 pub(crate) async fn decide_post(
@@ -406,7 +410,15 @@ pub(crate) async fn decide_post(
             .into());
         }
     };
-    crate::deploy::decide(&state, team, id, decision, &ctx.actor()).await?;
+    crate::deploy::decide(
+        &state,
+        team,
+        id,
+        decision,
+        form.comment.as_deref(),
+        &ctx.actor(),
+    )
+    .await?;
     Ok(see_other(&format!("/teams/{team}/promotions/{id}")))
 }
 

@@ -299,13 +299,53 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     let own = lead.post(&decide, &[("decision", "approve")]).await;
     assert_eq!(own.status, 409);
     assert!(own.body.contains("someone else must approve"));
+    // The form says it is final, and takes a reason.
+    let review = admin.get(&promotion_url).await;
+    assert!(
+        review.body.contains("hx-confirm=\"Record your decision"),
+        "{}",
+        review.body
+    );
+    assert!(review.body.contains("<label for=\"decision-comment\">"));
+    // Too long a reason is refused, and nothing is decided.
+    let long = "x".repeat(2001);
+    let refused = admin
+        .post(&decide, &[("decision", "approve"), ("comment", &long)])
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
     admin
-        .post(&decide, &[("decision", "approve")])
+        .post(
+            &decide,
+            &[
+                ("decision", "approve"),
+                ("comment", "  Checked the orders diff with Sara.  "),
+            ],
+        )
         .await
         .assert_redirect_to(&promotion_url);
     assert!(
         app.store.flows(team, prod).await.unwrap().is_empty(),
         "1 of 2"
+    );
+    let reviewed = lead.get(&promotion_url).await;
+    assert!(
+        reviewed
+            .body
+            .contains("<q class=\"comment\">Checked the orders diff with Sara.</q>"),
+        "{}",
+        reviewed.body
+    );
+    let approved = app
+        .store
+        .audit_events(team, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "promotion.approved")
+        .unwrap();
+    assert_eq!(
+        approved.details["comment"],
+        "Checked the orders diff with Sara."
     );
     second
         .post(&decide, &[("decision", "approve")])
