@@ -14,7 +14,9 @@
 
 mod support;
 
-use support::{KEY, PgDatabase, hidden_csrf, psql, temp_dir};
+use support::{
+    KEY, PgDatabase, api, api_ok, hidden_csrf, pipeline_of, psql, team_of_token, temp_dir,
+};
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -358,65 +360,10 @@ impl Drop for Cluster {
     }
 }
 
-async fn api(
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{base}/api/v1{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn api_ok(
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let (status, v) = api(base, token, method, path, body).await;
-    assert!((200..300).contains(&status), "{path}: {status} {v}");
-    v
-}
-
-/// The team's id, from the token's own audit trail.
-async fn team_id(base: &str, token: &str) -> String {
-    let v = api_ok(
-        base,
-        token,
-        reqwest::Method::GET,
-        "/audit?kind=token.created",
-        None,
-    )
-    .await;
-    v["events"][0]["team_id"].as_str().unwrap().to_owned()
-}
-
 /// A pipeline dev → prod with a flow in dev; the pipeline's id and its
 /// first stage's id.
 async fn pipeline_with_a_flow(base: &str, token: &str, team: &str) -> (String, String) {
-    let post = reqwest::Method::POST;
-    let mut ids = Vec::new();
-    for name in ["dev", "prod"] {
-        let i = api_ok(
-            base,
-            token,
-            post.clone(),
-            &format!("/teams/{team}/instances"),
-            Some(json!({"name": name})),
-        )
-        .await;
-        ids.push(i["id"].as_str().unwrap().to_owned());
-    }
+    let (pipeline, ids, stages) = pipeline_of(base, token, team, &["dev", "prod"]).await;
     api_ok(
         base,
         token,
@@ -425,32 +372,6 @@ async fn pipeline_with_a_flow(base: &str, token: &str, team: &str) -> (String, S
         Some(json!([{"id": "t1", "type": "tab", "label": "Orders"}])),
     )
     .await;
-    let p = api_ok(
-        base,
-        token,
-        post.clone(),
-        &format!("/teams/{team}/pipelines"),
-        Some(json!({"name": "main"})),
-    )
-    .await;
-    let pipeline = p["id"].as_str().unwrap().to_owned();
-    let mut stages = Vec::new();
-    for id in &ids {
-        let p = api_ok(
-            base,
-            token,
-            post.clone(),
-            &format!("/pipelines/{pipeline}/stages"),
-            Some(json!({"instance": id})),
-        )
-        .await;
-        stages = p["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect();
-    }
     (pipeline, stages[0].clone())
 }
 
@@ -676,7 +597,7 @@ async fn sessions_plays_and_login_throttling_across_three_replicas() {
     c.start_nginx().await;
     let (token, _) = c.bootstrap().await;
     let lb = c.url();
-    let team = team_id(&lb, &token).await;
+    let team = team_of_token(&lb, &token).await;
 
     // A session made on one replica works on the others.
     let r: Vec<String> = c.replicas.iter().map(Replica::url).collect();
@@ -805,7 +726,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     c.start_all().await;
     c.start_nginx().await;
     let (token, _) = c.bootstrap().await;
-    let team = team_id(&c.url(), &token).await;
+    let team = team_of_token(&c.url(), &token).await;
     pipeline_with_a_flow(&c.url(), &token, &team).await;
     let target = format!("{}/api/v1/teams/{team}/pipelines", c.url());
 
@@ -859,7 +780,7 @@ async fn kill_9_of_one_replica_under_load_leaves_nothing_half_done() {
     c.start_nginx().await;
     let (token, _) = c.bootstrap().await;
     let lb = c.url();
-    let team = team_id(&lb, &token).await;
+    let team = team_of_token(&lb, &token).await;
     let (pipeline, stage) = pipeline_with_a_flow(&lb, &token, &team).await;
     let target = format!("{lb}/api/v1/teams/{team}/pipelines");
 
@@ -1059,7 +980,7 @@ async fn metrics_count_requests_by_route_template_and_are_not_on_the_public_addr
     c.start_all().await;
     let (token, _) = c.bootstrap().await;
     let base = c.replicas[0].url();
-    let team = team_id(&base, &token).await;
+    let team = team_of_token(&base, &token).await;
     let (pipeline, stage) = pipeline_with_a_flow(&base, &token, &team).await;
     api_ok(
         &base,

@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::spawn_serve;
+use support::{api_ok, pipeline_of, spawn_serve, team_of_token};
 
 use serde_json::{Value, json};
 use stagehand_runtime::testing::NodeRedProcess;
@@ -84,26 +84,6 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn call(
-    url: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{url}/api/v1{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let v: Value = res.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
-}
-
 #[tokio::test]
 async fn a_ci_job_drives_node_red_and_a_crash_mid_deploy_is_reconciled() {
     let (dev, prod) = tokio::join!(NodeRedProcess::start(), NodeRedProcess::start());
@@ -122,57 +102,8 @@ async fn a_ci_job_drives_node_red_and_a_crash_mid_deploy_is_reconciled() {
     .trim()
     .to_owned();
     let (server, url) = spawn_serve(stagehand(&dir));
-    let post = reqwest::Method::POST;
-    let team = reqwest::Client::new()
-        .get(format!("{url}/api/v1/audit?kind=token.created"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["events"][0]["team_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut ids = Vec::new();
-    for name in ["dev", "prod"] {
-        let i = call(
-            &url,
-            &token,
-            post.clone(),
-            &format!("/teams/{team}/instances"),
-            Some(json!({"name": name})),
-        )
-        .await;
-        ids.push(i["id"].as_str().unwrap().to_owned());
-    }
-    let pipeline = call(
-        &url,
-        &token,
-        post.clone(),
-        &format!("/teams/{team}/pipelines"),
-        Some(json!({"name": "main"})),
-    )
-    .await;
-    let pipeline = pipeline["id"].as_str().unwrap().to_owned();
-    let mut stages = Vec::new();
-    for id in &ids {
-        let p = call(
-            &url,
-            &token,
-            post.clone(),
-            &format!("/pipelines/{pipeline}/stages"),
-            Some(json!({"instance": id})),
-        )
-        .await;
-        stages = p["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect();
-    }
+    let team = team_of_token(&url, &token).await;
+    let (pipeline, ids, stages) = pipeline_of(&url, &token, &team, &["dev", "prod"]).await;
     let remote = [
         ("STAGEHAND_URL", url.as_str()),
         ("STAGEHAND_TOKEN", token.as_str()),
@@ -298,7 +229,7 @@ async fn a_ci_job_drives_node_red_and_a_crash_mid_deploy_is_reconciled() {
     });
     let began = Instant::now();
     let newest = loop {
-        let list = call(
+        let list = api_ok(
             &url,
             &token,
             reqwest::Method::GET,
@@ -319,7 +250,7 @@ async fn a_ci_job_drives_node_red_and_a_crash_mid_deploy_is_reconciled() {
     assert_eq!(newest["status"], "applied", "{newest}");
     let (_, rev_now) = prod.flows_raw().await;
     assert_eq!(newest["runtime_revision"], rev_now, "{newest}");
-    let audit = call(
+    let audit = api_ok(
         &url,
         &token,
         reqwest::Method::GET,

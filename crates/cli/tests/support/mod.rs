@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -145,4 +146,99 @@ pub fn hidden_csrf(html: &str) -> String {
         .unwrap_or_else(|| panic!("no csrf token in {html}"))
         + marker.len();
     html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// One API call with a token: its status and JSON body (null if none).
+pub async fn api(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{base}/api/v1{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// [`api`] that must succeed; its body.
+pub async fn api_ok(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let (status, v) = api(base, token, method, path, body).await;
+    assert!((200..300).contains(&status), "{path}: {status} {v}");
+    v
+}
+
+/// The id of the token's team, from the token's own audit trail.
+pub async fn team_of_token(base: &str, token: &str) -> String {
+    let v = api_ok(
+        base,
+        token,
+        reqwest::Method::GET,
+        "/audit?kind=token.created",
+        None,
+    )
+    .await;
+    v["events"][0]["team_id"].as_str().unwrap().to_owned()
+}
+
+/// A pipeline `main` of new instances named `names`, made through the API:
+/// the pipeline's id, the instances' ids and the stages' ids, in order.
+pub async fn pipeline_of(
+    base: &str,
+    token: &str,
+    team: &str,
+    names: &[&str],
+) -> (String, Vec<String>, Vec<String>) {
+    let post = reqwest::Method::POST;
+    let mut ids = Vec::new();
+    for name in names {
+        let i = api_ok(
+            base,
+            token,
+            post.clone(),
+            &format!("/teams/{team}/instances"),
+            Some(json!({"name": name})),
+        )
+        .await;
+        ids.push(i["id"].as_str().unwrap().to_owned());
+    }
+    let p = api_ok(
+        base,
+        token,
+        post.clone(),
+        &format!("/teams/{team}/pipelines"),
+        Some(json!({"name": "main"})),
+    )
+    .await;
+    let pipeline = p["id"].as_str().unwrap().to_owned();
+    let mut stages = Vec::new();
+    for id in &ids {
+        let p = api_ok(
+            base,
+            token,
+            post.clone(),
+            &format!("/pipelines/{pipeline}/stages"),
+            Some(json!({"instance": id})),
+        )
+        .await;
+        stages = p["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+    }
+    (pipeline, ids, stages)
 }
