@@ -667,16 +667,7 @@ async fn an_instance_is_duplicated_with_its_flows_and_keys_but_no_value() {
         .instance(team, "dev", &[("orders", "{\"v\": 1}"), ("billing", "[1]")])
         .await;
     let secret_value = "dev-only-value-4d2a";
-    app.store
-        .set_env_var(
-            team,
-            dev,
-            EnvKey::parse("API_KEY").unwrap(),
-            Some(SecretValue::new(secret_value.into())),
-            &Actor::system(),
-        )
-        .await
-        .unwrap();
+    app.env(team, dev, "API_KEY", Some(secret_value)).await;
     let lead = Api::new(&app, Some(app.token(team, "ci", "lead").await));
 
     let made = lead
@@ -778,16 +769,7 @@ async fn snapshots_are_listed_opened_downloaded_and_compared_without_values() {
     let prod = app.instance(team, "prod", &[("legacy", "{}")]).await;
     let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, prod]).await;
     let secret_value = "dev-only-value-93be";
-    app.store
-        .set_env_var(
-            team,
-            dev,
-            EnvKey::parse("API_KEY").unwrap(),
-            Some(SecretValue::new(secret_value.into())),
-            &Actor::system(),
-        )
-        .await
-        .unwrap();
+    app.env(team, dev, "API_KEY", Some(secret_value)).await;
     let ci = Api::new(&app, Some(app.token(team, "ci", "lead").await));
     let played = ci
         .send(

@@ -169,6 +169,20 @@ impl TestApp {
         i.id
     }
 
+    /// Sets an env key of an instance, with a value or awaiting one.
+    pub async fn env(&self, team: TeamId, instance: InstanceId, key: &str, value: Option<&str>) {
+        self.store
+            .set_env_var(
+                team,
+                instance,
+                stagehand_domain::EnvKey::parse(key).unwrap(),
+                value.map(|v| stagehand_domain::SecretValue::new(v.into())),
+                &Actor::system(),
+            )
+            .await
+            .unwrap();
+    }
+
     /// An API token with `role` in `team` (a service account); its secret.
     pub async fn token(&self, team: TeamId, name: &str, role: &str) -> String {
         let secret = stagehand_web::auth::tokens::new_secret();

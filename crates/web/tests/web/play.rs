@@ -398,16 +398,7 @@ async fn counts_on_the_pipeline_page_and_dashboard_read_as_words() {
     let prod = app
         .instance(team, "prod", &[("a", "[]"), ("b", "[]")])
         .await;
-    app.store
-        .set_env_var(
-            team,
-            prod,
-            EnvKey::parse("API_TOKEN").unwrap(),
-            None,
-            &Actor::system(),
-        )
-        .await
-        .unwrap();
+    app.env(team, prod, "API_TOKEN", None).await;
     let (pipeline, _) = app.pipeline(team, "checkout", &[dev, prod]).await;
     app.pipeline(team, "solo", &[dev]).await;
     let lead = app.member(team, "lena", BuiltinRole::Lead).await;
@@ -435,16 +426,7 @@ async fn a_lead_duplicates_an_instance_from_its_page_and_a_viewer_cannot() {
     let team = app.team("payments").await;
     let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
     let secret = "dev-only-value-51aa";
-    app.store
-        .set_env_var(
-            team,
-            dev,
-            EnvKey::parse("API_TOKEN").unwrap(),
-            Some(SecretValue::new(secret.into())),
-            &Actor::system(),
-        )
-        .await
-        .unwrap();
+    app.env(team, dev, "API_TOKEN", Some(secret)).await;
     let page = format!("/teams/{team}/instances/{dev}");
     let viewer = app.member(team, "vic", BuiltinRole::Viewer).await;
     let seen = viewer.get(&page).await;
