@@ -381,19 +381,26 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// A whole number from the environment: `None` if unset or blank, an error
+/// naming the variable if it is not one.
+fn env_number<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .with_context(|| format!("{name} must be a whole number, got {v:?}")),
+        _ => Ok(None),
+    }
+}
+
 /// How the server talks to runtimes, from the environment.
 fn runtime_options() -> Result<stagehand_web::RuntimeOptions> {
     let mut options = stagehand_web::RuntimeOptions::default();
-    let number = |name: &str| -> Result<Option<u64>> {
-        match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => v
-                .trim()
-                .parse::<u64>()
-                .map(Some)
-                .with_context(|| format!("{name} must be a whole number, got {v:?}")),
-            _ => Ok(None),
-        }
-    };
+    let number = env_number::<u64>;
     if let Some(ms) = number("STAGEHAND_RUNTIME_TIMEOUT_MS")? {
         options.client.timeout = std::time::Duration::from_millis(ms.max(100));
         options.reconcile_after = options.client.timeout + std::time::Duration::from_secs(5);
@@ -420,16 +427,7 @@ fn runtime_options() -> Result<stagehand_web::RuntimeOptions> {
 /// turns it off), and the policy `stagehand purge` reads too.
 fn retention_options() -> Result<stagehand_web::RetentionOptions> {
     let mut options = stagehand_web::RetentionOptions::default();
-    let number = |name: &str| -> Result<Option<u32>> {
-        match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => v
-                .trim()
-                .parse::<u32>()
-                .map(Some)
-                .with_context(|| format!("{name} must be a whole number, got {v:?}")),
-            _ => Ok(None),
-        }
-    };
+    let number = env_number::<u32>;
     if let Some(s) = number("STAGEHAND_PURGE_SECS")? {
         options.every = (s > 0).then(|| std::time::Duration::from_secs(u64::from(s)));
     }

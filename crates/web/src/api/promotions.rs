@@ -23,7 +23,7 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
 /// The page size: blank is the default.
-fn limit(raw: Option<&str>) -> AppResult<i64> {
+pub(super) fn limit(raw: Option<&str>) -> AppResult<i64> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(DEFAULT_LIMIT),
         Some(s) => s

@@ -18,10 +18,6 @@ use serde_json::{Map, Value, json};
 use stagehand_domain::{EnvKeyState, InstanceId, InstanceState, PromotionPlan, SnapshotId};
 use stagehand_store::Snapshot;
 
-/// Snapshots listed unless `limit` says otherwise (at most 500).
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 500;
-
 fn snapshot_id(raw: &str) -> AppResult<SnapshotId> {
     parse_id(raw, "snapshot")
 }
@@ -40,14 +36,7 @@ pub(crate) async fn list_get(
     Query(q): Query<ListQuery>,
 ) -> AppResult<Response> {
     let instance: InstanceId = parse_id(&id, "instance")?;
-    let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => DEFAULT_LIMIT,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| AppError::invalid("limit", "must be a whole number from 1 to 500"))?,
-    };
+    let limit = super::promotions::limit(q.limit.as_deref())?;
     // Another team's instance does not exist here.
     state.store.instance(ctx.team_id(), instance).await?;
     let found = state
