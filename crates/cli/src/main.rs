@@ -519,10 +519,11 @@ async fn serve(storage: &StorageArgs, options: ServeOptions) -> Result<()> {
         purge_every_secs = ?c.retention.every.map(|e| e.as_secs()),
         "configuration"
     );
+    let signal = stagehand_web::shutdown_signal().context("could not install signal handlers")?;
     tracing::info!(database = ?storage.database(), "stagehand listening on http://{addr}");
     let draining = state.clone();
     let shutdown = async move {
-        stagehand_web::shutdown_signal().await;
+        signal.await;
         draining.begin_draining();
         if !shutdown_delay.is_zero() {
             tracing::info!(

@@ -72,6 +72,23 @@ async fn serve_with_no_configuration_uses_sqlite_and_stops_cleanly_on_sigterm() 
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A SIGTERM that arrives the moment serve says it listens (a rolling
+/// restart of a pod that just started) still stops it gracefully: the
+/// handler is installed before the announcement, never after it.
+#[test]
+fn a_sigterm_right_after_serve_announces_itself_stops_it_gracefully() {
+    for _ in 0..5 {
+        let dir = temp_dir();
+        let (child, _url) = spawn_serve(stagehand(&dir));
+        let exit = terminate(child);
+        assert!(
+            exit.success(),
+            "a SIGTERM right after start ended serve with {exit:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn serve_uses_postgres_when_database_url_is_set() {
     let admin = std::env::var("DATABASE_URL").expect(
@@ -794,6 +811,7 @@ async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
             .iter()
             .all(|l| l["span"]["path"] == "/api/v1/no-such-thing" && l["level"].is_string())
     );
-    assert!(terminate(child).success());
+    let exit = terminate(child);
+    assert!(exit.success(), "{exit:?}; the log: {lines:#?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
