@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use stagehand_domain::plan::InstanceState;
 use stagehand_domain::{
     AuditEventKind, ContentHash, EnvKey, FlowContent, FlowName, InstanceId, Name, Permission,
     PermissionSet, PipelineId, PromotionId, PromotionPlan, PromotionStatus, Protection,
@@ -556,13 +557,35 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageOverview {
     pub stage: Stage,
-    pub flows: i64,
-    /// Keys of the stage's instance without a value.
-    pub keys_awaiting_value: i64,
-    /// The newest promotion out of or into the stage.
-    pub last_promotion: Option<PromotionHead>,
+    /// The stage's instance as the planner sees it: each flow's content
+    /// hash and each key's state, never a value. Comparing it with the
+    /// previous stage's tells whether this one is behind, without reading
+    /// a flow.
+    pub state: InstanceState,
+    /// The newest promotion applied into the stage (rolled back since,
+    /// perhaps), with what it left there.
+    pub arrival: Option<Arrival>,
     /// Promotions into the stage awaiting approval, newest first.
-    pub pending: Vec<PromotionHead>,
+    pub pending: Vec<PendingRequest>,
+}
+
+/// How a stage got what it has: the newest promotion applied into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Arrival {
+    pub promotion: PromotionHead,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub rolled_back_at: Option<DateTime<Utc>>,
+    /// The flows the promotion left in the stage: its pinned snapshot's,
+    /// or after a rollback the backup's. Today's flows differing from them
+    /// were changed in the stage since.
+    pub left_flows: BTreeMap<FlowName, ContentHash>,
+}
+
+/// A promotion awaiting approval, with the approvals it has so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingRequest {
+    pub promotion: PromotionHead,
+    pub approvals: u32,
 }
 
 /// A snapshot as a line of a list: without its manifest.

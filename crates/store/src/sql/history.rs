@@ -4,11 +4,14 @@
 use super::promotions::{PROMOTION_COLUMNS, PromotionRow};
 use super::{Conn, Db, push_window_and_page};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Promotion, PromotionFilter, PromotionHead};
+use crate::model::{Arrival, PendingRequest, Promotion, PromotionFilter, PromotionHead};
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use stagehand_domain::{
-    InstanceId, PipelineId, PromotionId, PromotionStatus, StageId, TeamId, UserId,
+    ContentHash, FlowName, InstanceId, PipelineId, PromotionId, PromotionStatus, StageId, TeamId,
+    UserId,
 };
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 const HEAD_COLUMNS: &str = "id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
@@ -83,48 +86,97 @@ pub(super) async fn history(
 /// by status, has the rest.
 pub(crate) const MAX_PENDING_SHOWN: i64 = 20;
 
-/// The promotions a pipeline page shows: those with the given ids (the
-/// stages' last ones) and the newest of the pipeline's promotions awaiting
-/// approval, newest first, each once.
-pub(super) async fn of_pipeline_page(
+/// The newest of the pipeline's promotions awaiting approval, newest
+/// first, each with the approvals it has so far.
+pub(super) async fn pending_of_pipeline(
     conn: &mut Conn,
     team: TeamId,
     pipeline: PipelineId,
-    ids: &[Uuid],
-) -> StoreResult<Vec<PromotionHead>> {
-    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-        "select {HEAD_COLUMNS} from (select {HEAD_COLUMNS} from promotions where team_id = "
-    ));
-    q.push_bind(team.0)
-        .push(" and pipeline_id = ")
-        .push_bind(pipeline.0)
-        .push(" and status = ")
-        .push_bind(PromotionStatus::PendingApproval.as_str())
-        .push(" order by created_at desc, id desc limit ")
-        .push_bind(MAX_PENDING_SHOWN)
-        .push(") as pending");
-    if !ids.is_empty() {
-        q.push(format!(
-            " union all select {HEAD_COLUMNS} from promotions where team_id = "
-        ))
-        .push_bind(team.0)
-        .push(" and id in (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        q.push(")");
+) -> StoreResult<Vec<PendingRequest>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        head: HeadRow,
+        approvals: i64,
     }
-    let mut found: Vec<PromotionHead> = q
-        .build_query_as::<HeadRow>()
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "select {HEAD_COLUMNS},
+            (select count(*) from promotion_approvals a
+              where a.promotion_id = p.id and a.decision = 'approve') as approvals
+         from promotions p
+         where team_id = $1 and pipeline_id = $2 and status = $3
+         order by created_at desc, id desc limit $4"
+    ))
+    .bind(team.0)
+    .bind(pipeline.0)
+    .bind(PromotionStatus::PendingApproval.as_str())
+    .bind(MAX_PENDING_SHOWN)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(PendingRequest {
+                promotion: r.head.into_head()?,
+                approvals: u32::try_from(r.approvals).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
+
+/// The promotions with the given ids (each stage's newest applied one),
+/// with when they were applied and rolled back and the flows each left in
+/// its target.
+pub(super) async fn arrivals(
+    conn: &mut Conn,
+    team: TeamId,
+    ids: &[Uuid],
+) -> StoreResult<Vec<Arrival>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        head: HeadRow,
+        applied_at: Option<DateTime<Utc>>,
+        rolled_back_at: Option<DateTime<Utc>>,
+        source_flows: Json<BTreeMap<FlowName, ContentHash>>,
+        backup_flows: Option<Json<BTreeMap<FlowName, ContentHash>>>,
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+        "select h.*, s.flows as source_flows, b.flows as backup_flows from (
+           select {HEAD_COLUMNS}, source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at
+           from promotions where team_id = "
+    ));
+    q.push_bind(team.0).push(" and id in (");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(
+        ")) as h join snapshots s on s.id = h.source_snapshot_id
+         left join snapshots b on b.id = h.backup_snapshot_id",
+    );
+    q.build_query_as::<Row>()
         .fetch_all(conn)
         .await?
         .into_iter()
-        .map(HeadRow::into_head)
-        .collect::<StoreResult<_>>()?;
-    found.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
-    found.dedup_by_key(|p| p.id);
-    Ok(found)
+        .map(|r| {
+            let promotion = r.head.into_head()?;
+            // A rollback put the backup back; otherwise the pinned
+            // snapshot is what the promotion left.
+            let left_flows = match (promotion.status, r.backup_flows) {
+                (PromotionStatus::RolledBack, Some(backup)) => backup.0,
+                _ => r.source_flows.0,
+            };
+            Ok(Arrival {
+                promotion,
+                applied_at: r.applied_at,
+                rolled_back_at: r.rolled_back_at,
+                left_flows,
+            })
+        })
+        .collect()
 }
 
 /// One `select` of the history: the filters, the window, the page.

@@ -2,7 +2,7 @@
 //! instance row, bumps its version and writes its audit event in one
 //! transaction.
 
-use super::{Conn, audit, lock_instance, now, stored};
+use super::{Conn, Db, audit, lock_instance, now, stored};
 use crate::crypto::{Cipher, Sealed};
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{Actor, EnvVarMeta, Flow, FlowMeta, Instance, NewAuditEvent};
@@ -795,37 +795,56 @@ pub(super) async fn reveal_env_value(
 
 /// The instance's flows and key states, as the planner sees them.
 pub(super) async fn state(conn: &mut Conn, instance: InstanceId) -> StoreResult<InstanceState> {
-    let flows: Vec<(String, String)> =
-        sqlx::query_as("select name, content_hash from flows where instance_id = $1")
-            .bind(instance.0)
-            .fetch_all(&mut *conn)
-            .await?;
-    let env: Vec<(String, bool)> = sqlx::query_as(
-        "select key, value_ciphertext is not null or held_by_runtime from env_vars where instance_id = $1",
-    )
-    .bind(instance.0)
-    .fetch_all(conn)
-    .await?;
-    Ok(InstanceState {
-        flows: flows
-            .into_iter()
-            .map(|(n, h)| {
-                Ok((
-                    stored(FlowName::parse(&n))?,
-                    stored(ContentHash::from_stored(h))?,
-                ))
-            })
-            .collect::<StoreResult<_>>()?,
-        env: env
-            .into_iter()
-            .map(|(k, has)| {
-                let state = if has {
-                    EnvKeyState::HasValue
-                } else {
-                    EnvKeyState::AwaitingValue
-                };
-                Ok((stored(EnvKey::parse(&k))?, state))
-            })
-            .collect::<StoreResult<_>>()?,
-    })
+    Ok(states(conn, &[instance.0])
+        .await?
+        .remove(&instance.0)
+        .unwrap_or_default())
+}
+
+/// [`state`] of several instances in one query; an instance with neither
+/// flows nor keys is absent.
+pub(super) async fn states(
+    conn: &mut Conn,
+    instances: &[Uuid],
+) -> StoreResult<BTreeMap<Uuid, InstanceState>> {
+    let mut found: BTreeMap<Uuid, InstanceState> = BTreeMap::new();
+    if instances.is_empty() {
+        return Ok(found);
+    }
+    // One row per flow ('f', name, hash) and per key ('k', key, '1' when
+    // it has a value or the runtime holds it, '' when it awaits one).
+    let mut q = sqlx::QueryBuilder::<Db>::new(
+        "select instance_id, 'f' as kind, name, content_hash as detail from flows where instance_id in (",
+    );
+    let mut list = q.separated(", ");
+    for i in instances {
+        list.push_bind(*i);
+    }
+    q.push(
+        ") union all select instance_id, 'k', key, case when value_ciphertext is not null or held_by_runtime then '1' else '' end
+         from env_vars where instance_id in (",
+    );
+    let mut list = q.separated(", ");
+    for i in instances {
+        list.push_bind(*i);
+    }
+    q.push(")");
+    let rows: Vec<(Uuid, String, String, String)> = q.build_query_as().fetch_all(conn).await?;
+    for (instance, kind, name, detail) in rows {
+        let state = found.entry(instance).or_default();
+        if kind == "f" {
+            state.flows.insert(
+                stored(FlowName::parse(&name))?,
+                stored(ContentHash::from_stored(detail))?,
+            );
+        } else {
+            let key_state = if detail.is_empty() {
+                EnvKeyState::AwaitingValue
+            } else {
+                EnvKeyState::HasValue
+            };
+            state.env.insert(stored(EnvKey::parse(&name))?, key_state);
+        }
+    }
+    Ok(found)
 }

@@ -3,14 +3,14 @@
 //! pipeline (or deleting the pipeline) is a change of that instance's
 //! existence in the pipeline, refused unless the actor manages protection.
 
-use super::{Conn, audit, history, now, stored};
+use super::{Conn, audit, history, instances, now, stored};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, NewAuditEvent, Pipeline, PromotionHead, Stage, StageOverview};
+use crate::model::{Actor, NewAuditEvent, Pipeline, Stage, StageOverview};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{
-    AuditEventKind, InstanceId, Name, PipelineId, PromotionStatus, Protection, StageId, StageOrder,
-    TeamId, ValidationError,
+    AuditEventKind, InstanceId, Name, PipelineId, Protection, StageId, StageOrder, TeamId,
+    ValidationError,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -387,10 +387,11 @@ pub(super) async fn reorder(
     Ok(updated)
 }
 
-/// The pipeline with what each stage's card shows, in two queries whatever
-/// the number of stages: the pipeline with its stages, their counts and the
-/// ids of their last promotions (correlated index lookups), then those
-/// promotions together with the pending ones.
+/// The pipeline with what each stage's card shows, in four queries
+/// whatever the number of stages: the pipeline with its stages and the id
+/// of each one's newest applied promotion (a correlated index lookup),
+/// the stages' flows and keys, those promotions with what they left, and
+/// the pending requests with their approvals.
 pub(super) async fn overview(
     conn: &mut Conn,
     team: TeamId,
@@ -407,22 +408,15 @@ pub(super) async fn overview(
         position: Option<i32>,
         required_approvals: Option<i32>,
         requires_all_env_values: Option<bool>,
-        flow_count: i64,
-        awaiting: i64,
-        last_out: Option<Uuid>,
-        last_in: Option<Uuid>,
+        last_arrival: Option<Uuid>,
     }
     let joined: Vec<Row> = sqlx::query_as(
         "select p.name as pipeline_name, p.created_at as pipeline_created_at,
             s.id, s.instance_id, i.name as instance_name, s.position,
             i.required_approvals, i.requires_all_env_values,
-            (select count(*) from flows f where f.instance_id = s.instance_id) as flow_count,
-            (select count(*) from env_vars e
-              where e.instance_id = s.instance_id and e.value_ciphertext is null) as awaiting,
-            (select x.id from promotions x where x.source_stage_id = s.id
-              order by x.created_at desc, x.id desc limit 1) as last_out,
-            (select x.id from promotions x where x.target_stage_id = s.id
-              order by x.created_at desc, x.id desc limit 1) as last_in
+            (select x.id from promotions x
+              where x.target_stage_id = s.id and x.status in ('applied', 'rolled_back')
+              order by x.created_at desc, x.id desc limit 1) as last_arrival
          from pipelines p
          left join stages s on s.pipeline_id = p.id
          left join instances i on i.id = s.instance_id
@@ -440,18 +434,11 @@ pub(super) async fn overview(
         name: first.pipeline_name.clone(),
         created_at: first.pipeline_created_at,
     };
-    struct StageLine {
-        stage: StageRow,
-        flow_count: i64,
-        awaiting: i64,
-        last_out: Option<Uuid>,
-        last_in: Option<Uuid>,
-    }
-    let rows: Vec<StageLine> = joined
+    let rows: Vec<(StageRow, Option<Uuid>)> = joined
         .into_iter()
         .filter_map(|r| {
-            Some(StageLine {
-                stage: StageRow {
+            Some((
+                StageRow {
                     id: r.id?,
                     pipeline_id: id.0,
                     instance_id: r.instance_id?,
@@ -460,38 +447,25 @@ pub(super) async fn overview(
                     required_approvals: r.required_approvals?,
                     requires_all_env_values: r.requires_all_env_values?,
                 },
-                flow_count: r.flow_count,
-                awaiting: r.awaiting,
-                last_out: r.last_out,
-                last_in: r.last_in,
-            })
+                r.last_arrival,
+            ))
         })
         .collect();
-    let last_ids: Vec<Uuid> = rows
-        .iter()
-        .flat_map(|r| [r.last_out, r.last_in])
-        .flatten()
-        .collect();
-    let promotions = history::of_pipeline_page(conn, team, id, &last_ids).await?;
-    let by_id: BTreeMap<Uuid, &PromotionHead> = promotions.iter().map(|p| (p.id.0, p)).collect();
+    let instances: Vec<Uuid> = rows.iter().map(|(s, _)| s.instance_id).collect();
+    let mut states = instances::states(conn, &instances).await?;
+    let arrival_ids: Vec<Uuid> = rows.iter().filter_map(|(_, a)| *a).collect();
+    let arrivals = history::arrivals(conn, team, &arrival_ids).await?;
+    let pending = history::pending_of_pipeline(conn, team, id).await?;
     let mut stages = Vec::with_capacity(rows.len());
     let mut cards = Vec::with_capacity(rows.len());
-    for r in rows {
-        let stage = r.stage.into_stage()?;
-        let last = [r.last_out, r.last_in]
-            .into_iter()
-            .flatten()
-            .filter_map(|i| by_id.get(&i).copied())
-            .max_by_key(|p| (p.created_at, p.id));
+    for (r, arrival) in rows {
+        let stage = r.into_stage()?;
         cards.push(StageOverview {
-            flows: r.flow_count,
-            keys_awaiting_value: r.awaiting,
-            last_promotion: last.cloned(),
-            pending: promotions
+            state: states.remove(&stage.instance_id.0).unwrap_or_default(),
+            arrival: arrival.and_then(|a| arrivals.iter().find(|x| x.promotion.id.0 == a).cloned()),
+            pending: pending
                 .iter()
-                .filter(|p| {
-                    p.target_stage_id == stage.id && p.status == PromotionStatus::PendingApproval
-                })
+                .filter(|p| p.promotion.target_stage_id == stage.id)
                 .cloned()
                 .collect(),
             stage: stage.clone(),

@@ -2,8 +2,8 @@
 //! pipeline overview.
 
 use crate::harness::*;
-use stagehand_domain::{PromotionStatus, Protection};
-use stagehand_store::StoreError;
+use stagehand_domain::{EnvKeyState, PromotionStatus, Protection};
+use stagehand_store::{StageOverview, StoreError};
 
 pub async fn the_history_filters_and_pages_by_keyset(h: &Harness) {
     let team = h.team("t").await;
@@ -126,17 +126,42 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
         .unwrap();
     let (pipeline, cards) = h.store.pipeline_overview(team, p.id).await.unwrap();
     assert_eq!(pipeline.id, p.id);
-    let counts: Vec<(i64, i64)> = cards
+    let awaiting = |c: &StageOverview| {
+        c.state
+            .env
+            .values()
+            .filter(|k| **k == EnvKeyState::AwaitingValue)
+            .count()
+    };
+    let counts: Vec<(usize, usize)> = cards
         .iter()
-        .map(|c| (c.flows, c.keys_awaiting_value))
+        .map(|c| (c.state.flows.len(), awaiting(c)))
         .collect();
     // qa got both flows and both keys, without values.
     assert_eq!(counts, [(2, 1), (2, 2), (0, 0)]);
-    assert_eq!(cards[0].last_promotion.as_ref().unwrap().id, applied.id);
-    assert_eq!(cards[1].last_promotion.as_ref().unwrap().id, pending.id);
-    assert_eq!(cards[2].last_promotion.as_ref().unwrap().id, pending.id);
+    // Each stage's arrival is the newest promotion applied into it: none
+    // into dev, the applied one into qa, none yet into prod (its request
+    // waits, with no approval so far).
+    assert!(cards[0].arrival.is_none() && cards[2].arrival.is_none());
+    let arrival = cards[1].arrival.as_ref().unwrap();
+    assert_eq!(arrival.promotion.id, applied.id);
+    assert!(arrival.applied_at.is_some() && arrival.rolled_back_at.is_none());
+    assert_eq!(arrival.left_flows, cards[0].state.flows);
+    // Same flows and keys, whatever the values: the same state hash.
+    assert_eq!(cards[1].state.content_hash(), cards[0].state.content_hash());
     assert!(cards[0].pending.is_empty() && cards[1].pending.is_empty());
     assert_eq!(cards[2].pending.len(), 1);
+    assert_eq!(cards[2].pending[0].promotion.id, pending.id);
+    assert_eq!(cards[2].pending[0].approvals, 0);
+
+    // After a rollback, what the arrival left is the backup (qa's flows
+    // before: none), and the stage says when.
+    h.store.rollback(team, applied.id, &actor()).await.unwrap();
+    let (_, cards) = h.store.pipeline_overview(team, p.id).await.unwrap();
+    let arrival = cards[1].arrival.as_ref().unwrap();
+    assert_eq!(arrival.promotion.id, applied.id);
+    assert!(arrival.rolled_back_at.is_some());
+    assert!(arrival.left_flows.is_empty() && cards[1].state.flows.is_empty());
 
     // An empty pipeline has a page too; another team's has none.
     let empty = h

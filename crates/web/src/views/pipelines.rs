@@ -1,11 +1,13 @@
-//! The pipeline page: stages as cards left to right, each with its
-//! instance, flow count, keys awaiting values and last promotion; adding,
-//! removing, reordering and protecting stages; play on every stage but the
-//! last.
+//! The pipeline page: stages as cards left to right, each saying what it
+//! runs (a content hash), whether it is behind the stage before it, how it
+//! got there (promotion, who, when, edited since), what waits for it
+//! (keys without a value, requests with their approvals) and its runtime's
+//! state; adding, removing, reordering and protecting stages; play on every
+//! stage but the last.
 
 use super::paths::{PipelinePath, StagePath};
 use super::promotions::{Names, PromotionRow};
-use super::{Chrome, Form, render, see_other};
+use super::{Chrome, Form, render, see_other, when};
 use crate::AppState;
 use crate::authz::Ctx;
 use crate::error::{AppError, AppResult};
@@ -14,8 +16,13 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
-use stagehand_domain::{InstanceId, Name, Permission, StageId, pipeline::MAX_REQUIRED_APPROVALS};
+use stagehand_domain::plan::PlanSummary;
+use stagehand_domain::{
+    ContentHash, EnvKeyState, FlowName, InstanceId, Name, Permission, PromotionPlan, StageId,
+    pipeline::MAX_REQUIRED_APPROVALS,
+};
 use stagehand_store::{Instance, Pipeline};
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 pub(crate) struct NameForm {
@@ -40,17 +47,76 @@ struct StageCard {
     id: String,
     instance_id: String,
     instance: String,
-    flows: i64,
-    awaiting: i64,
+    flows: usize,
+    awaiting: usize,
+    /// The short content hash of the stage's flows and keys: equal stages
+    /// show the same one.
+    state_hash: String,
     required_approvals: u32,
     requires_all_env_values: bool,
-    last: Option<PromotionRow>,
+    /// How the stage compares with the one before it (none for the first).
+    compared: Option<Comparison>,
+    /// How it got what it has.
+    arrival: Option<ArrivalCard>,
     /// Promotions into this stage awaiting approval.
-    pending: Vec<PromotionRow>,
+    pending: Vec<PendingCard>,
     is_first: bool,
     is_last: bool,
+    /// The play button's words for a screen reader: its direction.
+    play_label: String,
     /// The runtime's state, when the stage's instance is connected.
     runtime: Option<super::runtimes::RuntimeCard>,
+}
+
+/// A stage against the previous one: what playing that one would change.
+struct Comparison {
+    previous: String,
+    equal: bool,
+    /// "2 flows added, 1 changed; 1 key to add".
+    difference: String,
+}
+
+struct ArrivalCard {
+    id: String,
+    from: String,
+    by: String,
+    at: String,
+    rolled_back_at: Option<String>,
+    /// Flows that differ from what the promotion (or its rollback) left.
+    changed_since: usize,
+}
+
+struct PendingCard {
+    row: PromotionRow,
+    approvals: u32,
+    required: u32,
+}
+
+/// What a plan would change, in words: "2 flows added, 1 changed; 1 key
+/// to add".
+fn difference_in_words(s: &PlanSummary) -> String {
+    let flows: Vec<String> = [
+        (s.flows_added, "added"),
+        (s.flows_changed, "changed"),
+        (s.flows_removed, "removed"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .enumerate()
+    .map(|(i, (n, what))| match i {
+        0 => format!("{n} {} {what}", if n == 1 { "flow" } else { "flows" }),
+        _ => format!("{n} {what}"),
+    })
+    .collect();
+    let mut words = flows.join(", ");
+    if s.keys_added > 0 {
+        if !words.is_empty() {
+            words.push_str("; ");
+        }
+        let key = if s.keys_added == 1 { "key" } else { "keys" };
+        words.push_str(&format!("{} {key} to add", s.keys_added));
+    }
+    words
 }
 
 #[derive(Template)]
@@ -95,35 +161,68 @@ pub(crate) async fn view_pipeline_get(
         }
     }
     let n = overview.len();
-    let stages = overview
-        .iter()
-        .enumerate()
-        .map(|(i, o)| StageCard {
+    let mut stages = Vec::with_capacity(n);
+    for (i, o) in overview.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &overview[p]);
+        let compared = previous.map(|p| {
+            // What playing the previous stage would do here: the same
+            // planner, on the stored hashes (no flow is read).
+            let plan = PromotionPlan::between(&p.state, &o.state);
+            Comparison {
+                previous: p.stage.instance_name.to_string(),
+                equal: plan.is_noop(),
+                difference: difference_in_words(&plan.summary()),
+            }
+        });
+        let arrival = o.arrival.as_ref().map(|a| ArrivalCard {
+            id: a.promotion.id.to_string(),
+            from: names.head_row(&a.promotion, String::new()).from,
+            by: a.promotion.requested_by.clone(),
+            at: when(a.applied_at.as_ref().unwrap_or(&a.promotion.created_at)),
+            rolled_back_at: a.rolled_back_at.as_ref().map(when),
+            changed_since: changed_flows(&a.left_flows, &o.state.flows),
+        });
+        let required = o.stage.protection.required_approvals;
+        stages.push(StageCard {
             id: o.stage.id.to_string(),
             instance_id: o.stage.instance_id.to_string(),
             instance: o.stage.instance_name.to_string(),
-            flows: o.flows,
-            awaiting: o.keys_awaiting_value,
-            required_approvals: o.stage.protection.required_approvals,
+            flows: o.state.flows.len(),
+            awaiting: o
+                .state
+                .env
+                .values()
+                .filter(|k| **k == EnvKeyState::AwaitingValue)
+                .count(),
+            state_hash: o.state.content_hash().short().to_owned(),
+            required_approvals: required,
             requires_all_env_values: o.stage.protection.requires_all_env_values,
-            last: o
-                .last_promotion
-                .as_ref()
-                .map(|p| names.head_row(p, String::new())),
+            compared,
+            arrival,
             pending: o
                 .pending
                 .iter()
-                .map(|p| names.head_row(p, String::new()))
+                .map(|p| PendingCard {
+                    row: names.head_row(&p.promotion, String::new()),
+                    approvals: p.approvals,
+                    required,
+                })
                 .collect(),
             is_first: i == 0,
             is_last: i + 1 == n,
+            play_label: overview.get(i + 1).map_or_else(String::new, |next| {
+                format!(
+                    "Play: preview promoting {} into {}",
+                    o.stage.instance_name, next.stage.instance_name
+                )
+            }),
             runtime: fresh
                 .iter()
                 .find(|l| l.instance_id == o.stage.instance_id)
                 .cloned()
                 .map(super::runtimes::RuntimeCard::new),
-        })
-        .collect();
+        });
+    }
     let free_instances = instances
         .into_iter()
         .filter(|i| !pipeline.stages.iter().any(|s| s.instance_id == i.id))
@@ -135,6 +234,16 @@ pub(crate) async fn view_pipeline_get(
         free_instances,
         max_approvals: MAX_REQUIRED_APPROVALS,
     })
+}
+
+/// Flows added, changed or removed between two manifests.
+fn changed_flows(
+    then: &BTreeMap<FlowName, ContentHash>,
+    now: &BTreeMap<FlowName, ContentHash>,
+) -> usize {
+    let changed_or_removed = then.iter().filter(|(n, h)| now.get(*n) != Some(*h)).count();
+    let added = now.keys().filter(|n| !then.contains_key(*n)).count();
+    changed_or_removed + added
 }
 
 pub(crate) async fn delete_post(

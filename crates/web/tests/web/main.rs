@@ -15,6 +15,7 @@ mod failures;
 mod grants;
 mod harness;
 mod inputs;
+mod pipeline_page;
 mod play;
 mod protection;
 mod queries;

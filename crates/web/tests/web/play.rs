@@ -406,8 +406,8 @@ async fn counts_on_the_pipeline_page_and_dashboard_read_as_words() {
         .get(&format!("/teams/{team}/pipelines/{pipeline}"))
         .await;
     page.assert_ok();
-    assert!(page.body.contains("<p>1 flow</p>"), "{}", page.body);
-    assert!(page.body.contains("<p>2 flows</p>"), "{}", page.body);
+    assert!(page.body.contains(" · 1 flow</p>"), "{}", page.body);
+    assert!(page.body.contains(" · 2 flows</p>"), "{}", page.body);
     assert!(
         page.body.contains("1 key awaiting a value"),
         "{}",

@@ -1,0 +1,155 @@
+//! The pipeline page as a lead reads it: what each stage runs, whether it
+//! is behind the stage before it, how it got there, what was changed in it
+//! since, and what waits for it. Seen by a viewer, without values.
+
+use crate::harness::*;
+use stagehand_domain::{BuiltinRole, StageId};
+
+/// One stage's card of a pipeline page.
+fn card<'a>(body: &'a str, stage: &StageId) -> &'a str {
+    let start = body
+        .find(&format!("id=\"stage-{stage}\""))
+        .unwrap_or_else(|| panic!("no card for {stage}: {body}"));
+    let end = body[start..].find("</li>").unwrap() + start;
+    &body[start..end]
+}
+
+/// The short state hash a card shows.
+fn runs(card: &str) -> &str {
+    let at = card.find("runs <code>").unwrap() + "runs <code>".len();
+    &card[at..at + 12]
+}
+
+#[tokio::test]
+async fn the_pipeline_page_shows_what_runs_where_and_what_waits() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let qa = app.instance(team, "qa", &[]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let secret = "dev-only-secret-4711";
+    app.env(team, dev, "API_TOKEN", Some(secret)).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, qa, prod]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let page_url = format!("/teams/{team}/pipelines/{pipeline}");
+    let base = format!("{page_url}/stages");
+
+    // Nothing promoted yet: qa is behind dev by a flow and a key; prod is
+    // the same as qa (both empty).
+    let body = viewer.get(&page_url).await.body;
+    let qa_card = card(&body, &stages[1]);
+    assert!(qa_card.contains("behind dev"), "{qa_card}");
+    assert!(qa_card.contains("1 flow added; 1 key to add"), "{qa_card}");
+    assert!(
+        qa_card.contains("Nothing promoted into it yet"),
+        "{qa_card}"
+    );
+    let prod_card = card(&body, &stages[2]);
+    assert!(prod_card.contains("same as qa"), "{prod_card}");
+    assert_eq!(runs(qa_card), runs(prod_card));
+    assert_ne!(runs(card(&body, &stages[0])), runs(qa_card));
+    // Each play button says where it goes (to those who may play).
+    assert!(!body.contains("aria-label=\"Play"));
+    let body = lead.get(&page_url).await.body;
+    assert!(
+        body.contains("aria-label=\"Play: preview promoting dev into qa\""),
+        "{body}"
+    );
+    assert!(body.contains("aria-label=\"Play: preview promoting qa into prod\""));
+
+    // dev → qa: qa holds what dev holds, from that promotion, by lena.
+    let played = lead
+        .post(&format!("{base}/{}/promote", stages[0]), &[])
+        .await;
+    let into_qa = played.location.clone().unwrap();
+    let body = viewer.get(&page_url).await.body;
+    let qa_card = card(&body, &stages[1]);
+    assert!(qa_card.contains("same as dev"), "{qa_card}");
+    assert!(
+        qa_card.contains(&format!("href=\"{into_qa}\">dev</a>, played by lena")),
+        "{qa_card}"
+    );
+    assert!(qa_card.contains("1 key awaiting a value"), "{qa_card}");
+    assert_eq!(runs(qa_card), runs(card(&body, &stages[0])));
+    assert!(card(&body, &stages[2]).contains("behind qa"));
+
+    // A dev edit puts qa behind by one changed flow.
+    lead.post(
+        &format!("/teams/{team}/instances/{dev}/flows"),
+        &[("name", "orders"), ("content", r#"{"v":2}"#)],
+    )
+    .await
+    .assert_redirect_to("/teams/");
+    let body = viewer.get(&page_url).await.body;
+    let qa_card = card(&body, &stages[1]);
+    assert!(
+        qa_card.contains("behind dev</span> 1 flow changed<"),
+        "{qa_card}"
+    );
+
+    // A rollback of qa says so, and qa is back to empty.
+    lead.post(&format!("{into_qa}/rollback"), &[])
+        .await
+        .assert_redirect_to("/teams/");
+    let body = viewer.get(&page_url).await.body;
+    let qa_card = card(&body, &stages[1]);
+    assert!(qa_card.contains("; <strong>rolled back</strong> 20"), "{qa_card}");
+    // (The key it added stays, without a value: a rollback restores flows.)
+    assert!(qa_card.contains("behind dev</span> 1 flow added<"), "{qa_card}");
+    assert!(!qa_card.contains("changed here since"), "{qa_card}");
+
+    // dev → qa → prod, then a direct hotfix in prod: prod says it was
+    // changed since its promotion, and differs from qa.
+    lead.post(&format!("{base}/{}/promote", stages[0]), &[])
+        .await;
+    lead.post(&format!("{base}/{}/promote", stages[1]), &[])
+        .await;
+    let body = viewer.get(&page_url).await.body;
+    assert!(card(&body, &stages[2]).contains("same as qa"), "{body}");
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/flows"),
+            &[("name", "orders"), ("content", r#"{"v":"hotfix"}"#)],
+        )
+        .await
+        .assert_redirect_to("/teams/");
+    let body = viewer.get(&page_url).await.body;
+    let prod_card = card(&body, &stages[2]);
+    assert!(
+        prod_card.contains("1 flow changed here since"),
+        "{prod_card}"
+    );
+    assert!(
+        prod_card.contains("behind qa</span> 1 flow changed<"),
+        "{prod_card}"
+    );
+
+    // Protected by two approvals: a request into prod with one approval
+    // so far says so on prod's card.
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/protection"),
+            &[("required_approvals", "2")],
+        )
+        .await;
+    let requested = lead
+        .post(&format!("{base}/{}/promote", stages[1]), &[])
+        .await;
+    let request = requested.location.clone().unwrap();
+    admin
+        .post(&format!("{request}/decision"), &[("decision", "approve")])
+        .await
+        .assert_redirect_to(&request);
+    let body = viewer.get(&page_url).await.body;
+    let prod_card = card(&body, &stages[2]);
+    assert!(
+        prod_card.contains("qa → prod by lena, 1 of 2 approvals so far"),
+        "{prod_card}"
+    );
+    assert!(prod_card.contains(&format!("href=\"{request}#approvals\"")));
+    // A viewer sees every state, never a value.
+    assert!(!body.contains(secret));
+    app.stop().await;
+}
