@@ -278,6 +278,21 @@ pub struct Snapshot {
     pub created_at: DateTime<Utc>,
 }
 
+impl Snapshot {
+    /// What the planner sees of the snapshot: its flows and its keys (a
+    /// snapshot keeps no values, so no key counts as awaiting one).
+    pub fn state(&self) -> InstanceState {
+        InstanceState {
+            flows: self.flows.clone(),
+            env: self
+                .env_keys
+                .iter()
+                .map(|k| (k.clone(), stagehand_domain::EnvKeyState::HasValue))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Promotion {
     pub id: PromotionId,

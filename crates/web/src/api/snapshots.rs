@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use stagehand_domain::{EnvKeyState, InstanceId, InstanceState, PromotionPlan, SnapshotId};
+use stagehand_domain::{InstanceId, PromotionPlan, SnapshotId};
 use stagehand_store::Snapshot;
 
 fn snapshot_id(raw: &str) -> AppResult<SnapshotId> {
@@ -104,19 +104,6 @@ pub(crate) struct CompareQuery {
     to: Option<String>,
 }
 
-/// What the planner sees of a snapshot: its flows and its keys (a
-/// snapshot keeps no values, so no key counts as awaiting one).
-fn state_of(s: &Snapshot) -> InstanceState {
-    InstanceState {
-        flows: s.flows.clone(),
-        env: s
-            .env_keys
-            .iter()
-            .map(|k| (k.clone(), EnvKeyState::HasValue))
-            .collect(),
-    }
-}
-
 /// `GET /snapshots/compare?from=A&to=B`: what changed from A to B, in the
 /// plan shape of a preview (B as the source, A as the target: the plan
 /// that would turn A into B). Any two snapshots of the team, of one
@@ -140,7 +127,7 @@ pub(crate) async fn compare_get(
         state.store.snapshot(team, from),
         state.store.snapshot(team, to)
     )?;
-    let plan = PromotionPlan::between(&state_of(&b), &state_of(&a));
+    let plan = PromotionPlan::between(&b.state(), &a.state());
     let meta = |s: &Snapshot| {
         json!({ "id": s.id, "instance_id": s.instance_id, "reason": s.reason,
                 "content_hash": s.content_hash, "created_at": s.created_at })

@@ -12,7 +12,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stagehand_domain::{
-    FlowName, InstanceId, Permission, PipelineId, PromotionPlan, PromotionStatus,
+    EnvKeyState, FlowName, InstanceId, InstanceState, Permission, PipelineId, PromotionPlan,
+    PromotionStatus, TeamId,
 };
 use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionHead, PromotionRequest};
 use std::collections::HashMap;
@@ -105,8 +106,10 @@ pub(crate) struct PromotionRow {
     pub summary: String,
 }
 
-/// One changed flow, as a line diff of its pretty-printed JSON.
+/// One added or changed flow, as a line diff of its pretty-printed JSON.
 struct FlowDiff {
+    /// "Changed" or "Added".
+    kind: &'static str,
     name: String,
     lines: Vec<(char, String)>,
 }
@@ -126,6 +129,9 @@ struct PreviewPage {
     stage_id: String,
     plan: PromotionPlan,
     diffs: Vec<FlowDiff>,
+    /// What the diffs' two sides are: "prod today", "from qa".
+    diff_old: String,
+    diff_new: String,
     awaiting_after: Vec<String>,
     target_version: i64,
     source_version: i64,
@@ -147,7 +153,7 @@ fn pretty(content: &stagehand_domain::FlowContent) -> String {
     serde_json::to_string_pretty(&content.to_value()).unwrap_or_default()
 }
 
-fn diff(name: &FlowName, from: &str, to: &str) -> FlowDiff {
+fn diff(kind: &'static str, name: &FlowName, from: &str, to: &str) -> FlowDiff {
     let mut lines = Vec::new();
     let d = similar::TextDiff::from_lines(from, to);
     for group in d.grouped_ops(2) {
@@ -170,6 +176,7 @@ fn diff(name: &FlowName, from: &str, to: &str) -> FlowDiff {
         lines.push((' ', "… (diff cut short)".to_owned()));
     }
     FlowDiff {
+        kind,
         name: name.to_string(),
         lines,
     }
@@ -194,6 +201,7 @@ pub(crate) async fn view_preview_get(
             .flow(team, preview.source.instance_id, &change.name)
             .await?;
         diffs.push(diff(
+            "Changed",
             &change.name,
             &pretty(&from.content),
             &pretty(&to.content),
@@ -237,6 +245,8 @@ pub(crate) async fn view_preview_get(
         target_instance_id: preview.target.instance_id.to_string(),
         target_drifted,
         chrome: Chrome::new(&ctx),
+        diff_old: format!("{} today", preview.target.instance_name),
+        diff_new: format!("from {}", preview.source.instance_name),
         source: preview.source.instance_name.to_string(),
         target: preview.target.instance_name.to_string(),
         stage_id: stage.to_string(),
@@ -313,6 +323,71 @@ struct PromotionPage {
     /// The target's version at request time and now, if they differ.
     target_changed: Option<(i64, i64)>,
     can_decide: bool,
+    /// For a request awaiting approval: what approving it would do now.
+    ships: Option<Ships>,
+}
+
+/// What approving a waiting request does now: the pinned snapshot over the
+/// target as it is today (not as it was at the request), with the diff of
+/// every added and changed flow.
+struct Ships {
+    plan: PromotionPlan,
+    diffs: Vec<FlowDiff>,
+    /// What the diffs' two sides are.
+    diff_old: String,
+    diff_new: String,
+}
+
+async fn what_ships(
+    state: &AppState,
+    team: TeamId,
+    p: &Promotion,
+    target_name: &str,
+) -> AppResult<Ships> {
+    let (snapshot, pinned, flows, env) = tokio::try_join!(
+        state.store.snapshot(team, p.source_snapshot_id),
+        state.store.snapshot_flows(team, p.source_snapshot_id),
+        state.store.flows(team, p.target_instance_id),
+        state.store.env_vars(team, p.target_instance_id),
+    )?;
+    let target = InstanceState {
+        flows: flows.into_iter().map(|f| (f.name, f.hash)).collect(),
+        env: env
+            .into_iter()
+            .map(|e| (e.key, EnvKeyState::of(&e.has_value.then_some(()))))
+            .collect(),
+    };
+    let plan = PromotionPlan::between(&snapshot.state(), &target);
+    let pinned: HashMap<FlowName, stagehand_domain::FlowContent> = pinned.into_iter().collect();
+    let mut diffs = Vec::new();
+    for change in plan.flows_changed.iter().take(MAX_DIFFS) {
+        let now = state
+            .store
+            .flow(team, p.target_instance_id, &change.name)
+            .await?;
+        if let Some(then) = pinned.get(&change.name) {
+            diffs.push(diff(
+                "Changed",
+                &change.name,
+                &pretty(&now.content),
+                &pretty(then),
+            ));
+        }
+    }
+    for add in &plan.flows_added {
+        if diffs.len() >= MAX_DIFFS {
+            break;
+        }
+        if let Some(content) = pinned.get(&add.name) {
+            diffs.push(diff("Added", &add.name, "", &pretty(content)));
+        }
+    }
+    Ok(Ships {
+        plan,
+        diffs,
+        diff_old: format!("{target_name} now"),
+        diff_new: "the pinned snapshot".to_owned(),
+    })
 }
 
 pub(crate) async fn view_promotion_get(
@@ -365,7 +440,14 @@ pub(crate) async fn view_promotion_get(
             .await?
             .iter()
             .any(|a| a.user_id == me);
+    let ships = match &target {
+        Some(t) if promotion.status == PromotionStatus::PendingApproval => {
+            Some(what_ships(&state, team, &promotion, t.name.as_str()).await?)
+        }
+        _ => None,
+    };
     render(PromotionPage {
+        ships,
         decisions,
         required_approvals,
         target_changed,

@@ -95,9 +95,15 @@ async fn the_pipeline_page_shows_what_runs_where_and_what_waits() {
         .assert_redirect_to("/teams/");
     let body = viewer.get(&page_url).await.body;
     let qa_card = card(&body, &stages[1]);
-    assert!(qa_card.contains("; <strong>rolled back</strong> 20"), "{qa_card}");
+    assert!(
+        qa_card.contains("; <strong>rolled back</strong> 20"),
+        "{qa_card}"
+    );
     // (The key it added stays, without a value: a rollback restores flows.)
-    assert!(qa_card.contains("behind dev</span> 1 flow added<"), "{qa_card}");
+    assert!(
+        qa_card.contains("behind dev</span> 1 flow added<"),
+        "{qa_card}"
+    );
     assert!(!qa_card.contains("changed here since"), "{qa_card}");
 
     // dev → qa → prod, then a direct hotfix in prod: prod says it was

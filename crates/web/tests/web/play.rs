@@ -65,6 +65,14 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
         );
     }
     assert!(!preview.body.contains(secret));
+    // The diff says which side is which: prod today, what dev brings.
+    assert!(
+        preview
+            .body
+            .contains("Changed: <code>orders</code> <span class=\"muted\">(<span class=\"d-\">−</span> prod today, <span class=\"d+\">+</span> from dev)"),
+        "{}",
+        preview.body
+    );
     let version = field_value(&preview.body, "expected_target_version").unwrap();
     let key = field_value(&preview.body, "idempotency_key").unwrap();
 
@@ -286,6 +294,23 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
             .contains("prod changed since this was requested"),
         "{}",
         warned.body
+    );
+    // Reviewers see what approving ships: the pinned dev (v 1, not the
+    // v 2 dev has now) over prod as it is now (with its hotfix key, kept),
+    // flow by flow.
+    let ships = &warned.body[warned.body.find("id=\"what-ships\"").unwrap()..];
+    let ships = &ships[..ships.find("</section>").unwrap()];
+    assert!(
+        ships.contains("What approving will change in prod"),
+        "{ships}"
+    );
+    assert!(ships.contains("Added: <code>orders</code>"), "{ships}");
+    assert!(ships.contains("−</span> prod now"), "{ships}");
+    assert!(ships.contains("&#34;v&#34;: 1</span>"), "{ships}");
+    assert!(!ships.contains("&#34;v&#34;: 2"), "{ships}");
+    assert!(
+        ships.contains("Keys only in prod (kept)</th><td><code>HOTFIX_FLAG</code>"),
+        "{ships}"
     );
 
     // The pipeline page shows the pending promotion on the target stage.
