@@ -128,6 +128,10 @@ pub(crate) enum InstanceCommand {
         /// The new instance's name.
         #[arg(long)]
         name: String,
+        /// A pipeline (id) the new instance joins as a stage: right after
+        /// the source when the source is one of its stages, last otherwise.
+        #[arg(long)]
+        pipeline: Option<String>,
     },
     /// Pull the runtime's flows and values into the instance.
     Pull {
@@ -441,18 +445,31 @@ pub(crate) async fn instance(server: &Server, command: InstanceCommand) -> Resul
                 updated["version"]
             );
         }
-        InstanceCommand::Duplicate { instance, name } => {
+        InstanceCommand::Duplicate {
+            instance,
+            name,
+            pipeline,
+        } => {
+            let mut body = serde_json::json!({ "name": name });
+            if let Some(p) = &pipeline {
+                body["pipeline"] = serde_json::json!(p);
+            }
             let (_, made) = client
                 .send(
                     reqwest::Method::POST,
                     &format!("/instances/{instance}/duplicate"),
-                    Some(&serde_json::json!({ "name": name })),
+                    Some(&body),
                     &[],
                 )
                 .await?;
             eprintln!(
-                "duplicated {instance} as {} (flows and env keys; set its values before promoting into it)",
-                made["name"].as_str().unwrap_or(&name)
+                "duplicated {instance} as {}{} (flows and env keys; set its values before promoting into it)",
+                made["name"].as_str().unwrap_or(&name),
+                if pipeline.is_some() {
+                    ", a stage of the pipeline"
+                } else {
+                    ""
+                }
             );
             println!("{}", made["id"].as_str().unwrap_or_default());
         }

@@ -571,6 +571,37 @@ async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("could not reach"));
+    // And one that joins the pipeline right after dev, in one step.
+    let (code, out, err) = remote(
+        &[
+            "instance",
+            "duplicate",
+            "--instance",
+            &dev,
+            "--name",
+            "staging",
+            "--pipeline",
+            &pipeline,
+        ],
+        &secret,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("a stage of the pipeline"), "{err}");
+    let staging = out.trim().to_owned();
+    let stages = api
+        .get(format!("{url}/api/v1/pipelines/{pipeline}"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        stages["stages"][1]["instance_id"],
+        staging.as_str(),
+        "{stages}"
+    );
     assert!(terminate(server).success());
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -202,11 +202,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A new instance named `name` from `source`: its flows and its env
     /// keys without values; never its settings, protection, runtime
     /// connection or credentials. Audited (`instance.duplicated`).
+    /// A new instance with the source's flows and env keys, without
+    /// values, settings, protection or runtime. With `into`, it joins that
+    /// pipeline in the same transaction: right after the source when the
+    /// source is one of its stages, last otherwise.
     async fn duplicate_instance(
         &self,
         team: TeamId,
         source: InstanceId,
         name: Name,
+        into: Option<PipelineId>,
         actor: &Actor,
     ) -> StoreResult<Instance>;
     async fn instance(&self, team: TeamId, id: InstanceId) -> StoreResult<Instance>;
@@ -404,6 +409,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         instance: InstanceId,
         limit: i64,
     ) -> StoreResult<Vec<SnapshotMeta>>;
+    /// The promotions that pinned the snapshot as their source or took it
+    /// as their backup, newest first (at most 20): why it was taken.
+    async fn snapshot_promotions(
+        &self,
+        team: TeamId,
+        id: SnapshotId,
+    ) -> StoreResult<Vec<PromotionHead>>;
 
     // Audit.
     /// The newest audit events of the team, newest first.

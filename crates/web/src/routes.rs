@@ -6,7 +6,7 @@
 use crate::api;
 use crate::authz::{Access, authorize};
 use crate::views::{
-    admin, audit, dashboard, history, instances, pipelines, promotions, runtimes, tokens,
+    admin, audit, dashboard, history, instances, pipelines, promotions, runtimes, snapshots, tokens,
 };
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
@@ -95,6 +95,10 @@ routes! {
     get  "/teams/{team}/promotions/{promotion}" => promotions::view_promotion_get, Team(PromotionView);
     post "/teams/{team}/promotions/{promotion}/rollback" => promotions::rollback_post, Team(PromotionRollback);
     post "/teams/{team}/promotions/{promotion}/decision" => promotions::decide_post, Team(PromotionApprove);
+
+    get  "/teams/{team}/snapshots/compare" => snapshots::compare_get, Team(InstanceView);
+    get  "/teams/{team}/snapshots/{snapshot}" => snapshots::view_snapshot_get, Team(InstanceView);
+    get  "/teams/{team}/snapshots/{snapshot}/download" => snapshots::download_get, Team(InstanceView);
 
     get  "/teams/{team}/instances" => instances::view_instances_get, Team(InstanceView);
     post "/teams/{team}/instances" => instances::create_post, Team(InstanceEdit);

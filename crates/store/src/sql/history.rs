@@ -8,8 +8,8 @@ use crate::model::{Arrival, PendingRequest, Promotion, PromotionFilter, Promotio
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use stagehand_domain::{
-    ContentHash, FlowName, InstanceId, PipelineId, PromotionId, PromotionStatus, StageId, TeamId,
-    UserId,
+    ContentHash, FlowName, InstanceId, PipelineId, PromotionId, PromotionStatus, SnapshotId,
+    StageId, TeamId, UserId,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -177,6 +177,25 @@ pub(super) async fn arrivals(
             })
         })
         .collect()
+}
+
+/// The promotions that pinned the snapshot or took it as their backup,
+/// newest first: two index lookups.
+pub(super) async fn of_snapshot(
+    conn: &mut Conn,
+    team: TeamId,
+    snapshot: SnapshotId,
+) -> StoreResult<Vec<PromotionHead>> {
+    let rows: Vec<HeadRow> = sqlx::query_as(&format!(
+        "select {HEAD_COLUMNS} from promotions
+         where team_id = $1 and (source_snapshot_id = $2 or backup_snapshot_id = $2)
+         order by created_at desc, id desc limit 20"
+    ))
+    .bind(team.0)
+    .bind(snapshot.0)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(HeadRow::into_head).collect()
 }
 
 /// One `select` of the history: the filters, the window, the page.

@@ -331,9 +331,10 @@ impl Store for Backend {
         team: TeamId,
         source: InstanceId,
         name: Name,
+        into: Option<PipelineId>,
         actor: &Actor,
     ) -> StoreResult<Instance> {
-        write_tx!(self, c => instances::duplicate(c, team, source, name, actor))
+        write_tx!(self, c => pipelines::duplicate_into(c, team, source, name, into, actor))
     }
     async fn instance(&self, team: TeamId, id: InstanceId) -> StoreResult<Instance> {
         read!(self, c => instances::get(c, team, id))
@@ -559,6 +560,14 @@ impl Store for Backend {
     }
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot> {
         read!(self, c => snapshots::snapshot(c, team, id))
+    }
+
+    async fn snapshot_promotions(
+        &self,
+        team: TeamId,
+        id: SnapshotId,
+    ) -> StoreResult<Vec<PromotionHead>> {
+        read!(self, c => history::of_snapshot(c, team, id))
     }
 
     async fn snapshot_flows(

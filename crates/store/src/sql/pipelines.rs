@@ -266,6 +266,29 @@ async fn renumber(conn: &mut Conn, pipeline: PipelineId, order: &[StageId]) -> S
     Ok(())
 }
 
+/// Duplicates `source` and, with `into`, adds the copy to that pipeline:
+/// after the source's stage when it has one there, last otherwise.
+pub(super) async fn duplicate_into(
+    conn: &mut Conn,
+    team: TeamId,
+    source: InstanceId,
+    name: Name,
+    into: Option<PipelineId>,
+    actor: &Actor,
+) -> StoreResult<crate::model::Instance> {
+    let made = instances::duplicate(conn, team, source, name, actor).await?;
+    if let Some(pipeline) = into {
+        let position = lock(conn, team, pipeline)
+            .await?
+            .stages
+            .iter()
+            .position(|s| s.instance_id == source)
+            .map(|i| i + 1);
+        add_stage(conn, team, pipeline, made.id, position, actor).await?;
+    }
+    Ok(made)
+}
+
 pub(super) async fn add_stage(
     conn: &mut Conn,
     team: TeamId,

@@ -1135,7 +1135,7 @@ pub async fn a_duplicate_has_the_flows_and_keys_but_no_value_setting_or_connecti
 
     let qa = h
         .store
-        .duplicate_instance(team, dev.id, name_of("qa"), &actor())
+        .duplicate_instance(team, dev.id, name_of("qa"), None, &actor())
         .await
         .unwrap();
     assert_eq!(qa.name.as_str(), "qa");
@@ -1183,14 +1183,57 @@ pub async fn a_duplicate_has_the_flows_and_keys_but_no_value_setting_or_connecti
     let before = h.count("instances").await;
     assert!(
         h.store
-            .duplicate_instance(team, dev.id, name_of("qa"), &actor())
+            .duplicate_instance(team, dev.id, name_of("qa"), None, &actor())
             .await
             .is_err()
     );
     let other = h.team("other").await;
     let err = h
         .store
-        .duplicate_instance(other, dev.id, name_of("stolen"), &actor())
+        .duplicate_instance(other, dev.id, name_of("stolen"), None, &actor())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(h.count("instances").await, before);
+
+    // Into a pipeline: right after the source's stage, in one step.
+    let prod = h.instance(team, "prod").await;
+    let p = h
+        .store
+        .create_pipeline(team, name_of("checkout"), &actor())
+        .await
+        .unwrap();
+    for i in [dev.id, prod.id] {
+        h.store
+            .add_stage(team, p.id, i, None, &actor())
+            .await
+            .unwrap();
+    }
+    let staging = h
+        .store
+        .duplicate_instance(team, dev.id, name_of("staging"), Some(p.id), &actor())
+        .await
+        .unwrap();
+    let order: Vec<_> = h
+        .store
+        .pipeline(team, p.id)
+        .await
+        .unwrap()
+        .stages
+        .iter()
+        .map(|s| s.instance_id)
+        .collect();
+    assert_eq!(order, [dev.id, staging.id, prod.id]);
+    // Into another team's pipeline: nothing is created.
+    let before = h.count("instances").await;
+    let theirs = h
+        .store
+        .create_pipeline(other, name_of("theirs"), &actor())
+        .await
+        .unwrap();
+    let err = h
+        .store
+        .duplicate_instance(team, dev.id, name_of("sneaky"), Some(theirs.id), &actor())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");

@@ -109,6 +109,10 @@ pub(crate) async fn create_post(
 #[serde(deny_unknown_fields)]
 pub(crate) struct DuplicateBody {
     name: String,
+    /// A pipeline of the team the copy joins as a stage: right after the
+    /// source when the source is one of its stages, last otherwise.
+    /// Needs `pipeline.edit` too.
+    pipeline: Option<String>,
 }
 
 /// A new instance from this one: its flows and env keys, never a value,
@@ -121,9 +125,14 @@ pub(crate) async fn duplicate_post(
 ) -> AppResult<Response> {
     let source = instance_id(&id)?;
     let name = Name::parse("name", &body.name)?;
+    let into = crate::views::instances::duplicate_into(
+        ctx.permissions
+            .contains(stagehand_domain::Permission::PipelineEdit),
+        body.pipeline.as_deref(),
+    )?;
     let created = state
         .store
-        .duplicate_instance(ctx.team_id(), source, name, &ctx.actor())
+        .duplicate_instance(ctx.team_id(), source, name, into, &ctx.actor())
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -171,7 +171,9 @@ fn request_schema(handler: &str) -> Value {
         "instances::duplicate_post" => json!({ "type": "object", "required": ["name"],
             "additionalProperties": false, "properties": {
             "name": { "type": "string", "minLength": 1, "maxLength": 100,
-                      "description": "the new instance's name, unique in the team" } } }),
+                      "description": "the new instance's name, unique in the team" },
+            "pipeline": { "type": "string", "format": "uuid",
+                          "description": "a pipeline the copy joins as a stage: right after the source when the source is one of its stages, last otherwise (needs pipeline.edit)" } } }),
         "instances::patch" => json!({ "type": "object", "properties": {
             "settings": { "type": "object" }, "expected_version": { "type": "integer" } } }),
         "instances::flows_put" => json!({ "type": "object", "required": ["flows"], "properties": {

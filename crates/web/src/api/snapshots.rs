@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use stagehand_domain::{InstanceId, PromotionPlan, SnapshotId};
+use stagehand_domain::{InstanceId, PromotionPlan, SnapshotId, TeamId};
 use stagehand_store::Snapshot;
 
 fn snapshot_id(raw: &str) -> AppResult<SnapshotId> {
@@ -67,11 +67,15 @@ pub(crate) async fn download_get(
     Extension(ctx): Extension<ApiCtx>,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let id = snapshot_id(&id)?;
-    let snapshot = state.store.snapshot(ctx.team_id(), id).await?;
+    file(&state, ctx.team_id(), snapshot_id(&id)?).await
+}
+
+/// The download of a snapshot of the team, for the API and the UI alike.
+pub(crate) async fn file(state: &AppState, team: TeamId, id: SnapshotId) -> AppResult<Response> {
+    let snapshot = state.store.snapshot(team, id).await?;
     let flows: Map<String, Value> = state
         .store
-        .snapshot_flows(ctx.team_id(), id)
+        .snapshot_flows(team, id)
         .await?
         .into_iter()
         .map(|(name, content)| (name.as_str().to_owned(), content.to_value()))

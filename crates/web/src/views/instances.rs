@@ -80,9 +80,13 @@ struct InstancePage {
     max_approvals: u32,
     /// Its runtime, when connected: then its flows change there, not here.
     runtime: Option<super::runtimes::RuntimeCard>,
+    /// Pipelines a duplicate may join (for those who may edit pipelines),
+    /// with whether this instance is one of their stages.
+    pipelines: Vec<(String, String, bool)>,
 }
 
 struct SnapshotLine {
+    id: String,
     reason: String,
     hash: String,
     at: String,
@@ -106,6 +110,7 @@ pub(crate) async fn view_instance_get(
         .await?
         .into_iter()
         .map(|s| SnapshotLine {
+            id: s.id.to_string(),
             reason: s.reason.as_str().replace('_', " "),
             hash: s.content_hash.short().to_owned(),
             at: when(&s.created_at),
@@ -118,7 +123,22 @@ pub(crate) async fn view_instance_get(
     // Settings may hold credentials: their values only for those who may
     // edit the instance; everyone else sees the keys and when they changed.
     let may_read_settings = ctx.team()?.permissions.may_read_settings();
+    let pipelines = if ctx.can(Permission::InstanceEdit) && ctx.can(Permission::PipelineEdit) {
+        state
+            .store
+            .pipelines(team)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let here = p.stages.iter().any(|s| s.instance_id == id);
+                (p.id.to_string(), p.name.to_string(), here)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     render(InstancePage {
+        pipelines,
         snapshots,
         may_edit: direct && ctx.can(Permission::InstanceEdit),
         may_set_values: direct && ctx.can(Permission::EnvvarSet),
@@ -139,6 +159,23 @@ pub(crate) async fn view_instance_get(
 #[derive(Deserialize)]
 pub(crate) struct DuplicateForm {
     name: String,
+    /// A pipeline the copy joins as a stage (blank: none).
+    pipeline: Option<String>,
+}
+
+/// The pipeline a duplicate joins: blank for none; adding a stage needs
+/// `pipeline.edit` as well.
+pub(crate) fn duplicate_into(
+    can_edit_pipelines: bool,
+    raw: Option<&str>,
+) -> AppResult<Option<stagehand_domain::PipelineId>> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    if !can_edit_pipelines {
+        return Err(crate::error::AppError::Forbidden);
+    }
+    super::paths::parse_id(raw, "pipeline").map(Some)
 }
 
 /// A new instance from this one (its flows and env keys, no value, no
@@ -151,11 +188,15 @@ pub(crate) async fn duplicate_post(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     let name = Name::parse("name", &form.name)?;
+    let into = duplicate_into(ctx.can(Permission::PipelineEdit), form.pipeline.as_deref())?;
     let made = state
         .store
-        .duplicate_instance(team, id, name, &ctx.actor())
+        .duplicate_instance(team, id, name, into, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{}", made.id)))
+    Ok(see_other(&match into {
+        Some(p) => format!("/teams/{team}/pipelines/{p}"),
+        None => format!("/teams/{team}/instances/{}", made.id),
+    }))
 }
 
 pub(crate) async fn delete_post(

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod dashboard;
+mod diffs;
 pub mod history;
 pub mod instances;
 pub mod listing;
@@ -11,6 +12,7 @@ pub mod paths;
 pub mod pipelines;
 pub mod promotions;
 pub(crate) mod runtimes;
+pub mod snapshots;
 pub mod tokens;
 
 use crate::assets::HTMX;

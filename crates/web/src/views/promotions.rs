@@ -1,6 +1,7 @@
 //! Play: the preview of a promotion and its confirm; the promotion page
 //! with rollback; and the names that turn promotion rows into lines.
 
+use super::diffs::{FlowDiff, diff, pretty};
 use super::paths::{PromotionPath, StagePath};
 use super::{Chrome, Form, non_blank, render, see_other, when};
 use crate::AppState;
@@ -106,18 +107,8 @@ pub(crate) struct PromotionRow {
     pub summary: String,
 }
 
-/// One added or changed flow, as a line diff of its pretty-printed JSON.
-struct FlowDiff {
-    /// "Changed" or "Added".
-    kind: &'static str,
-    name: String,
-    lines: Vec<(char, String)>,
-}
-
 /// Most changed flows whose diff the preview shows inline.
 const MAX_DIFFS: usize = 20;
-/// Most diff lines shown per flow.
-const MAX_DIFF_LINES: usize = 400;
 
 #[derive(Template)]
 #[template(path = "preview.html")]
@@ -147,39 +138,6 @@ struct PreviewPage {
     target_instance_id: String,
     /// The target's runtime changed behind Stagehand's back.
     target_drifted: bool,
-}
-
-fn pretty(content: &stagehand_domain::FlowContent) -> String {
-    serde_json::to_string_pretty(&content.to_value()).unwrap_or_default()
-}
-
-fn diff(kind: &'static str, name: &FlowName, from: &str, to: &str) -> FlowDiff {
-    let mut lines = Vec::new();
-    let d = similar::TextDiff::from_lines(from, to);
-    for group in d.grouped_ops(2) {
-        if !lines.is_empty() {
-            lines.push((' ', "…".to_owned()));
-        }
-        for op in group {
-            for change in d.iter_changes(&op) {
-                let tag = match change.tag() {
-                    similar::ChangeTag::Delete => '-',
-                    similar::ChangeTag::Insert => '+',
-                    similar::ChangeTag::Equal => ' ',
-                };
-                lines.push((tag, change.value().trim_end_matches('\n').to_owned()));
-            }
-        }
-    }
-    if lines.len() > MAX_DIFF_LINES {
-        lines.truncate(MAX_DIFF_LINES);
-        lines.push((' ', "… (diff cut short)".to_owned()));
-    }
-    FlowDiff {
-        kind,
-        name: name.to_string(),
-        lines,
-    }
 }
 
 pub(crate) async fn view_preview_get(

@@ -727,6 +727,37 @@ async fn an_instance_is_duplicated_with_its_flows_and_keys_but_no_value() {
     assert_eq!(stolen.status, 404, "{}", stolen.body);
     let list = lead.get(&format!("/api/v1/teams/{team}/instances")).await;
     assert_eq!(list.body["instances"].as_array().unwrap().len(), 2);
+
+    // Into a pipeline where dev is not a stage: the copy is its last.
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, _) = app.pipeline(team, "checkout", &[prod]).await;
+    let staged = lead
+        .send(
+            "post",
+            &format!("/api/v1/instances/{dev}/duplicate"),
+            Some(json!({"name": "staging", "pipeline": pipeline.to_string()})),
+            &[],
+        )
+        .await;
+    assert_eq!(staged.status, 201, "{}", staged.body);
+    let stages = app.store.pipeline(team, pipeline).await.unwrap().stages;
+    assert_eq!(stages.len(), 2);
+    assert_eq!(stages[1].instance_name.as_str(), "staging");
+    // Another team's pipeline, or a malformed id: 404, nothing made.
+    let (their_pipeline, _) = app.pipeline(other, "theirs", &[]).await;
+    for into in [their_pipeline.to_string(), "not-an-id".to_owned()] {
+        let refused = lead
+            .send(
+                "post",
+                &format!("/api/v1/instances/{dev}/duplicate"),
+                Some(json!({"name": "sneaky", "pipeline": into})),
+                &[],
+            )
+            .await;
+        assert_eq!(refused.status, 404, "{into}: {}", refused.body);
+    }
+    let list = lead.get(&format!("/api/v1/teams/{team}/instances")).await;
+    assert_eq!(list.body["instances"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]

@@ -22,4 +22,5 @@ mod queries;
 mod runtimes;
 mod runtimes_langflow;
 mod secrets;
+mod snapshots;
 mod text;

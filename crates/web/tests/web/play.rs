@@ -2,7 +2,7 @@
 //! entry, roll back. On both backends.
 
 use crate::harness::*;
-use stagehand_domain::{BuiltinRole, EnvKey, FlowName, SecretValue};
+use stagehand_domain::{BuiltinRole, EnvKey, FlowName, Permission, SecretValue};
 use stagehand_store::Actor;
 use stagehand_web::WebConfig;
 
@@ -490,4 +490,50 @@ async fn a_lead_duplicates_an_instance_from_its_page_and_a_viewer_cannot() {
         .post(&format!("{page}/duplicate"), &[("name", "qa")])
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
+
+    // Into a pipeline, in one step: the copy becomes the stage after dev.
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, _) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    let form = lead.get(&page).await;
+    assert!(
+        form.body.contains(">checkout (right after dev)</option>"),
+        "{}",
+        form.body
+    );
+    lead.post(
+        &format!("{page}/duplicate"),
+        &[("name", "staging"), ("pipeline", &pipeline.to_string())],
+    )
+    .await
+    .assert_redirect_to(&format!("/teams/{team}/pipelines/{pipeline}"));
+    let order = |p: stagehand_store::Pipeline| -> Vec<String> {
+        p.stages
+            .iter()
+            .map(|s| s.instance_name.to_string())
+            .collect()
+    };
+    assert_eq!(
+        order(app.store.pipeline(team, pipeline).await.unwrap()),
+        ["dev", "staging", "prod"]
+    );
+    // Who may edit instances but not pipelines is neither offered it nor
+    // allowed it, and nothing is made.
+    let (editor, _) = app
+        .member_holding(
+            team,
+            "ed",
+            "instance-editor",
+            &[Permission::InstanceView, Permission::InstanceEdit],
+        )
+        .await;
+    assert!(!editor.get(&page).await.body.contains("duplicate-pipeline"));
+    let before = app.store.instances(team).await.unwrap().len();
+    let refused = editor
+        .post(
+            &format!("{page}/duplicate"),
+            &[("name", "sneaky"), ("pipeline", &pipeline.to_string())],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(app.store.instances(team).await.unwrap().len(), before);
 }

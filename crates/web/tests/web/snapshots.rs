@@ -1,0 +1,182 @@
+//! Snapshots as things a user opens, downloads and compares in the UI:
+//! from a promotion's page to its snapshots, across instances, by a
+//! viewer, never with a value; another team's snapshot does not exist.
+
+use crate::harness::*;
+use stagehand_domain::BuiltinRole;
+
+#[tokio::test]
+async fn a_viewer_opens_downloads_and_compares_snapshots_without_values() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let prod = app
+        .instance(team, "prod", &[("orders", r#"{"v":0}"#), ("legacy", "[]")])
+        .await;
+    let secret = "snapshot-never-holds-this-77";
+    app.env(team, dev, "API_TOKEN", Some(secret)).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let played = lead
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
+            &[],
+        )
+        .await;
+    let promotion_url = played.location.clone().unwrap();
+    let promotion = app
+        .store
+        .promotion(
+            team,
+            promotion_url.rsplit('/').next().unwrap().parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let source = promotion.source_snapshot_id;
+    let backup = promotion.backup_snapshot_id.unwrap();
+
+    // The promotion's page links both snapshots and their comparison.
+    let page = viewer.get(&promotion_url).await;
+    for link in [
+        format!("href=\"/teams/{team}/snapshots/{source}\""),
+        format!("href=\"/teams/{team}/snapshots/{backup}\""),
+        format!("href=\"/teams/{team}/snapshots/compare?from={backup}&amp;to={source}\""),
+    ] {
+        assert!(page.body.contains(&link), "{link}: {}", page.body);
+    }
+    // So does the instance page.
+    let instance = viewer.get(&format!("/teams/{team}/instances/{prod}")).await;
+    assert!(
+        instance
+            .body
+            .contains(&format!("/teams/{team}/snapshots/{backup}"))
+    );
+
+    // A snapshot's page: what it holds, why, used by which promotion.
+    let opened = viewer
+        .get(&format!("/teams/{team}/snapshots/{source}"))
+        .await;
+    opened.assert_ok();
+    for expected in [
+        ">dev</a></h1>",
+        "<code>orders</code>",
+        "<code>API_TOKEN</code>",
+        "promotion source",
+        &format!("href=\"{promotion_url}\">dev → prod</a>, requested by lena"),
+        // It can be compared with prod's backup.
+        &format!("<option value=\"{backup}\">prod, promotion backup, "),
+    ] {
+        assert!(
+            opened.body.contains(expected),
+            "{expected}: {}",
+            opened.body
+        );
+    }
+    assert!(!opened.body.contains(secret));
+
+    // The download is the file `flows push` takes: flows and keys.
+    let file = viewer
+        .http
+        .get(app.url(&format!("/teams/{team}/snapshots/{source}/download")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert!(
+        file.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"snapshot-")
+    );
+    let text = file.text().await.unwrap();
+    assert!(!text.contains(secret));
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["flows"]["orders"], serde_json::json!({"v": 1}));
+    assert_eq!(body["env_keys"], serde_json::json!(["API_TOKEN"]));
+
+    // Compare prod's backup (A) with what dev sent (B).
+    let compared = viewer
+        .get(&format!(
+            "/teams/{team}/snapshots/compare?from={backup}&to={source}"
+        ))
+        .await;
+    compared.assert_ok();
+    let b = &compared.body;
+    assert!(b.contains("different"), "{b}");
+    assert!(
+        b.contains("Flows that differ</th><td><code>orders</code>"),
+        "{b}"
+    );
+    assert!(
+        b.contains("Flows only in A</th><td><code>legacy</code>"),
+        "{b}"
+    );
+    assert!(
+        b.contains("Keys only in B</th><td><code>API_TOKEN</code>"),
+        "{b}"
+    );
+    assert!(
+        b.contains("&#34;v&#34;: 0</span>") && b.contains("&#34;v&#34;: 1</span>"),
+        "{b}"
+    );
+    assert!(!b.contains(secret));
+    // A snapshot against itself is equal.
+    let same = viewer
+        .get(&format!(
+            "/teams/{team}/snapshots/compare?from={source}&to={source}"
+        ))
+        .await;
+    assert!(
+        same.body
+            .contains("A and B hold the same flows and env keys")
+    );
+
+    // Bad input: a clear answer, never another team's snapshot.
+    let missing = viewer
+        .get(&format!("/teams/{team}/snapshots/compare?from={source}"))
+        .await;
+    assert_eq!(missing.status, 422, "{}", missing.body);
+    assert!(
+        missing.body.contains("choose a snapshot"),
+        "{}",
+        missing.body
+    );
+    assert_eq!(
+        viewer
+            .get(&format!("/teams/{team}/snapshots/not-an-id"))
+            .await
+            .status,
+        404
+    );
+    let other = app.team("other").await;
+    let theirs = app.instance(other, "theirs", &[("x", "[]")]).await;
+    let theirs_too = app.instance(other, "theirs-too", &[]).await;
+    let (p2, s2) = app.pipeline(other, "p", &[theirs, theirs_too]).await;
+    let outsider = app.member(other, "otto", BuiltinRole::Lead).await;
+    let their = outsider
+        .post(
+            &format!("/teams/{other}/pipelines/{p2}/stages/{}/promote", s2[0]),
+            &[],
+        )
+        .await
+        .location
+        .unwrap();
+    let their_snapshot = app
+        .store
+        .promotion(other, their.rsplit('/').next().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .source_snapshot_id;
+    for path in [
+        format!("/teams/{team}/snapshots/{their_snapshot}"),
+        format!("/teams/{team}/snapshots/{their_snapshot}/download"),
+        format!("/teams/{team}/snapshots/compare?from={source}&to={their_snapshot}"),
+    ] {
+        assert_eq!(viewer.get(&path).await.status, 404, "{path}");
+    }
+    app.stop().await;
+}
