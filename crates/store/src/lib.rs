@@ -2,6 +2,7 @@
 //! SQLite implementation that share their queries (see `sql/`), plus the
 //! encryption of env values at rest.
 
+mod cache;
 pub mod crypto;
 mod error;
 pub mod files;

@@ -569,14 +569,14 @@ impl Decision {
 }
 
 /// What a stage's card on the pipeline page shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageOverview {
     pub stage: Stage,
     /// The stage's instance as the planner sees it: each flow's content
     /// hash and each key's state, never a value. Comparing it with the
     /// previous stage's tells whether this one is behind, without reading
     /// a flow.
-    pub state: InstanceState,
+    pub state: std::sync::Arc<InstanceState>,
     /// The newest promotion applied into the stage (rolled back since,
     /// perhaps), with what it left there.
     pub arrival: Option<Arrival>,
@@ -585,7 +585,7 @@ pub struct StageOverview {
 }
 
 /// How a stage got what it has: the newest promotion applied into it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrival {
     pub promotion: PromotionHead,
     pub applied_at: Option<DateTime<Utc>>,
@@ -593,11 +593,11 @@ pub struct Arrival {
     /// The flows the promotion left in the stage: its pinned snapshot's,
     /// or after a rollback the backup's. Today's flows differing from them
     /// were changed in the stage since.
-    pub left_flows: BTreeMap<FlowName, ContentHash>,
+    pub left_flows: std::sync::Arc<BTreeMap<FlowName, ContentHash>>,
 }
 
 /// A promotion awaiting approval, with the approvals it has so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRequest {
     pub promotion: PromotionHead,
     pub approvals: u32,

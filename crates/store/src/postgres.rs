@@ -16,6 +16,8 @@ pub struct PgStore {
     pub(crate) pool: sqlx::PgPool,
     pub(crate) cipher: Cipher,
     pub(crate) waiters: crate::Waiters,
+    /// The pipeline page's instance states and snapshot manifests.
+    pub(crate) overview_cache: crate::cache::OverviewCache,
 }
 
 impl PgStore {
@@ -46,6 +48,7 @@ impl PgStore {
             pool,
             cipher,
             waiters: crate::Waiters::default(),
+            overview_cache: crate::cache::OverviewCache::default(),
         })
     }
 

@@ -19,6 +19,8 @@ pub struct SqliteStore {
     pub(crate) pool: sqlx::SqlitePool,
     pub(crate) cipher: Cipher,
     pub(crate) waiters: crate::Waiters,
+    /// The pipeline page's instance states and snapshot manifests.
+    pub(crate) overview_cache: crate::cache::OverviewCache,
 }
 
 impl SqliteStore {
@@ -65,6 +67,7 @@ impl SqliteStore {
             pool,
             cipher,
             waiters: crate::Waiters::default(),
+            overview_cache: crate::cache::OverviewCache::default(),
         })
     }
 

@@ -6,12 +6,9 @@ use super::{Conn, Db, push_window_and_page};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Arrival, PendingRequest, Promotion, PromotionFilter, PromotionHead};
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use stagehand_domain::{
-    ContentHash, FlowName, InstanceId, PipelineId, PromotionId, PromotionStatus, SnapshotId,
-    StageId, TeamId, UserId,
+    InstanceId, PipelineId, PromotionId, PromotionStatus, SnapshotId, StageId, TeamId, UserId,
 };
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 const HEAD_COLUMNS: &str = "id, pipeline_id, source_stage_id, target_stage_id, source_instance_id,
@@ -125,9 +122,10 @@ pub(super) async fn pending_of_pipeline(
 
 /// The promotions with the given ids (each stage's newest applied one),
 /// with when they were applied and rolled back and the flows each left in
-/// its target.
+/// its target (snapshot manifests, through the cache).
 pub(super) async fn arrivals(
     conn: &mut Conn,
+    cache: &crate::cache::OverviewCache,
     team: TeamId,
     ids: &[Uuid],
 ) -> StoreResult<Vec<Arrival>> {
@@ -137,40 +135,36 @@ pub(super) async fn arrivals(
         head: HeadRow,
         applied_at: Option<DateTime<Utc>>,
         rolled_back_at: Option<DateTime<Utc>>,
-        source_flows: Json<BTreeMap<FlowName, ContentHash>>,
-        backup_flows: Option<Json<BTreeMap<FlowName, ContentHash>>>,
+        source_snapshot_id: Uuid,
+        backup_snapshot_id: Option<Uuid>,
     }
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-        "select h.*, s.flows as source_flows, b.flows as backup_flows from (
-           select {HEAD_COLUMNS}, source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at
-           from promotions where team_id = "
+        "select {HEAD_COLUMNS}, source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at
+         from promotions where team_id = "
     ));
     q.push_bind(team.0).push(" and id in (");
     let mut list = q.separated(", ");
     for id in ids {
         list.push_bind(*id);
     }
-    q.push(
-        ")) as h join snapshots s on s.id = h.source_snapshot_id
-         left join snapshots b on b.id = h.backup_snapshot_id",
-    );
-    q.build_query_as::<Row>()
-        .fetch_all(conn)
-        .await?
-        .into_iter()
+    q.push(")");
+    let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *conn).await?;
+    // A rollback put the backup back; otherwise the pinned snapshot is
+    // what the promotion left.
+    let left = |r: &Row| match (r.head.status.as_str(), r.backup_snapshot_id) {
+        ("rolled_back", Some(backup)) => backup,
+        _ => r.source_snapshot_id,
+    };
+    let wanted: Vec<Uuid> = rows.iter().map(left).collect();
+    let manifests = super::snapshots::manifests(conn, cache, &wanted).await?;
+    rows.into_iter()
         .map(|r| {
-            let promotion = r.head.into_head()?;
-            // A rollback put the backup back; otherwise the pinned
-            // snapshot is what the promotion left.
-            let left_flows = match (promotion.status, r.backup_flows) {
-                (PromotionStatus::RolledBack, Some(backup)) => backup.0,
-                _ => r.source_flows.0,
-            };
+            let left_flows = manifests.get(&left(&r)).cloned().unwrap_or_default();
             Ok(Arrival {
-                promotion,
+                promotion: r.head.into_head()?,
                 applied_at: r.applied_at,
                 rolled_back_at: r.rolled_back_at,
                 left_flows,

@@ -14,6 +14,7 @@ use stagehand_domain::{
     InstanceState, Name, Protection, SecretValue, TeamId, ValidationError,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Largest settings document, in bytes of JSON.
@@ -799,6 +800,32 @@ pub(super) async fn state(conn: &mut Conn, instance: InstanceId) -> StoreResult<
         .await?
         .remove(&instance.0)
         .unwrap_or_default())
+}
+
+/// [`states`] through the cache: instances whose version the cache holds
+/// are not read again. Every instance asked for is in the answer.
+pub(super) async fn states_cached(
+    conn: &mut Conn,
+    cache: &crate::cache::OverviewCache,
+    instances: &[(Uuid, crate::cache::StateKey)],
+) -> StoreResult<BTreeMap<Uuid, Arc<InstanceState>>> {
+    let mut found = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (id, key) in instances {
+        match cache.state(*id, *key) {
+            Some(state) => {
+                found.insert(*id, state);
+            }
+            None => missing.push(*id),
+        }
+    }
+    let mut read = states(conn, &missing).await?;
+    for (id, key) in instances.iter().filter(|(id, _)| missing.contains(id)) {
+        let state = Arc::new(read.remove(id).unwrap_or_default());
+        cache.keep_state(*id, *key, state.clone());
+        found.insert(*id, state);
+    }
+    Ok(found)
 }
 
 /// [`state`] of several instances in one query; an instance with neither

@@ -466,7 +466,7 @@ impl Store for Backend {
         team: TeamId,
         id: PipelineId,
     ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
-        read!(self, c => pipelines::overview(c, team, id))
+        read!(self, c => pipelines::overview(c, &self.overview_cache, team, id))
     }
     async fn delete_pipeline(
         &self,

@@ -4,6 +4,7 @@
 //! existence in the pipeline, refused unless the actor manages protection.
 
 use super::{Conn, audit, history, instances, now, stored};
+use crate::cache::{OverviewCache, StateKey};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Actor, NewAuditEvent, Pipeline, Stage, StageOverview};
 use chrono::{DateTime, Utc};
@@ -417,6 +418,7 @@ pub(super) async fn reorder(
 /// the pending requests with their approvals.
 pub(super) async fn overview(
     conn: &mut Conn,
+    cache: &OverviewCache,
     team: TeamId,
     id: PipelineId,
 ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
@@ -431,12 +433,15 @@ pub(super) async fn overview(
         position: Option<i32>,
         required_approvals: Option<i32>,
         requires_all_env_values: Option<bool>,
+        instance_version: Option<i64>,
+        instance_updated_at: Option<DateTime<Utc>>,
         last_arrival: Option<Uuid>,
     }
     let joined: Vec<Row> = sqlx::query_as(
         "select p.name as pipeline_name, p.created_at as pipeline_created_at,
             s.id, s.instance_id, i.name as instance_name, s.position,
             i.required_approvals, i.requires_all_env_values,
+            i.version as instance_version, i.updated_at as instance_updated_at,
             (select x.id from promotions x
               where x.target_stage_id = s.id and x.status in ('applied', 'rolled_back')
               order by x.created_at desc, x.id desc limit 1) as last_arrival
@@ -457,7 +462,7 @@ pub(super) async fn overview(
         name: first.pipeline_name.clone(),
         created_at: first.pipeline_created_at,
     };
-    let rows: Vec<(StageRow, Option<Uuid>)> = joined
+    let rows: Vec<(StageRow, StateKey, Option<Uuid>)> = joined
         .into_iter()
         .filter_map(|r| {
             Some((
@@ -470,18 +475,22 @@ pub(super) async fn overview(
                     required_approvals: r.required_approvals?,
                     requires_all_env_values: r.requires_all_env_values?,
                 },
+                (r.instance_version?, r.instance_updated_at?),
                 r.last_arrival,
             ))
         })
         .collect();
-    let instances: Vec<Uuid> = rows.iter().map(|(s, _)| s.instance_id).collect();
-    let mut states = instances::states(conn, &instances).await?;
-    let arrival_ids: Vec<Uuid> = rows.iter().filter_map(|(_, a)| *a).collect();
-    let arrivals = history::arrivals(conn, team, &arrival_ids).await?;
+    let instances: Vec<(Uuid, StateKey)> = rows
+        .iter()
+        .map(|(s, key, _)| (s.instance_id, *key))
+        .collect();
+    let mut states = instances::states_cached(conn, cache, &instances).await?;
+    let arrival_ids: Vec<Uuid> = rows.iter().filter_map(|(_, _, a)| *a).collect();
+    let arrivals = history::arrivals(conn, cache, team, &arrival_ids).await?;
     let pending = history::pending_of_pipeline(conn, team, id).await?;
     let mut stages = Vec::with_capacity(rows.len());
     let mut cards = Vec::with_capacity(rows.len());
-    for (r, arrival) in rows {
+    for (r, _, arrival) in rows {
         let stage = r.into_stage()?;
         cards.push(StageOverview {
             state: states.remove(&stage.instance_id.0).unwrap_or_default(),

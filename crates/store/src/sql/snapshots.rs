@@ -1,7 +1,8 @@
 //! Snapshots: immutable manifests of an instance's flows (name → hash) and
 //! env keys, taken by promotions and rollbacks; never values.
 
-use super::{Conn, instances, now, stored};
+use super::{Conn, Db, instances, now, stored};
+use crate::cache::Manifest;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Snapshot, SnapshotMeta, SnapshotReason};
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use stagehand_domain::{
     ContentHash, EnvKey, FlowName, InstanceId, InstanceState, SnapshotId, TeamId,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub(super) async fn take_snapshot(
@@ -104,4 +106,39 @@ pub(super) async fn snapshots_of(
             })
         })
         .collect()
+}
+
+/// The flows of the given snapshots, through the cache (a snapshot never
+/// changes); a snapshot not found is absent.
+pub(super) async fn manifests(
+    conn: &mut Conn,
+    cache: &crate::cache::OverviewCache,
+    ids: &[Uuid],
+) -> StoreResult<std::collections::HashMap<Uuid, Arc<Manifest>>> {
+    let mut found = std::collections::HashMap::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match cache.manifest(*id) {
+            Some(m) => {
+                found.insert(*id, m);
+            }
+            None if !missing.contains(id) => missing.push(*id),
+            None => {}
+        }
+    }
+    if !missing.is_empty() {
+        let mut q = sqlx::QueryBuilder::<Db>::new("select id, flows from snapshots where id in (");
+        let mut list = q.separated(", ");
+        for id in &missing {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows: Vec<(Uuid, Json<Manifest>)> = q.build_query_as().fetch_all(conn).await?;
+        for (id, flows) in rows {
+            let m = Arc::new(flows.0);
+            cache.keep_manifest(id, m.clone());
+            found.insert(id, m);
+        }
+    }
+    Ok(found)
 }

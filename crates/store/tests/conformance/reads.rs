@@ -146,7 +146,7 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
     let arrival = cards[1].arrival.as_ref().unwrap();
     assert_eq!(arrival.promotion.id, applied.id);
     assert!(arrival.applied_at.is_some() && arrival.rolled_back_at.is_none());
-    assert_eq!(arrival.left_flows, cards[0].state.flows);
+    assert_eq!(*arrival.left_flows, cards[0].state.flows);
     // Same flows and keys, whatever the values: the same state hash.
     assert_eq!(cards[1].state.content_hash(), cards[0].state.content_hash());
     assert!(cards[0].pending.is_empty() && cards[1].pending.is_empty());
