@@ -63,6 +63,8 @@ pub struct Ctx {
     pub source_ip: Option<String>,
     /// Set on [`Access::Team`] routes.
     pub team: Option<TeamCtx>,
+    /// What the change before this page did ("Saved the flow orders.").
+    pub flash: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,10 +185,12 @@ async fn check(
         }
     };
     let source_ip = source_ip(&req);
+    let flash = crate::views::flash::read(req.headers());
     req.extensions_mut().insert(Ctx {
         session,
         source_ip,
         team,
+        flash,
     });
     Ok(req)
 }

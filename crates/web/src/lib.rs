@@ -100,6 +100,7 @@ pub fn app(state: AppState) -> Router {
                     client_addr::resolve,
                 ))
                 .layer(axum::middleware::from_fn(security::headers))
+                .layer(axum::middleware::from_fn(views::flash::clear))
                 .layer(axum::middleware::from_fn(error::render_errors))
                 .layer(axum::extract::DefaultBodyLimit::max(config::MAX_BODY_BYTES)),
         )

@@ -2,7 +2,7 @@
 //! team admin's members, role bindings and custom roles.
 
 use super::paths::parse_id;
-use super::{Chrome, Form, non_blank, render, see_other};
+use super::{Chrome, Form, flash, non_blank, render};
 use crate::AppState;
 use crate::auth::password;
 use crate::authz::Ctx;
@@ -76,7 +76,7 @@ pub(crate) async fn create_user_post(
             &ctx.actor(),
         )
         .await?;
-    Ok(see_other("/admin"))
+    Ok(flash::done("/admin", "Created the user."))
 }
 
 #[derive(Deserialize)]
@@ -113,7 +113,14 @@ pub(crate) async fn set_disabled_post(
         .store
         .set_user_disabled(user, disabled, &ctx.actor())
         .await?;
-    Ok(see_other("/admin"))
+    Ok(flash::done(
+        "/admin",
+        if disabled {
+            "Disabled the user: their sessions and tokens no longer work."
+        } else {
+            "Enabled the user."
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -135,7 +142,7 @@ pub(crate) async fn reset_password_post(
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
     state.store.set_password(user, &hash, &ctx.actor()).await?;
-    Ok(see_other("/admin"))
+    Ok(flash::done("/admin", "Set the new password."))
 }
 
 #[derive(Deserialize)]
@@ -155,7 +162,10 @@ pub(crate) async fn create_team_post(
         .store
         .create_team_with_admin(name, ctx.session.user.id, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{}/members", team.id)))
+    Ok(flash::done(
+        &format!("/teams/{}/members", team.id),
+        &format!("Created the team {}; you are its admin.", team.name),
+    ))
 }
 
 struct PermissionChoice {
@@ -235,7 +245,10 @@ pub(crate) async fn bind_post(
         .store
         .bind_role(team, user.id, form.role.trim(), &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/members")))
+    Ok(flash::done(
+        &format!("/teams/{team}/members"),
+        &format!("Gave {} the role {}.", user.username, form.role.trim()),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -266,7 +279,10 @@ pub(crate) async fn unbind_post(
         .store
         .unbind_role(team, user, form.role.trim(), &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/members")))
+    Ok(flash::done(
+        &format!("/teams/{team}/members"),
+        &format!("Took the role {} away.", form.role.trim()),
+    ))
 }
 
 /// Creates a custom role from the ticked permissions.
@@ -291,7 +307,10 @@ pub(crate) async fn create_role_post(
         .collect::<Result<_, _>>()?;
     state
         .store
-        .create_role(team, name, permissions, &ctx.actor())
+        .create_role(team, name.clone(), permissions, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/members")))
+    Ok(flash::done(
+        &format!("/teams/{team}/members"),
+        &format!("Created the role {name}."),
+    ))
 }

@@ -5,7 +5,7 @@
 //! rendered only for those who may edit the instance.
 
 use super::paths::{FlowPath, InstancePath, KeyPath};
-use super::{Chrome, Form, non_blank, render, see_other, when};
+use super::{Chrome, Form, flash, non_blank, render, see_other, when};
 use crate::AppState;
 use crate::authz::Ctx;
 use crate::error::{AppError, AppResult};
@@ -56,7 +56,10 @@ pub(crate) async fn create_post(
         .store
         .create_instance(team, name, serde_json::json!({}), &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{}", i.id)))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{}", i.id),
+        &format!("Created the instance {}.", i.name),
+    ))
 }
 
 #[derive(Template)]
@@ -193,10 +196,17 @@ pub(crate) async fn duplicate_post(
         .store
         .duplicate_instance(team, id, name, into, &ctx.actor())
         .await?;
-    Ok(see_other(&match into {
-        Some(p) => format!("/teams/{team}/pipelines/{p}"),
-        None => format!("/teams/{team}/instances/{}", made.id),
-    }))
+    let message = format!(
+        "Created {} from this instance: its flows and env keys, without values. Set its values before promoting into it.",
+        made.name
+    );
+    Ok(flash::done(
+        &match into {
+            Some(p) => format!("/teams/{team}/pipelines/{p}"),
+            None => format!("/teams/{team}/instances/{}", made.id),
+        },
+        &message,
+    ))
 }
 
 pub(crate) async fn delete_post(
@@ -206,7 +216,10 @@ pub(crate) async fn delete_post(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     state.store.delete_instance(team, id, &ctx.actor()).await?;
-    Ok(see_other(&format!("/teams/{team}/instances")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances"),
+        "Deleted the instance with its flows and env vars.",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -245,7 +258,7 @@ pub(crate) async fn protection_post(
         }
         _ => format!("/teams/{team}/instances/{id}"),
     };
-    Ok(see_other(&back))
+    Ok(flash::done(&back, "Saved the protection."))
 }
 
 /// The protection form's fields, as a [`Protection`].
@@ -285,7 +298,10 @@ pub(crate) async fn settings_post(
         .store
         .update_settings(team, id, settings, form.expected_version, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#settings"),
+        "Saved the settings.",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -323,10 +339,13 @@ pub(crate) async fn save_flow_post(
             &ctx.actor(),
         )
         .await?;
-    Ok(see_other(&format!(
-        "/teams/{team}/instances/{id}/flows/{}",
-        super::url_encode(name.as_str())
-    )))
+    Ok(flash::done(
+        &format!(
+            "/teams/{team}/instances/{id}/flows/{}",
+            super::url_encode(name.as_str())
+        ),
+        &format!("Saved the flow {name}."),
+    ))
 }
 
 /// A flow from an uploaded file: JSON, or YAML (stored as JSON). The flow
@@ -383,10 +402,13 @@ pub(crate) async fn upload_flow_post(
         .store
         .put_flow(team, id, name.clone(), content, None, &ctx.actor())
         .await?;
-    Ok(see_other(&format!(
-        "/teams/{team}/instances/{id}/flows/{}",
-        super::url_encode(name.as_str())
-    )))
+    Ok(flash::done(
+        &format!(
+            "/teams/{team}/instances/{id}/flows/{}",
+            super::url_encode(name.as_str())
+        ),
+        &format!("Saved the flow {name}."),
+    ))
 }
 
 #[derive(Template)]
@@ -464,7 +486,10 @@ pub(crate) async fn delete_flow_post(
         .store
         .delete_flow(team, id, &name, form.expected_version, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#flows"),
+        &format!("Deleted the flow {name}."),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -494,9 +519,12 @@ pub(crate) async fn add_key_post(
     }
     state
         .store
-        .set_env_var(team, id, key, None, &ctx.actor())
+        .set_env_var(team, id, key.clone(), None, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#env"),
+        &format!("Added the key {key}, without a value."),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -538,11 +566,19 @@ pub(crate) async fn set_value_post(
         }
         _ => return Err(ValidationError::new("action", "must be set or clear").into()),
     };
+    let message = if value.is_some() {
+        format!("Saved the value of {key}.")
+    } else {
+        format!("Cleared the value of {key}: it awaits a new one.")
+    };
     state
         .store
         .set_env_var(team, id, key, value, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#env"),
+        &message,
+    ))
 }
 
 pub(crate) async fn remove_key_post(
@@ -555,7 +591,10 @@ pub(crate) async fn remove_key_post(
         .store
         .remove_env_var(team, id, &key, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}#env")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#env"),
+        &format!("Removed the key {key} and its value."),
+    ))
 }
 
 #[derive(Template)]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod dashboard;
 mod diffs;
+pub mod flash;
 pub mod history;
 pub mod instances;
 pub mod listing;
@@ -32,6 +33,8 @@ pub struct Chrome {
     pub is_platform_admin: bool,
     pub team: Option<TeamNav>,
     pub htmx: &'static str,
+    /// What the change before this page did, shown once.
+    pub flash: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,7 @@ impl Chrome {
                 permissions: t.permissions.clone(),
             }),
             htmx: HTMX,
+            flash: ctx.flash.clone(),
         }
     }
 

@@ -7,7 +7,7 @@
 
 use super::paths::{PipelinePath, StagePath};
 use super::promotions::{Names, PromotionRow};
-use super::{Chrome, Form, render, see_other, when};
+use super::{Chrome, Form, flash, render, see_other, when};
 use crate::AppState;
 use crate::authz::Ctx;
 use crate::error::{AppError, AppResult};
@@ -40,7 +40,10 @@ pub(crate) async fn create_post(
         .store
         .create_pipeline(team, name, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/pipelines/{}", p.id)))
+    Ok(flash::done(
+        &format!("/teams/{team}/pipelines/{}", p.id),
+        &format!("Created the pipeline {}.", p.name),
+    ))
 }
 
 struct StageCard {
@@ -253,7 +256,10 @@ pub(crate) async fn delete_post(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     state.store.delete_pipeline(team, id, &ctx.actor()).await?;
-    Ok(see_other(&format!("/teams/{team}")))
+    Ok(flash::done(
+        &format!("/teams/{team}"),
+        "Deleted the pipeline; its instances and promotion history are kept.",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -295,7 +301,10 @@ pub(crate) async fn add_stage_post(
         .store
         .add_stage(team, id, instance, position, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/pipelines/{id}")))
+    Ok(flash::done(
+        &format!("/teams/{team}/pipelines/{id}"),
+        "Added the stage.",
+    ))
 }
 
 pub(crate) async fn remove_stage_post(
@@ -308,7 +317,10 @@ pub(crate) async fn remove_stage_post(
         .store
         .remove_stage(team, id, stage, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/pipelines/{id}")))
+    Ok(flash::done(
+        &format!("/teams/{team}/pipelines/{id}"),
+        "Removed the stage; its instance is kept.",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -348,5 +360,8 @@ pub(crate) async fn move_stage_post(
         .store
         .reorder_stages(team, id, order, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/pipelines/{id}")))
+    Ok(flash::done(
+        &format!("/teams/{team}/pipelines/{id}"),
+        "Moved the stage.",
+    ))
 }

@@ -3,7 +3,7 @@
 
 use super::diffs::{FlowDiff, diff, pretty};
 use super::paths::{PromotionPath, StagePath};
-use super::{Chrome, Form, non_blank, render, see_other, when};
+use super::{Chrome, Form, flash, non_blank, render, when};
 use crate::AppState;
 use crate::authz::Ctx;
 use crate::error::AppResult;
@@ -253,10 +253,20 @@ pub(crate) async fn promote_post(
     )
     .await?
     .promotion;
-    Ok(see_other(&format!(
-        "/teams/{team}/promotions/{}",
-        promotion.id
-    )))
+    Ok(flash::done(
+        &format!("/teams/{team}/promotions/{}", promotion.id),
+        played_message(promotion.status),
+    ))
+}
+
+/// What the page after a play says.
+fn played_message(status: PromotionStatus) -> &'static str {
+    match status {
+        PromotionStatus::PendingApproval => "Promotion requested: it applies once approved.",
+        PromotionStatus::Deploying => "Promotion sent to the runtime: reload to see how it ends.",
+        PromotionStatus::Failed => "The promotion failed: nothing was changed.",
+        _ => "Promotion applied.",
+    }
 }
 
 struct DecisionRow {
@@ -459,7 +469,13 @@ pub(crate) async fn decide_post(
         &ctx.actor(),
     )
     .await?;
-    Ok(see_other(&format!("/teams/{team}/promotions/{id}")))
+    Ok(flash::done(
+        &format!("/teams/{team}/promotions/{id}"),
+        match decision {
+            Decision::Approve => "Recorded your approval.",
+            Decision::Reject => "Recorded your rejection: the promotion will not apply.",
+        },
+    ))
 }
 
 pub(crate) async fn rollback_post(
@@ -471,5 +487,12 @@ pub(crate) async fn rollback_post(
     // Into a protected instance, this is a new request awaiting approval:
     // show it.
     let done = crate::deploy::rollback(&state, team, id, &ctx.actor()).await?;
-    Ok(see_other(&format!("/teams/{team}/promotions/{}", done.id)))
+    Ok(flash::done(
+        &format!("/teams/{team}/promotions/{}", done.id),
+        if done.status == PromotionStatus::PendingApproval {
+            "Rollback requested: it applies once approved."
+        } else {
+            "Rolled back: the flows are as they were before this promotion."
+        },
+    ))
 }

@@ -1,7 +1,7 @@
 //! The instance page's runtime card: connect, disconnect, test, pull.
 
 use super::paths::InstancePath;
-use super::{Form, non_blank, see_other, when};
+use super::{Form, flash, non_blank, when};
 use crate::AppState;
 use crate::authz::Ctx;
 use crate::deploy::{self, ConnectRequest};
@@ -107,7 +107,10 @@ pub(crate) async fn connect_post(
     .await?;
     // Look at it at once, so the page says whether the credentials work.
     let _ = deploy::check(&state, team, id, &state.config.runtimes.client).await;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#runtime"),
+        "Connected the runtime; its state is below.",
+    ))
 }
 
 pub(crate) async fn disconnect_post(
@@ -120,7 +123,10 @@ pub(crate) async fn disconnect_post(
         .store
         .disconnect_runtime(team, id, &ctx.actor())
         .await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#runtime"),
+        "Disconnected the runtime: Stagehand no longer deploys to it, and its credentials are deleted.",
+    ))
 }
 
 pub(crate) async fn test_post(
@@ -129,7 +135,10 @@ pub(crate) async fn test_post(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     deploy::test_connection(&state, team, id).await?;
-    Ok(see_other(&format!("/teams/{team}/instances/{id}#runtime")))
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#runtime"),
+        "The connection works.",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -159,5 +168,8 @@ pub(crate) async fn pull_post(
         }
         _ => format!("/teams/{team}/instances/{id}"),
     };
-    Ok(see_other(&back))
+    Ok(flash::done(
+        &back,
+        "Pulled the runtime's flows into the instance.",
+    ))
 }

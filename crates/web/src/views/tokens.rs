@@ -5,7 +5,7 @@
 //! token that acts for someone else. The store enforces both.
 
 use super::paths::parse_id;
-use super::{Chrome, Form, non_blank, render, see_other, when};
+use super::{Chrome, Form, flash, non_blank, render, when};
 use crate::AppState;
 use crate::auth::tokens;
 use crate::authz::Ctx;
@@ -180,5 +180,8 @@ pub(crate) async fn revoke_post(
     let team = ctx.team_id()?;
     let id: TokenId = parse_id(&path.token, "token")?;
     state.store.revoke_token(team, id, &ctx.actor()).await?;
-    Ok(see_other(&format!("/teams/{team}/tokens")))
+    Ok(flash::done(
+        &format!("/teams/{team}/tokens"),
+        "Revoked the token: it no longer works.",
+    ))
 }

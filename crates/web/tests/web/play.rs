@@ -537,3 +537,69 @@ async fn a_lead_duplicates_an_instance_from_its_page_and_a_viewer_cannot() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(app.store.instances(team).await.unwrap().len(), before);
 }
+
+#[tokio::test]
+async fn each_change_says_what_it_did_once_and_never_a_value() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    app.env(team, dev, "API_TOKEN", None).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let page = format!("/teams/{team}/instances/{dev}");
+
+    let saved = lead
+        .post(
+            &format!("{page}/flows"),
+            &[("name", "orders"), ("content", r#"{"v":1}"#)],
+        )
+        .await;
+    assert_eq!(saved.status, 303);
+    let set = saved.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set.starts_with("stagehand_flash=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let next = lead.get(saved.location.as_deref().unwrap()).await;
+    assert!(
+        next.body
+            .contains("<p class=\"flash\" role=\"status\">Saved the flow orders.</p>"),
+        "{}",
+        next.body
+    );
+    // Shown once.
+    let again = lead.get(saved.location.as_deref().unwrap()).await;
+    assert!(!again.body.contains("class=\"flash\""), "{}", again.body);
+
+    // A value set: the message names the key, never the value.
+    let secret = "flash-never-shows-9d1";
+    let set_value = lead
+        .post(
+            &format!("{page}/env/API_TOKEN/value"),
+            &[("action", "set"), ("value", secret)],
+        )
+        .await;
+    assert_eq!(set_value.status, 303, "{}", set_value.body);
+    assert!(
+        !set_value.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("flash-never")
+    );
+    let shown = lead.get(&page).await;
+    assert!(
+        shown.body.contains("Saved the value of API_TOKEN."),
+        "{}",
+        shown.body
+    );
+    assert!(!shown.body.contains(secret));
+    // A refused change says why on its own page, and leaves no message.
+    let refused = lead
+        .post(
+            &format!("{page}/flows"),
+            &[("name", "orders"), ("content", "{")],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(!lead.get(&page).await.body.contains("class=\"flash\""));
+    app.stop().await;
+}
