@@ -27,12 +27,15 @@ pub(crate) struct OverviewCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    states: HashMap<Uuid, (StateKey, Arc<InstanceState>)>,
+    states: HashMap<Uuid, (StateKey, Known)>,
     manifests: HashMap<Uuid, Arc<Manifest>>,
 }
 
 /// An instance's version and when it was bumped.
 pub(crate) type StateKey = (i64, DateTime<Utc>);
+
+/// An instance's state with its content hash, computed once.
+pub(crate) type Known = (Arc<InstanceState>, ContentHash);
 
 impl OverviewCache {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -42,7 +45,7 @@ impl OverviewCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn state(&self, instance: Uuid, key: StateKey) -> Option<Arc<InstanceState>> {
+    pub(crate) fn state(&self, instance: Uuid, key: StateKey) -> Option<Known> {
         self.inner()
             .states
             .get(&instance)
@@ -50,7 +53,7 @@ impl OverviewCache {
             .map(|(_, s)| s.clone())
     }
 
-    pub(crate) fn keep_state(&self, instance: Uuid, key: StateKey, state: Arc<InstanceState>) {
+    pub(crate) fn keep_state(&self, instance: Uuid, key: StateKey, state: Known) {
         let mut inner = self.inner();
         if inner.states.len() >= MAX_ENTRIES {
             inner.states.clear();
@@ -80,7 +83,9 @@ mod tests {
         let cache = OverviewCache::default();
         let id = Uuid::new_v4();
         let at = Utc::now();
-        cache.keep_state(id, (3, at), Arc::new(InstanceState::default()));
+        let state = InstanceState::default();
+        let hash = state.content_hash();
+        cache.keep_state(id, (3, at), (Arc::new(state), hash));
         assert!(cache.state(id, (3, at)).is_some());
         assert!(cache.state(id, (4, at)).is_none());
         assert!(

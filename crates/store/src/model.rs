@@ -577,6 +577,8 @@ pub struct StageOverview {
     /// previous stage's tells whether this one is behind, without reading
     /// a flow.
     pub state: std::sync::Arc<InstanceState>,
+    /// The state's content hash: stages holding the same have the same.
+    pub state_hash: ContentHash,
     /// The newest promotion applied into the stage (rolled back since,
     /// perhaps), with what it left there.
     pub arrival: Option<Arrival>,

@@ -83,84 +83,70 @@ pub(super) async fn history(
 /// by status, has the rest.
 pub(crate) const MAX_PENDING_SHOWN: i64 = 20;
 
-/// The newest of the pipeline's promotions awaiting approval, newest
-/// first, each with the approvals it has so far.
-pub(super) async fn pending_of_pipeline(
-    conn: &mut Conn,
-    team: TeamId,
-    pipeline: PipelineId,
-) -> StoreResult<Vec<PendingRequest>> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        head: HeadRow,
-        approvals: i64,
-    }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "select {HEAD_COLUMNS},
-            (select count(*) from promotion_approvals a
-              where a.promotion_id = p.id and a.decision = 'approve') as approvals
-         from promotions p
-         where team_id = $1 and pipeline_id = $2 and status = $3
-         order by created_at desc, id desc limit $4"
-    ))
-    .bind(team.0)
-    .bind(pipeline.0)
-    .bind(PromotionStatus::PendingApproval.as_str())
-    .bind(MAX_PENDING_SHOWN)
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(PendingRequest {
-                promotion: r.head.into_head()?,
-                approvals: u32::try_from(r.approvals).unwrap_or(u32::MAX),
-            })
-        })
-        .collect()
-}
-
-/// The promotions with the given ids (each stage's newest applied one),
-/// with when they were applied and rolled back and the flows each left in
-/// its target (snapshot manifests, through the cache).
-pub(super) async fn arrivals(
+/// The promotions a pipeline page shows, in one query: those with the
+/// given ids (each stage's newest applied one) with when they were applied
+/// and rolled back and the flows each left in its target (snapshot
+/// manifests, through the cache), and the newest of the pipeline's
+/// requests awaiting approval, newest first, with their approvals so far.
+pub(super) async fn of_pipeline_page(
     conn: &mut Conn,
     cache: &crate::cache::OverviewCache,
     team: TeamId,
-    ids: &[Uuid],
-) -> StoreResult<Vec<Arrival>> {
+    pipeline: PipelineId,
+    arrival_ids: &[Uuid],
+) -> StoreResult<(Vec<Arrival>, Vec<PendingRequest>)> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         head: HeadRow,
-        applied_at: Option<DateTime<Utc>>,
-        rolled_back_at: Option<DateTime<Utc>>,
         source_snapshot_id: Uuid,
         backup_snapshot_id: Option<Uuid>,
+        applied_at: Option<DateTime<Utc>>,
+        rolled_back_at: Option<DateTime<Utc>>,
+        approvals: i64,
+        is_pending: i32,
     }
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
+    const COLUMNS: &str = "source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at";
     let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-        "select {HEAD_COLUMNS}, source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at
-         from promotions where team_id = "
+        "select * from (select {HEAD_COLUMNS}, {COLUMNS},
+            (select count(*) from promotion_approvals a
+              where a.promotion_id = p.id and a.decision = 'approve') as approvals,
+            1 as is_pending
+         from promotions p where team_id = "
     ));
-    q.push_bind(team.0).push(" and id in (");
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
+    q.push_bind(team.0)
+        .push(" and pipeline_id = ")
+        .push_bind(pipeline.0)
+        .push(" and status = ")
+        .push_bind(PromotionStatus::PendingApproval.as_str())
+        .push(" order by created_at desc, id desc limit ")
+        .push_bind(MAX_PENDING_SHOWN)
+        .push(") as pending");
+    if !arrival_ids.is_empty() {
+        q.push(format!(
+            " union all select {HEAD_COLUMNS}, {COLUMNS}, 0, 0 from promotions where team_id = "
+        ))
+        .push_bind(team.0)
+        .push(" and id in (");
+        let mut list = q.separated(", ");
+        for id in arrival_ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
     }
-    q.push(")");
     let rows: Vec<Row> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let (pending, arrived): (Vec<Row>, Vec<Row>) =
+        rows.into_iter().partition(|r| r.is_pending == 1);
     // A rollback put the backup back; otherwise the pinned snapshot is
     // what the promotion left.
     let left = |r: &Row| match (r.head.status.as_str(), r.backup_snapshot_id) {
         ("rolled_back", Some(backup)) => backup,
         _ => r.source_snapshot_id,
     };
-    let wanted: Vec<Uuid> = rows.iter().map(left).collect();
+    let wanted: Vec<Uuid> = arrived.iter().map(left).collect();
     let manifests = super::snapshots::manifests(conn, cache, &wanted).await?;
-    rows.into_iter()
+    let arrivals = arrived
+        .into_iter()
         .map(|r| {
             let left_flows = manifests.get(&left(&r)).cloned().unwrap_or_default();
             Ok(Arrival {
@@ -170,7 +156,18 @@ pub(super) async fn arrivals(
                 left_flows,
             })
         })
-        .collect()
+        .collect::<StoreResult<_>>()?;
+    let mut pending = pending
+        .into_iter()
+        .map(|r| {
+            Ok(PendingRequest {
+                approvals: u32::try_from(r.approvals).unwrap_or(u32::MAX),
+                promotion: r.head.into_head()?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    pending.sort_by_key(|p| std::cmp::Reverse((p.promotion.created_at, p.promotion.id)));
+    Ok((arrivals, pending))
 }
 
 /// The promotions that pinned the snapshot or took it as their backup,

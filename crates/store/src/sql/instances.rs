@@ -808,22 +808,24 @@ pub(super) async fn states_cached(
     conn: &mut Conn,
     cache: &crate::cache::OverviewCache,
     instances: &[(Uuid, crate::cache::StateKey)],
-) -> StoreResult<BTreeMap<Uuid, Arc<InstanceState>>> {
+) -> StoreResult<BTreeMap<Uuid, crate::cache::Known>> {
     let mut found = BTreeMap::new();
     let mut missing = Vec::new();
     for (id, key) in instances {
         match cache.state(*id, *key) {
-            Some(state) => {
-                found.insert(*id, state);
+            Some(known) => {
+                found.insert(*id, known);
             }
             None => missing.push(*id),
         }
     }
     let mut read = states(conn, &missing).await?;
     for (id, key) in instances.iter().filter(|(id, _)| missing.contains(id)) {
-        let state = Arc::new(read.remove(id).unwrap_or_default());
-        cache.keep_state(*id, *key, state.clone());
-        found.insert(*id, state);
+        let state = read.remove(id).unwrap_or_default();
+        let hash = state.content_hash();
+        let known = (Arc::new(state), hash);
+        cache.keep_state(*id, *key, known.clone());
+        found.insert(*id, known);
     }
     Ok(found)
 }

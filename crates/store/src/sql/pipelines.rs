@@ -411,11 +411,13 @@ pub(super) async fn reorder(
     Ok(updated)
 }
 
-/// The pipeline with what each stage's card shows, in four queries
-/// whatever the number of stages: the pipeline with its stages and the id
-/// of each one's newest applied promotion (a correlated index lookup),
-/// the stages' flows and keys, those promotions with what they left, and
-/// the pending requests with their approvals.
+/// The pipeline with what each stage's card shows, in two queries
+/// whatever the number of stages, once the cache holds the stages' states
+/// and the snapshots their promotions left: the pipeline with its stages
+/// and the id of each one's newest applied promotion (a correlated index
+/// lookup), then those promotions and the pending requests with their
+/// approvals. The stages' flows and keys are read only when an instance's
+/// version moved.
 pub(super) async fn overview(
     conn: &mut Conn,
     cache: &OverviewCache,
@@ -486,14 +488,18 @@ pub(super) async fn overview(
         .collect();
     let mut states = instances::states_cached(conn, cache, &instances).await?;
     let arrival_ids: Vec<Uuid> = rows.iter().filter_map(|(_, _, a)| *a).collect();
-    let arrivals = history::arrivals(conn, cache, team, &arrival_ids).await?;
-    let pending = history::pending_of_pipeline(conn, team, id).await?;
+    let (arrivals, pending) =
+        history::of_pipeline_page(conn, cache, team, id, &arrival_ids).await?;
     let mut stages = Vec::with_capacity(rows.len());
     let mut cards = Vec::with_capacity(rows.len());
     for (r, _, arrival) in rows {
         let stage = r.into_stage()?;
+        let known = states
+            .remove(&stage.instance_id.0)
+            .ok_or(StoreError::NotFound("instance"))?;
         cards.push(StageOverview {
-            state: states.remove(&stage.instance_id.0).unwrap_or_default(),
+            state_hash: known.1,
+            state: known.0,
             arrival: arrival.and_then(|a| arrivals.iter().find(|x| x.promotion.id.0 == a).cloned()),
             pending: pending
                 .iter()

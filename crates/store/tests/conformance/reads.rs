@@ -149,6 +149,7 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
     assert_eq!(*arrival.left_flows, cards[0].state.flows);
     // Same flows and keys, whatever the values: the same state hash.
     assert_eq!(cards[1].state.content_hash(), cards[0].state.content_hash());
+    assert!(cards.iter().all(|c| c.state_hash == c.state.content_hash()));
     assert!(cards[0].pending.is_empty() && cards[1].pending.is_empty());
     assert_eq!(cards[2].pending.len(), 1);
     assert_eq!(cards[2].pending[0].promotion.id, pending.id);

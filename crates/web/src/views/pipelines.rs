@@ -197,7 +197,7 @@ pub(crate) async fn view_pipeline_get(
                 .values()
                 .filter(|k| **k == EnvKeyState::AwaitingValue)
                 .count(),
-            state_hash: o.state.content_hash().short().to_owned(),
+            state_hash: o.state_hash.short().to_owned(),
             required_approvals: required,
             requires_all_env_values: o.stage.protection.requires_all_env_values,
             compared,
