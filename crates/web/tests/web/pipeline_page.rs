@@ -159,3 +159,52 @@ async fn the_pipeline_page_shows_what_runs_where_and_what_waits() {
     assert!(!body.contains(secret));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", "[]")]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    app.env(team, dev, "API_TOKEN", Some("v")).await;
+    let (pipeline, _) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+
+    let page = admin
+        .get(&format!("/teams/{team}/instances/{dev}"))
+        .await
+        .body;
+    for expected in [
+        "hx-confirm=\"Clear the value of API_TOKEN? It is deleted, and API_TOKEN awaits a new one.\"",
+        "hx-confirm=\"Save the settings of dev? They replace the current ones.\"",
+        "<label for=\"settings-document\">",
+    ] {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    // Deleting sits in its own section, last, and says what goes.
+    let delete = &page[page
+        .find("class=\"card danger-zone\" id=\"delete\"")
+        .expect("a delete section")..];
+    assert!(delete.contains(
+        "hx-confirm=\"Delete dev with its flows, env vars and values? This cannot be undone.\""
+    ));
+    assert!(
+        !page[page.find("id=\"settings\"").unwrap()..page.find("id=\"delete\"").unwrap()]
+            .contains("/delete\"")
+    );
+
+    let page = admin
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await
+        .body;
+    let add_stage = &page[page.find("<h2>Add a stage</h2>").unwrap()..];
+    let add_stage = &add_stage[..add_stage.find("</section>").unwrap()];
+    assert!(!add_stage.contains("Delete"), "{add_stage}");
+    let delete = &page[page
+        .find("class=\"card danger-zone\" id=\"delete\"")
+        .expect("a delete section")..];
+    assert!(delete.contains(
+        "hx-confirm=\"Delete the pipeline checkout? Its instances and promotion history are kept.\""
+    ));
+    app.stop().await;
+}
