@@ -102,6 +102,55 @@ pub enum AuditEventKind {
 }
 
 impl AuditEventKind {
+    /// Every kind, in the order they are declared.
+    pub const ALL: [Self; 45] = [
+        Self::TeamCreated,
+        Self::UserCreated,
+        Self::UserDisabled,
+        Self::UserEnabled,
+        Self::UserPasswordReset,
+        Self::UserLoggedIn,
+        Self::UserLoggedOut,
+        Self::UserLoginFailed,
+        Self::RoleCreated,
+        Self::TokenCreated,
+        Self::TokenRevoked,
+        Self::MemberBound,
+        Self::MemberUnbound,
+        Self::InstanceCreated,
+        Self::InstanceDuplicated,
+        Self::InstanceSettingsUpdated,
+        Self::InstanceDeleted,
+        Self::FlowSaved,
+        Self::FlowDeleted,
+        Self::FlowsReplaced,
+        Self::EnvKeyAdded,
+        Self::EnvValueSet,
+        Self::EnvValueCleared,
+        Self::EnvKeyRemoved,
+        Self::EnvValueRevealed,
+        Self::PipelineCreated,
+        Self::PipelineRenamed,
+        Self::PipelineDeleted,
+        Self::StageAdded,
+        Self::StageRemoved,
+        Self::StagesReordered,
+        Self::StageProtectionChanged,
+        Self::InstanceProtectionChanged,
+        Self::PromotionApplied,
+        Self::PromotionRequested,
+        Self::PromotionRolledBack,
+        Self::RollbackRequested,
+        Self::PromotionApproved,
+        Self::PromotionRejected,
+        Self::PromotionDeploying,
+        Self::PromotionFailed,
+        Self::RuntimeConnected,
+        Self::RuntimeDisconnected,
+        Self::InstancePulled,
+        Self::RetentionPurged,
+    ];
+
     pub fn as_str(self) -> &'static str {
         use AuditEventKind::*;
         match self {
@@ -166,11 +215,7 @@ mod tests {
 
     #[test]
     fn the_stored_name_and_the_serialized_name_agree() {
-        for k in [
-            AuditEventKind::PromotionApplied,
-            AuditEventKind::EnvValueRevealed,
-            AuditEventKind::StagesReordered,
-        ] {
+        for k in AuditEventKind::ALL {
             assert_eq!(
                 serde_json::to_value(k).unwrap(),
                 serde_json::json!(k.as_str())

@@ -265,6 +265,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &Actor,
     ) -> StoreResult<Instance>;
     async fn env_vars(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<EnvVarMeta>>;
+    /// Adds the keys the instance lacks, without values, in one
+    /// transaction; a direct edit, so the instance's protection applies.
+    /// The keys added, sorted (those it had already are left alone).
+    async fn add_env_keys(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        keys: Vec<EnvKey>,
+        actor: &Actor,
+    ) -> StoreResult<Vec<EnvKey>>;
     /// Adds the key if missing, and sets its value (or clears it with `None`).
     async fn set_env_var(
         &self,

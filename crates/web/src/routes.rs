@@ -118,6 +118,7 @@ routes! {
     get  "/teams/{team}/instances/{instance}/flows/{flow}/download" => instances::download_flow_get, Team(InstanceView);
     post "/teams/{team}/instances/{instance}/flows/{flow}/delete" => instances::delete_flow_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/env" => instances::add_key_post, Team(InstanceEdit);
+    post "/teams/{team}/instances/{instance}/env/missing" => instances::add_missing_keys_post, Team(InstanceEdit);
     post "/teams/{team}/instances/{instance}/env/{key}/value" => instances::set_value_post, Team(EnvvarSet);
     post "/teams/{team}/instances/{instance}/env/{key}/remove" => instances::remove_key_post, Team(InstanceEdit);
     // Back to a reveal asks for it again with GET: the instance, no value.

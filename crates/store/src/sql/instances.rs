@@ -730,6 +730,53 @@ pub(super) async fn set_env_var(
     Ok(updated)
 }
 
+/// Most keys added in one step.
+const MAX_KEYS_ADDED: usize = 1000;
+
+pub(super) async fn add_env_keys(
+    conn: &mut Conn,
+    team: TeamId,
+    instance: InstanceId,
+    keys: Vec<EnvKey>,
+    actor: &Actor,
+) -> StoreResult<Vec<EnvKey>> {
+    if keys.len() > MAX_KEYS_ADDED {
+        return Err(
+            ValidationError::new("keys", format!("at most {MAX_KEYS_ADDED} keys at once")).into(),
+        );
+    }
+    lock_for_direct_edit(conn, team, instance, None, actor).await?;
+    let existing: BTreeSet<String> =
+        sqlx::query_scalar("select key from env_vars where instance_id = $1")
+            .bind(instance.0)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let added: Vec<EnvKey> = keys
+        .into_iter()
+        .filter(|k| !existing.contains(k.as_str()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if added.is_empty() {
+        return Ok(added);
+    }
+    super::promotions::add_keys(conn, instance, &added).await?;
+    let updated = bump_version(conn, team, instance).await?;
+    for key in &added {
+        edited(
+            conn,
+            &updated,
+            actor,
+            AuditEventKind::EnvKeyAdded,
+            json!({ "key": key }),
+        )
+        .await?;
+    }
+    Ok(added)
+}
+
 pub(super) async fn remove_env_var(
     conn: &mut Conn,
     team: TeamId,

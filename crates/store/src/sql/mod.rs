@@ -409,6 +409,15 @@ impl Store for Backend {
     async fn env_vars(&self, team: TeamId, instance: InstanceId) -> StoreResult<Vec<EnvVarMeta>> {
         read!(self, c => instances::env_vars(c, team, instance))
     }
+    async fn add_env_keys(
+        &self,
+        team: TeamId,
+        instance: InstanceId,
+        keys: Vec<EnvKey>,
+        actor: &Actor,
+    ) -> StoreResult<Vec<EnvKey>> {
+        write_tx!(self, c => instances::add_env_keys(c, team, instance, keys, actor))
+    }
     async fn set_env_var(
         &self,
         team: TeamId,

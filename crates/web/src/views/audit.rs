@@ -70,6 +70,8 @@ struct EventRow {
     actor: String,
     source_ip: String,
     kind: String,
+    /// What happened, in words, with names: "saved the flow orders in dev".
+    sentence: String,
     details: String,
 }
 
@@ -80,8 +82,19 @@ fn row(e: &AuditEvent) -> EventRow {
         actor: e.actor.clone(),
         source_ip: e.source_ip.clone().unwrap_or_default(),
         kind: e.kind.clone(),
+        sentence: super::audit_words::sentence(&e.kind, &e.details),
         details: e.details.to_string(),
     }
+}
+
+/// The event kinds the filter offers: (name, label).
+fn kinds() -> Vec<(&'static str, &'static str)> {
+    let mut all: Vec<_> = stagehand_domain::AuditEventKind::ALL
+        .into_iter()
+        .map(|k| (k.as_str(), super::audit_words::label(k)))
+        .collect();
+    all.sort_by_key(|(_, label)| *label);
+    all
 }
 
 #[derive(Template)]
@@ -91,6 +104,8 @@ struct AuditPage {
     rows: Vec<EventRow>,
     actor: String,
     kind: String,
+    /// Every kind, for the filter list.
+    kinds: Vec<(&'static str, &'static str)>,
     since: String,
     until: String,
     filters: String,
@@ -156,6 +171,7 @@ async fn show(state: &AppState, ctx: &Ctx, q: &AuditQuery, scope: Scope) -> AppR
         rows: events.iter().map(row).collect(),
         actor: q.actor.clone().unwrap_or_default(),
         kind: q.kind.clone().unwrap_or_default(),
+        kinds: kinds(),
         since: q.since.clone().unwrap_or_default(),
         until: q.until.clone().unwrap_or_default(),
         filters: q.filters_query(),

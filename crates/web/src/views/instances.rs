@@ -528,6 +528,54 @@ pub(crate) async fn add_key_post(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct MissingKeysForm {
+    /// Keys, separated by commas or spaces.
+    keys: String,
+}
+
+/// Adds, in one step and without values, the keys a refused promotion
+/// said the instance lacks; then its page, where their values are set.
+pub(crate) async fn add_missing_keys_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(path): Path<InstancePath>,
+    Form(form): Form<MissingKeysForm>,
+) -> AppResult<Response> {
+    let (team, id) = path.ids()?;
+    let keys = form
+        .keys
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|k| !k.is_empty())
+        .map(|k| EnvKey::parse(k).map_err(AppError::from))
+        .collect::<AppResult<Vec<_>>>()?;
+    if keys.is_empty() {
+        return Err(ValidationError::new("keys", "name at least one key").into());
+    }
+    let added = state
+        .store
+        .add_env_keys(team, id, keys, &ctx.actor())
+        .await?;
+    let message = match added.len() {
+        0 => "It has every one of those keys already.".to_owned(),
+        n => format!(
+            "Added {} without {}: {}. Set {} below, then play again.",
+            if n == 1 { "1 key" } else { "the keys" },
+            if n == 1 { "a value" } else { "values" },
+            added
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if n == 1 { "its value" } else { "their values" },
+        ),
+    };
+    Ok(flash::done(
+        &format!("/teams/{team}/instances/{id}#env"),
+        &message,
+    ))
+}
+
+#[derive(Deserialize)]
 pub(crate) struct ValueForm {
     /// `set` or `clear`.
     action: String,

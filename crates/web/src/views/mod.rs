@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+mod audit_words;
 pub mod dashboard;
 mod diffs;
 pub mod flash;

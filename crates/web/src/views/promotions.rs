@@ -130,6 +130,9 @@ struct PreviewPage {
     protected: bool,
     required_approvals: u32,
     blocked: Option<String>,
+    /// Keys the target lacks that a refusal names, comma-separated, when
+    /// this user may add them to the target directly.
+    keys_to_add_here: Option<String>,
     /// The source's runtime, when connected: it is pulled before it ships.
     source_runtime: Option<super::runtimes::RuntimeCard>,
     source_instance_id: String,
@@ -174,13 +177,33 @@ pub(crate) async fn view_preview_get(
     let protection = preview.target.protection;
     let blocked = if protection.requires_all_env_values && !awaiting_after.is_empty() {
         Some(format!(
-            "{} requires every env var to have a value. Set these on it first: {}.",
+            "{} requires every env var to have a value, and after this promotion these would have none: {}. Set their values on {} first{}.",
             preview.target.instance_name,
-            awaiting_after.join(", ")
+            awaiting_after.join(", "),
+            preview.target.instance_name,
+            if preview.plan.keys_to_add.is_empty() {
+                ""
+            } else {
+                " (the keys it lacks yet can be added in one step)"
+            }
         ))
     } else {
         None
     };
+    // Adding keys to the target is a direct edit of it: offered to those
+    // who may make one (the store checks again).
+    let may_edit_target = ctx.can(Permission::InstanceEdit)
+        && (!protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION));
+    let keys_to_add_here =
+        (blocked.is_some() && may_edit_target && !preview.plan.keys_to_add.is_empty()).then(|| {
+            preview
+                .plan
+                .keys_to_add
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
     let source_runtime = state
         .store
         .runtime_link(team, preview.source.instance_id)
@@ -218,6 +241,7 @@ pub(crate) async fn view_preview_get(
         protected: protection.is_protected(),
         required_approvals: protection.required_approvals,
         blocked,
+        keys_to_add_here,
     })
 }
 

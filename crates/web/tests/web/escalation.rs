@@ -283,6 +283,12 @@ fn table() -> Vec<Entry> {
         },
         Entry {
             method: "post",
+            path: "/teams/{team}/instances/{instance}/env/missing",
+            needs: &[],
+            attempts: |_| vec![form(&[("keys", "NEW_KEY,OTHER_KEY")])],
+        },
+        Entry {
+            method: "post",
             path: "/teams/{team}/instances/{instance}/env/{key}/value",
             needs: &[],
             attempts: |_| vec![form(&[("action", "set"), ("value", "v")])],

@@ -208,3 +208,146 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
     ));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refusal_for_keys_without_values_offers_to_add_the_missing_keys_in_one_step() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", "[]")]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    app.env(team, dev, "API_TOKEN", Some("dev-value-never-copied"))
+        .await;
+    app.env(team, dev, "DB_URL", Some("dev-db")).await;
+    app.env(team, prod, "DB_URL", Some("prod-db")).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, prod]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/protection"),
+            &[
+                ("required_approvals", "0"),
+                ("requires_all_env_values", "on"),
+            ],
+        )
+        .await;
+
+    let preview_url = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+        stages[0]
+    );
+    let preview = admin.get(&preview_url).await.body;
+    let blocked = &preview[preview.find("id=\"blocked\"").expect("refused")..];
+    assert!(
+        blocked.contains("these would have none: API_TOKEN"),
+        "{blocked}"
+    );
+    assert!(
+        blocked.contains(&format!(
+            "action=\"/teams/{team}/instances/{prod}/env/missing\""
+        )),
+        "{blocked}"
+    );
+    assert!(
+        blocked.contains("name=\"keys\" value=\"API_TOKEN\""),
+        "{blocked}"
+    );
+    assert!(
+        blocked.contains("Add 1 missing key to prod, without values"),
+        "{blocked}"
+    );
+    // A viewer is neither offered it nor allowed it.
+    assert!(!viewer.get(&preview_url).await.body.contains("/env/missing"));
+    let refused = viewer
+        .post(
+            &format!("/teams/{team}/instances/{prod}/env/missing"),
+            &[("keys", "API_TOKEN")],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+
+    // One step: the key is there, without a value; what prod had stays.
+    let added = admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/env/missing"),
+            &[("keys", "API_TOKEN,DB_URL")],
+        )
+        .await;
+    added.assert_redirect_to(&format!("/teams/{team}/instances/{prod}#env"));
+    let page = admin.get(added.location.as_deref().unwrap()).await.body;
+    assert!(
+        page.contains(
+            "Added 1 key without a value: API_TOKEN. Set its value below, then play again."
+        ),
+        "{page}"
+    );
+    let keys: Vec<(String, bool)> = app
+        .store
+        .env_vars(team, prod)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.key.to_string(), v.has_value))
+        .collect();
+    assert_eq!(
+        keys,
+        [("API_TOKEN".to_owned(), false), ("DB_URL".to_owned(), true)]
+    );
+    // A bad key is refused by name, and nothing is added.
+    let bad = admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/env/missing"),
+            &[("keys", "GOOD_ONE,1bad")],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(app.store.env_vars(team, prod).await.unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_reads_as_sentences_and_filters_by_a_list_of_kinds() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{dev}/flows"),
+            &[("name", "orders"), ("content", "[]")],
+        )
+        .await;
+    let secret = "audit-page-never-shows-3c";
+    app.env(team, dev, "API_TOKEN", Some(secret)).await;
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{dev}/env/API_TOKEN/reveal"),
+            &[],
+        )
+        .await;
+
+    let log = admin.get(&format!("/teams/{team}/audit")).await;
+    log.assert_ok();
+    for expected in [
+        "<td>saved the flow orders in dev</td>",
+        "<td>revealed the value of API_TOKEN in dev</td>",
+        // The filter is a list of kinds, by name.
+        "<option value=\"envvar.value_revealed\">Env value revealed</option>",
+    ] {
+        assert!(log.body.contains(expected), "{expected}: {}", log.body);
+    }
+    assert!(!log.body.contains(secret));
+    let filtered = admin
+        .get(&format!("/teams/{team}/audit?kind=envvar.value_revealed"))
+        .await;
+    assert!(filtered.body.contains("revealed the value of API_TOKEN"));
+    assert!(!filtered.body.contains("saved the flow orders"));
+    assert!(
+        filtered
+            .body
+            .contains("<option value=\"envvar.value_revealed\" selected>"),
+        "{}",
+        filtered.body
+    );
+    app.stop().await;
+}

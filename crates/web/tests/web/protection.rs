@@ -93,6 +93,9 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         ("post", "/teams/{team}/instances/{instance}/env") => {
             (Protected, Source, form(&[("key", "BACKDOOR")]))
         }
+        ("post", "/teams/{team}/instances/{instance}/env/missing") => {
+            (Protected, Source, form(&[("keys", "BACKDOOR,OTHER")]))
+        }
         ("post", "/teams/{team}/instances/{instance}/env/{key}/value") => (
             Protected,
             Source,
