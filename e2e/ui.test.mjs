@@ -224,7 +224,7 @@ test("a lead edits a dev flow, previews, plays and sees the history entry", asyn
   await page.fill("textarea[name=content]", '{"steps": ["charge", "email"]}');
   await submit(page, "button:text('Save flow')");
   await play(page, /Changed\s*orders/);
-  await page.click("summary:has-text('Diff of')");
+  await page.click("summary:has-text('Changed: orders')");
   assert.match(await page.textContent(".diff pre"), /\+\s+"email"/);
   await shot(page, "lead-preview");
   await confirm(page);

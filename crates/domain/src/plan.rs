@@ -130,6 +130,18 @@ impl PromotionPlan {
         plan
     }
 
+    /// The plan of a rollback: the target's flows become `flows` (a
+    /// backup's); keys and values stay as they are.
+    pub fn restoring(flows: BTreeMap<FlowName, ContentHash>, current: &InstanceState) -> Self {
+        Self::between(
+            &InstanceState {
+                flows,
+                env: BTreeMap::new(),
+            },
+            current,
+        )
+    }
+
     /// True when applying the plan changes nothing.
     pub fn is_noop(&self) -> bool {
         self.flows_added.is_empty()
@@ -228,6 +240,16 @@ mod tests {
 
     fn names<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<String> {
         items.iter().map(|i| name(i).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_restore_brings_flows_back_and_never_adds_or_touches_a_key() {
+        let backup = state(&[("orders", "v1")], &[("OLD_KEY", true)]);
+        let current = state(&[("orders", "v2"), ("new", "x")], &[("NEW_KEY", false)]);
+        let plan = PromotionPlan::restoring(backup.flows.clone(), &current);
+        assert_eq!(plan.flows_changed.len(), 1);
+        assert_eq!(plan.flows_removed.len(), 1);
+        assert!(plan.keys_to_add.is_empty(), "{plan:?}");
     }
 
     #[test]

@@ -429,13 +429,7 @@ pub(super) fn restore_plan(
     backup_flows: BTreeMap<stagehand_domain::FlowName, stagehand_domain::ContentHash>,
     current: &InstanceState,
 ) -> PromotionPlan {
-    PromotionPlan::between(
-        &InstanceState {
-            flows: backup_flows,
-            env: BTreeMap::new(),
-        },
-        current,
-    )
+    PromotionPlan::restoring(backup_flows, current)
 }
 
 /// Marks an applied promotion rolled back and writes its audit event:

@@ -1,7 +1,7 @@
 //! Play: the preview of a promotion and its confirm; the promotion page
 //! with rollback; and the names that turn promotion rows into lines.
 
-use super::diffs::{FlowDiff, diff, pretty};
+use super::diffs::{Differ, FlowDiff};
 use super::paths::{PromotionPath, StagePath};
 use super::{Chrome, Form, flash, non_blank, render, when};
 use crate::AppState;
@@ -152,6 +152,7 @@ pub(crate) async fn view_preview_get(
     let pipeline = state.store.pipeline(team, pipeline_id).await?;
     let preview = state.store.preview(team, pipeline_id, stage).await?;
     let mut diffs = Vec::new();
+    let differ = Differ::new();
     for change in preview.plan.flows_changed.iter().take(MAX_DIFFS) {
         let from = state
             .store
@@ -161,11 +162,11 @@ pub(crate) async fn view_preview_get(
             .store
             .flow(team, preview.source.instance_id, &change.name)
             .await?;
-        diffs.push(diff(
+        diffs.push(differ.diff(
             "Changed",
             &change.name,
-            &pretty(&from.content),
-            &pretty(&to.content),
+            Some(&from.content),
+            Some(&to.content),
         ));
     }
     let awaiting_after: Vec<String> = preview
@@ -335,6 +336,7 @@ async fn what_ships(
     team: TeamId,
     p: &Promotion,
     target_name: &str,
+    with_diffs: bool,
 ) -> AppResult<Ships> {
     let (snapshot, pinned, flows, env) = tokio::try_join!(
         state.store.snapshot(team, p.source_snapshot_id),
@@ -349,29 +351,32 @@ async fn what_ships(
             .map(|e| (e.key, EnvKeyState::of(&e.has_value.then_some(()))))
             .collect(),
     };
-    let plan = PromotionPlan::between(&snapshot.state(), &target);
+    // What approving applies: a rollback restores flows only.
+    let plan = if p.rollback_of.is_some() {
+        PromotionPlan::restoring(snapshot.flows.clone(), &target)
+    } else {
+        PromotionPlan::between(&snapshot.state(), &target)
+    };
     let pinned: HashMap<FlowName, stagehand_domain::FlowContent> = pinned.into_iter().collect();
     let mut diffs = Vec::new();
-    for change in plan.flows_changed.iter().take(MAX_DIFFS) {
+    let differ = Differ::new();
+    // Flow contents are for those who may see the instances' flows.
+    let shown = if with_diffs { MAX_DIFFS } else { 0 };
+    for change in plan.flows_changed.iter().take(shown) {
         let now = state
             .store
             .flow(team, p.target_instance_id, &change.name)
             .await?;
         if let Some(then) = pinned.get(&change.name) {
-            diffs.push(diff(
-                "Changed",
-                &change.name,
-                &pretty(&now.content),
-                &pretty(then),
-            ));
+            diffs.push(differ.diff("Changed", &change.name, Some(&now.content), Some(then)));
         }
     }
     for add in &plan.flows_added {
-        if diffs.len() >= MAX_DIFFS {
+        if diffs.len() >= shown {
             break;
         }
         if let Some(content) = pinned.get(&add.name) {
-            diffs.push(diff("Added", &add.name, "", &pretty(content)));
+            diffs.push(differ.diff("Added", &add.name, None, Some(content)));
         }
     }
     Ok(Ships {
@@ -433,9 +438,16 @@ pub(crate) async fn view_promotion_get(
             .iter()
             .any(|a| a.user_id == me);
     let ships = match &target {
-        Some(t) if promotion.status == PromotionStatus::PendingApproval => {
-            Some(what_ships(&state, team, &promotion, t.name.as_str()).await?)
-        }
+        Some(t) if promotion.status == PromotionStatus::PendingApproval => Some(
+            what_ships(
+                &state,
+                team,
+                &promotion,
+                t.name.as_str(),
+                ctx.can(Permission::InstanceView),
+            )
+            .await?,
+        ),
         _ => None,
     };
     render(PromotionPage {

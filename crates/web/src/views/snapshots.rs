@@ -3,7 +3,7 @@
 //! download, and the comparison of any two of the team's snapshots (of
 //! one instance or of two: "does prod match qa?") with each flow's diff.
 
-use super::diffs::{FlowDiff, diff, pretty};
+use super::diffs::{Differ, FlowDiff};
 use super::paths::parse_id;
 use super::promotions::{Names, PromotionRow};
 use super::{Chrome, render, when};
@@ -233,28 +233,27 @@ pub(crate) async fn compare_get(
     let plan = PromotionPlan::between(&b.state(), &a.state());
     let a_flows: HashMap<FlowName, FlowContent> = a_flows.into_iter().collect();
     let b_flows: HashMap<FlowName, FlowContent> = b_flows.into_iter().collect();
-    let text =
-        |m: &HashMap<FlowName, FlowContent>, n: &FlowName| m.get(n).map(pretty).unwrap_or_default();
+    let differ = Differ::new();
     let mut diffs: Vec<FlowDiff> = plan
         .flows_changed
         .iter()
         .map(|c| {
-            diff(
+            differ.diff(
                 "Changed",
                 &c.name,
-                &text(&a_flows, &c.name),
-                &text(&b_flows, &c.name),
+                a_flows.get(&c.name),
+                b_flows.get(&c.name),
             )
         })
         .chain(
             plan.flows_added
                 .iter()
-                .map(|f| diff("Only in B", &f.name, "", &text(&b_flows, &f.name))),
+                .map(|f| differ.diff("Only in B", &f.name, None, b_flows.get(&f.name))),
         )
         .chain(
             plan.flows_removed
                 .iter()
-                .map(|f| diff("Only in A", &f.name, &text(&a_flows, &f.name), "")),
+                .map(|f| differ.diff("Only in A", &f.name, a_flows.get(&f.name), None)),
         )
         .take(MAX_DIFFS)
         .collect();

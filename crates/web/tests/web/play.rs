@@ -312,6 +312,15 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         ships.contains("Keys only in prod (kept)</th><td><code>HOTFIX_FLAG</code>"),
         "{ships}"
     );
+    // Flow contents are for those who may see flows: an auditor holding
+    // only promotion.view sees the plan, not the diff.
+    let (auditor, _) = app
+        .member_holding(team, "audrey", "auditor", &[Permission::PromotionView])
+        .await;
+    let seen = auditor.get(&promotion_url).await;
+    seen.assert_ok();
+    assert!(seen.body.contains("What approving will change in prod"));
+    assert!(!seen.body.contains("class=\"diff\""), "{}", seen.body);
 
     // The pipeline page shows the pending promotion on the target stage.
     let page = lead
