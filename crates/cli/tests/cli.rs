@@ -357,16 +357,19 @@ async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
                 .unwrap()
         }
     };
+    let get = |path: String| {
+        let req = api.get(format!("{url}/api/v1{path}")).bearer_auth(&secret);
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
     // The token's team, as its audit log tells.
-    let team = api
-        .get(format!("{url}/api/v1/audit?kind=token.created"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["events"][0]["team_id"]
+    let team = get("/audit?kind=token.created".to_owned()).await["events"][0]["team_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -588,15 +591,7 @@ async fn a_ci_job_pushes_flows_and_promotes_with_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("a stage of the pipeline"), "{err}");
     let staging = out.trim().to_owned();
-    let stages = api
-        .get(format!("{url}/api/v1/pipelines/{pipeline}"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let stages = get(format!("/pipelines/{pipeline}")).await;
     assert_eq!(
         stages["stages"][1]["instance_id"],
         staging.as_str(),
