@@ -183,6 +183,11 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
         StageProtectionChanged | InstanceProtectionChanged => {
             format!("changed the protection{}", place(d, "of"))
         }
+        // Applied by the last approval: the approver applied what someone
+        // else requested.
+        PromotionApplied if d.get("approved") == Some(&Value::Bool(true)) => {
+            format!("applied {}, with the last approval it needed", promotion())
+        }
         PromotionApplied => format!("promoted {}", promotion()),
         PromotionRequested => format!("requested the promotion {}", promotion()),
         PromotionRolledBack => format!("rolled back {}", promotion()),
@@ -239,6 +244,11 @@ mod tests {
                 "instance.pulled",
                 json!({"instance": "prod"}),
                 "pulled prod from its runtime",
+            ),
+            (
+                "promotion.applied",
+                json!({"to": "prod", "approved": true}),
+                "applied into prod, with the last approval it needed",
             ),
             ("flow.saved", json!({}), "saved a flow"),
             ("something.new", json!({"x": 1}), "something.new"),

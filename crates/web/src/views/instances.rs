@@ -196,15 +196,18 @@ pub(crate) async fn duplicate_post(
         .store
         .duplicate_instance(team, id, name, into, &ctx.actor())
         .await?;
+    // Its page either way: that is where its values are set.
     let message = format!(
-        "Created {} from this instance: its flows and env keys, without values. Set its values before promoting into it.",
-        made.name
+        "Created {} from this instance: its flows and env keys, without values{}. Set its values here before promoting into it.",
+        made.name,
+        if into.is_some() {
+            ", as a stage of the pipeline"
+        } else {
+            ""
+        }
     );
     Ok(flash::done(
-        &match into {
-            Some(p) => format!("/teams/{team}/pipelines/{p}"),
-            None => format!("/teams/{team}/instances/{}", made.id),
-        },
+        &format!("/teams/{team}/instances/{}", made.id),
         &message,
     ))
 }

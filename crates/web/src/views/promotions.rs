@@ -86,6 +86,7 @@ impl Names {
             },
             to: self.instance(p.target_instance_id),
             status: p.status.as_str(),
+            status_label: status_label(p.status),
             requested_by: p.requested_by.clone(),
             created_at: when(&p.created_at),
             summary,
@@ -102,6 +103,8 @@ pub(crate) struct PromotionRow {
     pub from: String,
     pub to: String,
     pub status: &'static str,
+    /// The status as people read it: "awaiting approval".
+    pub status_label: &'static str,
     pub requested_by: String,
     pub created_at: String,
     pub summary: String,
@@ -182,11 +185,7 @@ pub(crate) async fn view_preview_get(
             preview.target.instance_name,
             awaiting_after.join(", "),
             preview.target.instance_name,
-            if preview.plan.keys_to_add.is_empty() {
-                ""
-            } else {
-                " (the keys it lacks yet can be added in one step)"
-            }
+            ""
         ))
     } else {
         None
@@ -282,6 +281,18 @@ pub(crate) async fn promote_post(
         &format!("/teams/{team}/promotions/{}", promotion.id),
         played_message(promotion.status),
     ))
+}
+
+/// A promotion's status as people read it.
+pub(crate) fn status_label(status: PromotionStatus) -> &'static str {
+    match status {
+        PromotionStatus::PendingApproval => "awaiting approval",
+        PromotionStatus::Applied => "applied",
+        PromotionStatus::Rejected => "rejected",
+        PromotionStatus::Failed => "failed",
+        PromotionStatus::RolledBack => "rolled back",
+        PromotionStatus::Deploying => "deploying",
+    }
 }
 
 /// What the page after a play says.
@@ -496,7 +507,7 @@ pub(crate) async fn decide_post(
             .into());
         }
     };
-    crate::deploy::decide(
+    let after = crate::deploy::decide(
         &state,
         team,
         id,
@@ -507,9 +518,15 @@ pub(crate) async fn decide_post(
     .await?;
     Ok(flash::done(
         &format!("/teams/{team}/promotions/{id}"),
-        match decision {
-            Decision::Approve => "Recorded your approval.",
-            Decision::Reject => "Recorded your rejection: the promotion will not apply.",
+        match (decision, after.status) {
+            (Decision::Reject, _) => "Recorded your rejection: the promotion will not apply.",
+            (Decision::Approve, PromotionStatus::Applied) => {
+                "Recorded your approval, the last one needed: the promotion is applied."
+            }
+            (Decision::Approve, PromotionStatus::Deploying) => {
+                "Recorded your approval, the last one needed: the promotion is being deployed to the runtime."
+            }
+            (Decision::Approve, _) => "Recorded your approval; it waits for the others.",
         },
     ))
 }

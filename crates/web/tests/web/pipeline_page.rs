@@ -266,6 +266,34 @@ async fn a_refusal_for_keys_without_values_offers_to_add_the_missing_keys_in_one
         .await;
     assert_eq!(refused.status, 403);
 
+    // Protected, prod changes directly only at the hands of a protection
+    // manager: a lead is told so, not offered a step they cannot take.
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/protection"),
+            &[
+                ("required_approvals", "1"),
+                ("requires_all_env_values", "on"),
+            ],
+        )
+        .await;
+    let told = lead.get(&preview_url).await.body;
+    assert!(!told.contains("/env/missing"), "{told}");
+    assert!(
+        told.contains("prod is protected: only someone who manages its protection can add keys or set values on it."),
+        "{told}"
+    );
+    admin
+        .post(
+            &format!("/teams/{team}/instances/{prod}/protection"),
+            &[
+                ("required_approvals", "0"),
+                ("requires_all_env_values", "on"),
+            ],
+        )
+        .await;
+
     // One step: the key is there, without a value; what prod had stays.
     let added = admin
         .post(

@@ -385,6 +385,15 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         .post(&decide, &[("decision", "approve")])
         .await
         .assert_redirect_to(&promotion_url);
+    // The last approval says it shipped.
+    let after = second.get(&promotion_url).await;
+    assert!(
+        after
+            .body
+            .contains("Recorded your approval, the last one needed: the promotion is applied."),
+        "{}",
+        after.body
+    );
     let shipped = app
         .store
         .flow(team, prod, &FlowName::parse("orders").unwrap())
@@ -400,7 +409,13 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     let request_url = rollback.location.clone().unwrap();
     assert_ne!(request_url, promotion_url);
     let request = lead.get(&request_url).await;
-    assert!(request.body.contains("pending"), "{}", request.body);
+    assert!(
+        request
+            .body
+            .contains("<span class=\"status pending_approval\">awaiting approval</span></h1>"),
+        "{}",
+        request.body
+    );
     assert!(
         request.body.contains("Rollback of prod"),
         "{}",
@@ -514,7 +529,7 @@ async fn a_lead_duplicates_an_instance_from_its_page_and_a_viewer_cannot() {
         &[("name", "staging"), ("pipeline", &pipeline.to_string())],
     )
     .await
-    .assert_redirect_to(&format!("/teams/{team}/pipelines/{pipeline}"));
+    .assert_redirect_to(&format!("/teams/{team}/instances/"));
     let order = |p: stagehand_store::Pipeline| -> Vec<String> {
         p.stages
             .iter()
