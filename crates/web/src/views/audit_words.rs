@@ -70,6 +70,16 @@ fn named(details: &Value, key: &str, what: &str, fallback: &str) -> String {
     }
 }
 
+/// [`named`], then " in dev" (or " from dev", …) when the details name
+/// the instance: "saved the flow orders in dev".
+fn named_in(details: &Value, key: &str, what: &str, fallback: &str, preposition: &str) -> String {
+    format!(
+        "{}{}",
+        named(details, key, what, fallback),
+        place(details, preposition)
+    )
+}
+
 /// " in dev" (or " from dev", …) when the details name the instance.
 fn place(details: &Value, preposition: &str) -> String {
     field(details, "instance")
@@ -123,42 +133,14 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
         },
         InstanceSettingsUpdated => format!("changed the settings{}", place(d, "of")),
         InstanceDeleted => named(d, "name", "deleted the instance", "deleted an instance"),
-        FlowSaved => format!(
-            "{}{}",
-            named(d, "flow", "saved the flow", "saved a flow"),
-            place(d, "in")
-        ),
-        FlowDeleted => format!(
-            "{}{}",
-            named(d, "flow", "deleted the flow", "deleted a flow"),
-            place(d, "from")
-        ),
+        FlowSaved => named_in(d, "flow", "saved the flow", "saved a flow", "in"),
+        FlowDeleted => named_in(d, "flow", "deleted the flow", "deleted a flow", "from"),
         FlowsReplaced => format!("replaced the flows{}", place(d, "of")),
-        EnvKeyAdded => format!(
-            "{}{}",
-            named(d, "key", "added the key", "added a key"),
-            place(d, "to")
-        ),
-        EnvValueSet => format!(
-            "{}{}",
-            named(d, "key", "set the value of", "set a value"),
-            place(d, "in")
-        ),
-        EnvValueCleared => format!(
-            "{}{}",
-            named(d, "key", "cleared the value of", "cleared a value"),
-            place(d, "in")
-        ),
-        EnvKeyRemoved => format!(
-            "{}{}",
-            named(d, "key", "removed the key", "removed a key"),
-            place(d, "from")
-        ),
-        EnvValueRevealed => format!(
-            "{}{}",
-            named(d, "key", "revealed the value of", "revealed a value"),
-            place(d, "in")
-        ),
+        EnvKeyAdded => named_in(d, "key", "added the key", "added a key", "to"),
+        EnvValueSet => named_in(d, "key", "set the value of", "set a value", "in"),
+        EnvValueCleared => named_in(d, "key", "cleared the value of", "cleared a value", "in"),
+        EnvKeyRemoved => named_in(d, "key", "removed the key", "removed a key", "from"),
+        EnvValueRevealed => named_in(d, "key", "revealed the value of", "revealed a value", "in"),
         PipelineCreated => named(d, "pipeline", "created the pipeline", "created a pipeline"),
         PipelineRenamed => match (field(d, "from"), field(d, "pipeline")) {
             (Some(f), Some(t)) => format!("renamed the pipeline {f} to {t}"),

@@ -234,7 +234,7 @@ pub(crate) async fn compare_get(
     let a_flows: HashMap<FlowName, FlowContent> = a_flows.into_iter().collect();
     let b_flows: HashMap<FlowName, FlowContent> = b_flows.into_iter().collect();
     let differ = Differ::new();
-    let mut diffs: Vec<FlowDiff> = plan
+    let diffs: Vec<FlowDiff> = plan
         .flows_changed
         .iter()
         .map(|c| {
@@ -257,7 +257,6 @@ pub(crate) async fn compare_get(
         )
         .take(MAX_DIFFS)
         .collect();
-    diffs.shrink_to_fit();
     let (from, to) = (Label::of(&names, &a), Label::of(&names, &b));
     render(ComparePage {
         chrome: Chrome::new(&ctx),
