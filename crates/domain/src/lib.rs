@@ -6,6 +6,7 @@
 //! call directly.
 
 pub mod audit;
+pub mod delivery;
 pub mod env;
 pub mod error;
 pub mod flow;

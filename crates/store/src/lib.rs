@@ -422,6 +422,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<SnapshotMeta>>;
     /// The promotions that pinned the snapshot as their source or took it
     /// as their backup, newest first (at most 20): why it was taken.
+    /// The delivery rows of a team (or of one of its pipelines) for the
+    /// days in `[since, until)`, and the requests into its stages awaiting
+    /// approval now.
+    async fn delivery_days(
+        &self,
+        team: TeamId,
+        pipeline: Option<PipelineId>,
+        since: chrono::NaiveDate,
+        until: chrono::NaiveDate,
+    ) -> StoreResult<(Vec<stagehand_domain::delivery::DeliveryDay>, u64)>;
+    /// Recomputes every delivery row from the promotions (after an upgrade
+    /// from a version that did not keep them); answers the rows written.
+    /// Each day is its own transaction, under its target's lock.
+    async fn rebuild_delivery(&self) -> StoreResult<u64>;
     async fn snapshot_promotions(
         &self,
         team: TeamId,

@@ -47,6 +47,7 @@ pub const TABLES: &[Table] = &[
     Table::new("snapshots", &["id"]),
     Table::new("promotions", &["id"]),
     Table::new("promotion_approvals", &["promotion_id", "user_id"]),
+    Table::new("delivery_days", &["stage_id", "day"]),
     Table::new("audit_chain_heads", &["chain"]),
     Table::new("audit_events", &["id"]),
     Table::new("audit_chain_anchors", &["chain"]),
@@ -383,6 +384,7 @@ enum Kind {
     Int4,
     Int8,
     Bool,
+    Date,
 }
 
 impl Kind {
@@ -396,6 +398,7 @@ impl Kind {
             "integer" => Self::Int4,
             "bigint" => Self::Int8,
             "boolean" => Self::Bool,
+            "date" => Self::Date,
             other => {
                 return Err(TransferError::Schema(format!(
                     "{table}.{column} is of type {other}, which migrate-store does not copy yet"
@@ -476,6 +479,7 @@ enum Cell {
     Int4(Option<i32>),
     Int8(Option<i64>),
     Bool(Option<bool>),
+    Date(Option<chrono::NaiveDate>),
 }
 
 fn read_sqlite(row: &SqliteRow, i: usize, kind: Kind) -> Result<Cell, sqlx::Error> {
@@ -501,6 +505,7 @@ fn read_sqlite(row: &SqliteRow, i: usize, kind: Kind) -> Result<Cell, sqlx::Erro
         ),
         Kind::Int8 => Cell::Int8(row.try_get(i)?),
         Kind::Bool => Cell::Bool(row.try_get(i)?),
+        Kind::Date => Cell::Date(row.try_get(i)?),
     })
 }
 
@@ -517,6 +522,7 @@ fn read_pg(row: &PgRow, i: usize, kind: Kind) -> Result<Cell, sqlx::Error> {
         Kind::Int4 => Cell::Int4(row.try_get(i)?),
         Kind::Int8 => Cell::Int8(row.try_get(i)?),
         Kind::Bool => Cell::Bool(row.try_get(i)?),
+        Kind::Date => Cell::Date(row.try_get(i)?),
     })
 }
 
@@ -540,7 +546,8 @@ fn canonical_row(cells: &[Cell]) -> String {
             | Cell::Bytes(None)
             | Cell::Int4(None)
             | Cell::Int8(None)
-            | Cell::Bool(None) => "null".to_owned(),
+            | Cell::Bool(None)
+            | Cell::Date(None) => "null".to_owned(),
             Cell::Uuid(Some(u)) => text(&u.hyphenated().to_string()),
             Cell::Text(Some(s)) => text(s),
             Cell::Time(Some(t)) => text(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
@@ -553,6 +560,7 @@ fn canonical_row(cells: &[Cell]) -> String {
             Cell::Int4(Some(n)) => json((*n).into()),
             Cell::Int8(Some(n)) => json((*n).into()),
             Cell::Bool(Some(b)) => json((*b).into()),
+            Cell::Date(Some(d)) => text(&d.format("%Y-%m-%d").to_string()),
         };
         out.push_str(&part);
     }
@@ -690,6 +698,7 @@ async fn insert_batch(
                 Cell::Int4(v) => b.push_bind(v),
                 Cell::Int8(v) => b.push_bind(v),
                 Cell::Bool(v) => b.push_bind(v),
+                Cell::Date(v) => b.push_bind(v),
             };
         }
     });

@@ -145,6 +145,7 @@ pub(super) async fn decide(
     .await?;
     if decision == Decision::Reject {
         set_status(conn, id, PromotionStatus::Rejected).await?;
+        super::delivery::promotion_changed(conn, id).await?;
         promotion.status = PromotionStatus::Rejected;
         return Ok(promotion);
     }
@@ -171,6 +172,7 @@ pub(super) async fn decide(
         actor,
     )
     .await?;
+    super::delivery::promotion_changed(conn, id).await?;
     Ok(promotion)
 }
 

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod audit;
+mod delivery;
 mod history;
 mod identity;
 mod instances;
@@ -569,6 +570,35 @@ impl Store for Backend {
     }
     async fn snapshot(&self, team: TeamId, id: SnapshotId) -> StoreResult<Snapshot> {
         read!(self, c => snapshots::snapshot(c, team, id))
+    }
+
+    async fn delivery_days(
+        &self,
+        team: TeamId,
+        pipeline: Option<PipelineId>,
+        since: chrono::NaiveDate,
+        until: chrono::NaiveDate,
+    ) -> StoreResult<(Vec<stagehand_domain::delivery::DeliveryDay>, u64)> {
+        read!(self, c => async {
+            let days = delivery::days(&mut *c, team, pipeline, since, until).await?;
+            Ok((days, delivery::waiting(c, team, pipeline).await?))
+        })
+    }
+
+    async fn rebuild_delivery(&self) -> StoreResult<u64> {
+        let leads = read!(self, c => delivery::without_lead_time(c))?;
+        for (id, at) in leads {
+            let done: StoreResult<()> =
+                write_tx!(self, c => delivery::rebuild_lead_time(c, id, at));
+            done?;
+        }
+        let days = read!(self, c => delivery::all_days(c))?;
+        let n = days.len() as u64;
+        for day in days {
+            let done: StoreResult<()> = write_tx!(self, c => delivery::rebuild_day(c, day));
+            done?;
+        }
+        Ok(n)
     }
 
     async fn snapshot_promotions(

@@ -317,6 +317,9 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         AuditEventKind::PromotionApplied
     };
     insert(conn, &promotion).await?;
+    if promotion.status == PromotionStatus::Applied {
+        super::delivery::promotion_changed(conn, promotion.id).await?;
+    }
     audit::record(
         conn,
         NewAuditEvent {
@@ -448,6 +451,7 @@ pub(super) async fn record_rolled_back(
         .bind(at)
         .execute(&mut *conn)
         .await?;
+    super::delivery::promotion_changed(conn, id).await?;
     audit::record(
         conn,
         NewAuditEvent {

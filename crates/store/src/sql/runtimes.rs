@@ -763,6 +763,7 @@ pub(super) async fn finish(
             promotion.runtime_error = Some(error);
         }
     }
+    super::delivery::promotion_changed(conn, id).await?;
     Ok(promotion)
 }
 

@@ -8,6 +8,7 @@
 mod approvals;
 mod cases;
 mod concurrency;
+mod delivery;
 mod grants;
 mod harness;
 mod migrations;
@@ -71,6 +72,7 @@ conformance!(
     trust::api_tokens_authenticate_until_revoked_expired_or_their_user_is_disabled,
     reads::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
+    delivery::delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploys,
     approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,
     protection::protection_belongs_to_the_instance_in_every_pipeline,

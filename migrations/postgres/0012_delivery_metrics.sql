@@ -1,0 +1,33 @@
+-- Delivery metrics (deployment frequency, lead time, change failure rate,
+-- time to restore, approval wait), kept as one row per target stage and
+-- day. Each row is recomputed from the promotions of that stage and day in
+-- the transaction that changes one of them, so reading a period costs one
+-- row per stage and day, however long the history.
+
+-- How long the oldest flow change a promotion carries waited, from the
+-- first save of its content to this arrival; set when it is applied.
+alter table promotions add column lead_seconds bigint;
+
+-- "The promotions that arrived in this stage on this day."
+create index promotions_target_stage_applied_idx on promotions (target_stage_id, applied_at);
+
+create table delivery_days (
+    stage_id uuid not null,
+    day date not null,
+    team_id uuid not null,
+    pipeline_id uuid not null,
+    -- Promotions applied into the stage that day, rollbacks not counted.
+    deployments bigint not null,
+    -- Of those, the ones rolled back since.
+    rolled_back bigint not null,
+    -- Promotions into the stage requested that day whose runtime deploy failed.
+    failed bigint not null,
+    -- Histograms (JSON: count, sum, max, per-bucket counts) in seconds.
+    lead_times text not null,
+    restore_times text not null,
+    approval_waits text not null,
+    constraint delivery_days_pkey primary key (stage_id, day),
+    constraint delivery_days_team_fkey foreign key (team_id) references teams (id) on delete cascade
+);
+create index delivery_days_team_day_idx on delivery_days (team_id, day);
+create index delivery_days_pipeline_day_idx on delivery_days (pipeline_id, day);
