@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authz;
 pub mod client_addr;
 mod config;
+mod delivery;
 pub mod deploy;
 mod error;
 mod extract;

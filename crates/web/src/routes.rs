@@ -6,7 +6,8 @@
 use crate::api;
 use crate::authz::{Access, authorize};
 use crate::views::{
-    admin, audit, dashboard, history, instances, pipelines, promotions, runtimes, snapshots, tokens,
+    admin, audit, dashboard, delivery, history, instances, pipelines, promotions, runtimes,
+    snapshots, tokens,
 };
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
@@ -90,6 +91,8 @@ routes! {
     get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/preview" => promotions::view_preview_get, Team(PipelineView);
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote" => promotions::promote_post, Team(StagePromote);
 
+    get  "/teams/{team}/metrics" => delivery::view_team_metrics_get, Team(PromotionView);
+    get  "/teams/{team}/pipelines/{pipeline}/metrics" => delivery::view_pipeline_metrics_get, Team(PromotionView);
     get  "/teams/{team}/promotions" => history::view_history_get, Team(PromotionView);
     get  "/teams/{team}/promotions/export" => history::export_get, Team(AuditExport);
     get  "/teams/{team}/promotions/{promotion}" => promotions::view_promotion_get, Team(PromotionView);
@@ -163,6 +166,8 @@ routes! {
     post   "/api/v1/pipelines/{pipeline}/stages" => api::pipelines::add_stage_post, Api(PipelineEdit);
     put    "/api/v1/pipelines/{pipeline}/stages" => api::pipelines::reorder_put, Api(PipelineEdit);
     delete "/api/v1/pipelines/{pipeline}/stages/{stage}" => api::pipelines::remove_stage_delete, Api(PipelineEdit);
+    get    "/api/v1/pipelines/{pipeline}/metrics" => api::delivery::pipeline_metrics_get, Api(PromotionView);
+    get    "/api/v1/teams/{team}/metrics" => api::delivery::team_metrics_get, Api(PromotionView);
     get    "/api/v1/pipelines/{pipeline}/stages/{stage}/preview" => api::pipelines::preview_get, Api(PipelineView);
     post   "/api/v1/pipelines/{pipeline}/stages/{stage}/promote" => api::pipelines::promote_post, Api(StagePromote);
     get    "/api/v1/promotions" => api::promotions::list_get, Api(PromotionView);

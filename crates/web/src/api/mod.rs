@@ -2,6 +2,7 @@
 //! pages, authorised by API tokens ([`crate::authz::Access::Api`]), with
 //! errors as `{"error": {"code", "message", "fields"}}`.
 
+pub mod delivery;
 pub mod instances;
 pub mod openapi;
 pub mod pipelines;

@@ -52,6 +52,13 @@ fn query_parameters(path: &str) -> Vec<Value> {
                     "description": "the snapshot compared to", "schema": { "type": "string" } }),
         ],
         "/api/v1/instances/{instance}/snapshots" => vec![limit],
+        "/api/v1/pipelines/{pipeline}/metrics" | "/api/v1/teams/{team}/metrics" => vec![
+            string("since", "first day of the period: a date (2026-11-01) or an RFC 3339 time, counted from the start of its day (UTC); default: `until` less `days`"),
+            string("until", "last day of the period: a date, included whole, or an RFC 3339 time, counted to the end of its day unless it is midnight (UTC); default: today"),
+            json!({ "name": "days", "in": "query", "required": false,
+                "description": "the period's length when `since` is not given (default 30); a period spans at most 731 days",
+                "schema": { "type": "integer", "minimum": 1, "maximum": 731 } }),
+        ],
         "/api/v1/audit" => [string("actor", "who did it"), string("kind", "event kind, e.g. promotion.applied")]
             .into_iter()
             .chain(window)
@@ -155,6 +162,7 @@ fn response_schema(handler: &str) -> Value {
         "promotions::list_get" => page("promotions", "Promotion"),
         "promotions::audit_get" => page("events", "AuditEvent"),
         "promotions::audit_verify_get" => r("ChainReport"),
+        "delivery::pipeline_metrics_get" | "delivery::team_metrics_get" => r("DeliveryMetrics"),
         // A flow document is whatever JSON the flow is.
         _ => json!({}),
     }
@@ -330,7 +338,46 @@ fn schemas() -> Value {
             "checked": int, "intact": { "type": "boolean" },
             "first_break": { "type": ["object", "null"] },
         })),
+        "DeliveryMetrics": delivery_metrics(&object, &opt),
     })
+}
+
+/// The figures of `/metrics`: one scope (`pipeline` or `team`), the
+/// period, and the five measures; durations in seconds, percentiles
+/// interpolated from the histogram whose bucket counts come with them.
+fn delivery_metrics(object: &dyn Fn(Value) -> Value, opt: &dyn Fn(&Value) -> Value) -> Value {
+    let int = json!({ "type": "integer", "minimum": 0 });
+    let number = json!({ "type": "number" });
+    let date = json!({ "type": "string", "format": "date" });
+    let durations = object(json!({
+        "count": int, "median_seconds": opt(&number), "p90_seconds": opt(&number),
+        "mean_seconds": opt(&number), "max_seconds": opt(&int),
+        "buckets": { "type": "array", "items": int, "minItems": 15, "maxItems": 15,
+            "description": "counts under 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h, 8 h, 1 d, 2 d, 4 d, 7 d, 14 d, 30 d, and from 30 d on" },
+    }));
+    let mut approval_wait = durations.clone();
+    approval_wait["properties"]["waiting_now"] = int.clone();
+    if let Some(required) = approval_wait["required"].as_array_mut() {
+        required.push(json!("waiting_now"));
+    }
+    let mut schema = object(json!({
+        "since": date, "until": date, "days": int,
+        "deployment_frequency": object(json!({ "deployments": int, "per_day": number, "per_week": number })),
+        "lead_time": durations,
+        "change_failure_rate": object(json!({
+            "attempts": int, "failures": int, "rolled_back": int, "failed_deploys": int,
+            "rate": opt(&number),
+        })),
+        "time_to_restore": durations,
+        "approval_wait": approval_wait,
+        "daily": { "type": "array", "items": object(json!({ "day": date, "deployments": int, "failures": int })) },
+        "pipeline": { "type": "object", "required": ["id", "name", "last_stage"] },
+        "team": { "type": "object", "required": ["id", "name", "pipelines"] },
+    }));
+    if let Some(required) = schema["required"].as_array_mut() {
+        required.retain(|r| r != "pipeline" && r != "team");
+    }
+    schema
 }
 
 fn operation(route: &RouteSpec, permission: &str) -> Value {

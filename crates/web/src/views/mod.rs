@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 mod audit_words;
 pub mod dashboard;
+pub mod delivery;
 mod diffs;
 pub mod flash;
 pub mod history;

@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod auth;
 mod connections;
+mod delivery;
 mod escalation;
 mod failures;
 mod grants;
