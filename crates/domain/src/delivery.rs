@@ -222,8 +222,11 @@ impl DeliveryMetrics {
             })
             .collect();
         let (mut deployments, mut rolled_back, mut failed) = (0, 0, 0);
-        let (mut lead, mut restore, mut wait) =
-            (Histogram::default(), Histogram::default(), Histogram::default());
+        let (mut lead, mut restore, mut wait) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
         for d in days.iter().filter(|d| d.day >= since && d.day < until) {
             wait.merge(&d.approval_waits);
             if !last_stages.contains(&d.stage_id) {
@@ -363,7 +366,10 @@ mod tests {
         assert_eq!(m.change_failure_rate.rate, Some(0.4));
         assert_eq!(m.lead_time.count, 4);
         assert_eq!(m.time_to_restore.count, 2);
-        assert_eq!(m.approval_wait.decided.count, 3, "waits count in every stage");
+        assert_eq!(
+            m.approval_wait.decided.count, 3,
+            "waits count in every stage"
+        );
         assert_eq!(m.approval_wait.waiting_now, 2);
         assert_eq!(m.daily.len(), 7);
         assert_eq!((m.daily[1].deployments, m.daily[1].failures), (3, 1));

@@ -355,6 +355,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         team: TeamId,
         pipeline: PipelineId,
         stage: StageId,
+    ) -> StoreResult<Preview> {
+        self.preview_of(team, pipeline, stage, None).await
+    }
+    /// The plan of a play on `stage` that promotes `snapshot` (one of the
+    /// source instance's) instead of the source as it is now.
+    async fn preview_of(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        snapshot: Option<SnapshotId>,
     ) -> StoreResult<Preview>;
     /// Play: applies a promotion or, into a protected instance, requests
     /// one (`pending_approval`, pinned to the source snapshot taken now).

@@ -394,6 +394,10 @@ pub struct PromotionRequest {
     /// Into a connected target that changed in its runtime since Stagehand
     /// last saw it: overwrite it anyway (audited).
     pub overwrite_drift: bool,
+    /// Promote this snapshot of the source instance instead of its current
+    /// state (an earlier known-good state, say); it is pinned as the
+    /// promotion's source snapshot.
+    pub source_snapshot: Option<SnapshotId>,
 }
 
 /// What play on a stage would do, computed without changing anything.

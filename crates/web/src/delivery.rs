@@ -34,8 +34,7 @@ pub(crate) struct Period {
 }
 
 fn day_of(raw: &str, field: &'static str) -> AppResult<(NaiveDate, bool)> {
-    let invalid =
-        || AppError::invalid(field, "must be a date like 2026-11-01 or an RFC 3339 time");
+    let invalid = || AppError::invalid(field, "must be a date like 2026-11-01 or an RFC 3339 time");
     let (day, midnight) = match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         Ok(day) => (day, true),
         Err(_) => {
@@ -66,7 +65,10 @@ impl PeriodQuery {
                 .ok()
                 .filter(|d| (1..=MAX_DAYS).contains(d))
                 .ok_or_else(|| {
-                    AppError::invalid("days", format!("must be a whole number from 1 to {MAX_DAYS}"))
+                    AppError::invalid(
+                        "days",
+                        format!("must be a whole number from 1 to {MAX_DAYS}"),
+                    )
                 })?,
         };
         let until = match given(&self.until) {
@@ -162,13 +164,21 @@ mod tests {
     #[test]
     fn dates_include_their_days_and_times_round_out_to_whole_days() {
         let today = d("2026-11-24");
-        let p = q(Some("2026-11-01"), Some("2026-11-07"), None).period(today).unwrap();
-        assert_eq!((p.since, p.until), (d("2026-11-01"), d("2026-11-08")));
-        let p = q(Some("2026-11-01T13:00:00Z"), Some("2026-11-07T00:00:00Z"), None)
+        let p = q(Some("2026-11-01"), Some("2026-11-07"), None)
             .period(today)
             .unwrap();
+        assert_eq!((p.since, p.until), (d("2026-11-01"), d("2026-11-08")));
+        let p = q(
+            Some("2026-11-01T13:00:00Z"),
+            Some("2026-11-07T00:00:00Z"),
+            None,
+        )
+        .period(today)
+        .unwrap();
         assert_eq!((p.since, p.until), (d("2026-11-01"), d("2026-11-07")));
-        let p = q(None, Some("2026-11-07T09:30:00+02:00"), Some("7")).period(today).unwrap();
+        let p = q(None, Some("2026-11-07T09:30:00+02:00"), Some("7"))
+            .period(today)
+            .unwrap();
         assert_eq!((p.since, p.until), (d("2026-11-01"), d("2026-11-08")));
     }
 

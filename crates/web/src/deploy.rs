@@ -457,14 +457,22 @@ async fn play_unmeasured(
     // The source's pull and the target's drift check ask two different
     // runtimes: at once.
     let overwrite_asked = request.overwrite_drift;
+    // A chosen snapshot ships as it was kept: the source is not asked.
+    let chosen = request.source_snapshot.is_some();
     let (source_side, target_side) = tokio::join!(
-        prepare_source(
-            state,
-            team,
-            source.instance_id,
-            &request.actor,
-            expected_source_version
-        ),
+        async {
+            if chosen {
+                return Ok(());
+            }
+            prepare_source(
+                state,
+                team,
+                source.instance_id,
+                &request.actor,
+                expected_source_version,
+            )
+            .await
+        },
         gate_play_target(state, team, target.instance_id, overwrite_asked),
     );
     source_side?;

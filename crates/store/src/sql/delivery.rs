@@ -100,16 +100,14 @@ async fn record_lead_time(
     if hashes.is_empty() {
         return Ok(());
     }
-    let mut q = sqlx::QueryBuilder::<Db>::new(
-        "select min(created_at) from flow_blobs where hash in (",
-    );
+    let mut q =
+        sqlx::QueryBuilder::<Db>::new("select min(created_at) from flow_blobs where hash in (");
     let mut list = q.separated(", ");
     for h in hashes {
         list.push_bind(h.as_str());
     }
     q.push(")");
-    let first_saved: Option<DateTime<Utc>> =
-        q.build_query_scalar().fetch_one(&mut *conn).await?;
+    let first_saved: Option<DateTime<Utc>> = q.build_query_scalar().fetch_one(&mut *conn).await?;
     if let Some(saved) = first_saved {
         sqlx::query("update promotions set lead_seconds = $2 where id = $1")
             .bind(id.0)
@@ -428,5 +426,12 @@ pub(super) async fn rebuild_day(
     (team, instance, pipeline, stage, day): (Uuid, Uuid, Uuid, Uuid, NaiveDate),
 ) -> StoreResult<()> {
     lock_instance(conn, TeamId(team), InstanceId(instance)).await?;
-    refresh_day(conn, TeamId(team), PipelineId(pipeline), StageId(stage), day).await
+    refresh_day(
+        conn,
+        TeamId(team),
+        PipelineId(pipeline),
+        StageId(stage),
+        day,
+    )
+    .await
 }

@@ -515,13 +515,14 @@ impl Store for Backend {
         write_tx!(self, c => pipelines::reorder(c, team, pipeline, order, actor))
     }
 
-    async fn preview(
+    async fn preview_of(
         &self,
         team: TeamId,
         pipeline: PipelineId,
         stage: StageId,
+        snapshot: Option<SnapshotId>,
     ) -> StoreResult<Preview> {
-        read!(self, c => promotions::preview(c, team, pipeline, stage))
+        read!(self, c => promotions::preview(c, team, pipeline, stage, snapshot))
     }
     async fn play(&self, request: PromotionRequest) -> StoreResult<Played> {
         write_tx!(self, c => promotions::promote(c, request))

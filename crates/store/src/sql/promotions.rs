@@ -44,11 +44,37 @@ async fn stages_of_play(
     }
 }
 
+/// What play promotes: the source instance as it is now, or a snapshot of
+/// it chosen by the caller (which must be one of the source's).
+async fn source_state(
+    conn: &mut Conn,
+    team: TeamId,
+    source: &Stage,
+    chosen: Option<SnapshotId>,
+) -> StoreResult<InstanceState> {
+    let Some(id) = chosen else {
+        return instances::state(conn, source.instance_id).await;
+    };
+    let snap = snapshot(conn, team, id).await?;
+    if snap.instance_id != source.instance_id {
+        return Err(ValidationError::new(
+            "snapshot",
+            format!(
+                "is not a snapshot of {}, the stage played",
+                source.instance_name
+            ),
+        )
+        .into());
+    }
+    Ok(snap.state())
+}
+
 pub(super) async fn preview(
     conn: &mut Conn,
     team: TeamId,
     pipeline: PipelineId,
     stage: StageId,
+    chosen: Option<SnapshotId>,
 ) -> StoreResult<Preview> {
     let (source, target) = stages_of_play(conn, team, pipeline, stage).await?;
     let source_version = instances::get(conn, team, source.instance_id)
@@ -58,7 +84,7 @@ pub(super) async fn preview(
         .await?
         .version;
     let plan = PromotionPlan::between(
-        &instances::state(conn, source.instance_id).await?,
+        &source_state(conn, team, &source, chosen).await?,
         &instances::state(conn, target.instance_id).await?,
     );
     Ok(Preview {
@@ -171,8 +197,11 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     if let Some(key) = &req.idempotency_key
         && let Some(existing) = by_idempotency_key(conn, team, key).await?
     {
-        let same_request =
-            existing.pipeline_id == req.pipeline && existing.source_stage_id == req.stage;
+        let same_request = existing.pipeline_id == req.pipeline
+            && existing.source_stage_id == req.stage
+            && req
+                .source_snapshot
+                .is_none_or(|chosen| chosen == existing.source_snapshot_id);
         return if same_request {
             Ok(Played {
                 promotion: existing,
@@ -197,7 +226,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     let protection = instances::get(conn, team, target.instance_id)
         .await?
         .protection;
-    let source_state = instances::state(conn, source.instance_id).await?;
+    let source_state = source_state(conn, team, &source, req.source_snapshot).await?;
     let target_state = instances::state(conn, target.instance_id).await?;
     let plan = PromotionPlan::between(&source_state, &target_state);
     if protection.requires_all_env_values {
@@ -206,14 +235,20 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
             return Err(Conflict::EnvValuesMissing(missing).into());
         }
     }
-    let source_snapshot = take_snapshot(
-        conn,
-        team,
-        source.instance_id,
-        &source_state,
-        SnapshotReason::PromotionSource,
-    )
-    .await?;
+    // A chosen snapshot is what ships; else the source as it is now.
+    let source_snapshot = match req.source_snapshot {
+        Some(chosen) => chosen,
+        None => {
+            take_snapshot(
+                conn,
+                team,
+                source.instance_id,
+                &source_state,
+                SnapshotReason::PromotionSource,
+            )
+            .await?
+        }
+    };
     let mut promotion = Promotion {
         id: PromotionId::new(),
         team_id: team,

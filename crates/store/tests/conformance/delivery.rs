@@ -44,8 +44,15 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
         "update flow_blobs set created_at = '{two_hours_ago}'"
     ))
     .await;
-    h.store.promote(request(team, p.id, p.stages[0].id)).await.unwrap();
-    let shipped = h.store.promote(request(team, p.id, qa_stage)).await.unwrap();
+    h.store
+        .promote(request(team, p.id, p.stages[0].id))
+        .await
+        .unwrap();
+    let shipped = h
+        .store
+        .promote(request(team, p.id, qa_stage))
+        .await
+        .unwrap();
     let (days, waiting) = read().await;
     assert_eq!(waiting, 0);
     let prod_row = total(&days, prod_stage);
@@ -53,7 +60,11 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
     assert_eq!(prod_row.lead_times.count, 1);
     let lead = prod_row.lead_times.max;
     assert!((7_190..7_300).contains(&lead), "lead time {lead} s");
-    assert_eq!(total(&days, qa_stage).deployments, 1, "each stage has its rows");
+    assert_eq!(
+        total(&days, qa_stage).deployments,
+        1,
+        "each stage has its rows"
+    );
 
     // Rolled back: a failure of that deployment, restored in seconds.
     h.store.rollback(team, shipped.id, &actor()).await.unwrap();
@@ -69,15 +80,26 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
         .unwrap();
     let reviewer = person(h, "rev").await;
     h.put(team, dev.id, "orders", r#"{"v":2}"#).await;
-    h.store.promote(request(team, p.id, p.stages[0].id)).await.unwrap();
-    let first = h.store.promote(request(team, p.id, qa_stage)).await.unwrap();
+    h.store
+        .promote(request(team, p.id, p.stages[0].id))
+        .await
+        .unwrap();
+    let first = h
+        .store
+        .promote(request(team, p.id, qa_stage))
+        .await
+        .unwrap();
     assert_eq!(first.status, PromotionStatus::PendingApproval);
     assert_eq!(read().await.1, 1, "one request waits");
     h.store
         .decide(team, first.id, Decision::Reject, &reviewer)
         .await
         .unwrap();
-    let second = h.store.promote(request(team, p.id, qa_stage)).await.unwrap();
+    let second = h
+        .store
+        .promote(request(team, p.id, qa_stage))
+        .await
+        .unwrap();
     let approved = h
         .store
         .decide(team, second.id, Decision::Approve, &reviewer)
@@ -111,8 +133,15 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
         .await
         .unwrap();
     h.put(team, dev.id, "orders", r#"{"v":3}"#).await;
-    h.store.promote(request(team, p.id, p.stages[0].id)).await.unwrap();
-    let failing = h.store.promote(request(team, p.id, qa_stage)).await.unwrap();
+    h.store
+        .promote(request(team, p.id, p.stages[0].id))
+        .await
+        .unwrap();
+    let failing = h
+        .store
+        .promote(request(team, p.id, qa_stage))
+        .await
+        .unwrap();
     assert_eq!(failing.status, PromotionStatus::Deploying);
     let failed = DeployOutcome::Failed {
         error: "connection refused".into(),
@@ -125,7 +154,11 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
     let prod_row = total(&read().await.0, prod_stage);
     assert_eq!(prod_row.failed, 1);
     assert_eq!(prod_row.restore_times.count, 1, "not restored yet");
-    let retry = h.store.promote(request(team, p.id, qa_stage)).await.unwrap();
+    let retry = h
+        .store
+        .promote(request(team, p.id, qa_stage))
+        .await
+        .unwrap();
     let accepted = DeployOutcome::Accepted {
         revision: "r2".into(),
     };
@@ -136,7 +169,10 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
     let before = read().await.0;
     let prod_row = total(&before, prod_stage);
     assert_eq!((prod_row.deployments, prod_row.failed), (3, 1));
-    assert_eq!(prod_row.restore_times.count, 2, "the failed deploy is restored");
+    assert_eq!(
+        prod_row.restore_times.count, 2,
+        "the failed deploy is restored"
+    );
 
     // Another team sees none of it.
     let other = h.team("other").await;
@@ -158,6 +194,14 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
         rows.sort_by_key(|d| (d.stage_id, d.day));
     }
     assert_eq!(rebuilt, before);
-    let (team_days, _) = h.store.delivery_days(team, None, since, until).await.unwrap();
-    assert_eq!(team_days.len(), rebuilt.len(), "the team holds one pipeline");
+    let (team_days, _) = h
+        .store
+        .delivery_days(team, None, since, until)
+        .await
+        .unwrap();
+    assert_eq!(
+        team_days.len(),
+        rebuilt.len(),
+        "the team holds one pipeline"
+    );
 }

@@ -226,5 +226,6 @@ pub fn request(
         idempotency_key: None,
         expected_target_version: None,
         overwrite_drift: false,
+        source_snapshot: None,
     }
 }

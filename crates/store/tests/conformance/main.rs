@@ -7,6 +7,7 @@
 
 mod approvals;
 mod cases;
+mod chosen;
 mod concurrency;
 mod delivery;
 mod grants;
@@ -72,6 +73,7 @@ conformance!(
     trust::api_tokens_authenticate_until_revoked_expired_or_their_user_is_disabled,
     reads::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
+    chosen::play_promotes_a_chosen_snapshot_of_the_source,
     delivery::delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploys,
     approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,

@@ -39,9 +39,9 @@ pub(crate) async fn pipeline_metrics_get(
         period,
     )
     .await?;
-    let last = pipeline.stages.last().map(|s| {
-        json!({ "id": s.id, "instance_id": s.instance_id, "instance_name": s.instance_name })
-    });
+    let last = pipeline.stages.last().map(
+        |s| json!({ "id": s.id, "instance_id": s.instance_id, "instance_name": s.instance_name }),
+    );
     let scope = json!({ "id": pipeline.id, "name": pipeline.name, "last_stage": last });
     Ok(body(("pipeline", scope), &metrics))
 }

@@ -55,6 +55,10 @@ pub(crate) struct PlayBody {
     /// last saw it: overwrite it anyway (audited).
     #[serde(default)]
     overwrite_drift: bool,
+    /// Promote this snapshot of the source instance instead of its current
+    /// state.
+    #[serde(default)]
+    snapshot: Option<stagehand_domain::SnapshotId>,
 }
 
 /// Longest `Idempotency-Key` accepted (the store checks it too).
@@ -111,6 +115,7 @@ pub(crate) async fn promote_post(
             idempotency_key: key,
             expected_target_version,
             overwrite_drift: body.overwrite_drift,
+            source_snapshot: body.snapshot,
         },
     )
     .await?;

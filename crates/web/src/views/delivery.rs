@@ -74,7 +74,11 @@ fn figures(m: &DeliveryMetrics) -> Vec<Figure> {
             detail: format!(
                 "{} {} in {} days",
                 f.deployments,
-                if f.deployments == 1 { "deployment" } else { "deployments" },
+                if f.deployments == 1 {
+                    "deployment"
+                } else {
+                    "deployments"
+                },
                 m.days
             ),
         },
@@ -216,7 +220,13 @@ impl Chart {
         let rows: Vec<(String, u64, u64)> = m
             .daily
             .iter()
-            .map(|d| (d.day.format("%b %-d").to_string(), d.deployments, d.failures))
+            .map(|d| {
+                (
+                    d.day.format("%b %-d").to_string(),
+                    d.deployments,
+                    d.failures,
+                )
+            })
             .collect();
         let busiest = m.daily.iter().max_by_key(|d| d.deployments);
         let summary = match busiest {
@@ -289,14 +299,19 @@ struct MetricsPage {
 
 fn choices(period: Period) -> Vec<PeriodChoice> {
     let days = (period.until - period.since).num_days() as u64;
-    [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "a year")]
-        .into_iter()
-        .map(|(d, label)| PeriodChoice {
-            days: d,
-            label,
-            selected: d == days,
-        })
-        .collect()
+    [
+        (7, "7 days"),
+        (30, "30 days"),
+        (90, "90 days"),
+        (365, "a year"),
+    ]
+    .into_iter()
+    .map(|(d, label)| PeriodChoice {
+        days: d,
+        label,
+        selected: d == days,
+    })
+    .collect()
 }
 
 fn page(

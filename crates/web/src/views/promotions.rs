@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use stagehand_domain::{
     EnvKeyState, FlowName, InstanceId, InstanceState, Permission, PipelineId, PromotionPlan,
-    PromotionStatus, TeamId,
+    PromotionStatus, SnapshotId, TeamId,
 };
 use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionHead, PromotionRequest};
 use std::collections::HashMap;
@@ -144,34 +144,117 @@ struct PreviewPage {
     target_instance_id: String,
     /// The target's runtime changed behind Stagehand's back.
     target_drifted: bool,
+    /// The snapshot of the source promoted instead of its current state.
+    chosen: Option<SnapshotChoice>,
+    /// The source's recent snapshots, to promote one of them instead.
+    choices: Vec<SnapshotChoice>,
 }
+
+/// A snapshot of the source that play may promote.
+struct SnapshotChoice {
+    id: String,
+    label: String,
+    selected: bool,
+}
+
+/// `?snapshot=`: promote that snapshot of the source, not its state now.
+#[derive(Deserialize, Default)]
+pub(crate) struct PreviewQuery {
+    snapshot: Option<String>,
+}
+
+/// Recent snapshots of the source a lead may promote instead of its state.
+const SNAPSHOT_CHOICES: i64 = 20;
 
 pub(crate) async fn view_preview_get(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(path): Path<StagePath>,
+    crate::extract::Query(q): crate::extract::Query<PreviewQuery>,
 ) -> AppResult<Response> {
     let (team, pipeline_id, stage) = path.ids()?;
+    let chosen_id: Option<SnapshotId> = non_blank(&q.snapshot)
+        .map(|raw| super::paths::parse_id(raw, "snapshot"))
+        .transpose()?;
     let pipeline = state.store.pipeline(team, pipeline_id).await?;
-    let preview = state.store.preview(team, pipeline_id, stage).await?;
+    let preview = state
+        .store
+        .preview_of(team, pipeline_id, stage, chosen_id)
+        .await?;
     let mut diffs = Vec::new();
     let differ = Differ::new();
+    // A chosen snapshot's flows come from it, not from the source now.
+    let chosen_flows: std::collections::HashMap<_, _> = match chosen_id {
+        Some(id) if !preview.plan.flows_changed.is_empty() => state
+            .store
+            .snapshot_flows(team, id)
+            .await?
+            .into_iter()
+            .collect(),
+        _ => Default::default(),
+    };
     for change in preview.plan.flows_changed.iter().take(MAX_DIFFS) {
         let from = state
             .store
             .flow(team, preview.target.instance_id, &change.name)
-            .await?;
-        let to = state
-            .store
-            .flow(team, preview.source.instance_id, &change.name)
-            .await?;
-        diffs.push(differ.diff(
-            "Changed",
-            &change.name,
-            Some(&from.content),
-            Some(&to.content),
-        ));
+            .await?
+            .content;
+        let to = match chosen_flows.get(&change.name) {
+            Some(content) => content.clone(),
+            None => {
+                state
+                    .store
+                    .flow(team, preview.source.instance_id, &change.name)
+                    .await?
+                    .content
+            }
+        };
+        diffs.push(differ.diff("Changed", &change.name, Some(&from), Some(&to)));
     }
+    let snapshot_label = |s: &stagehand_store::SnapshotMeta| {
+        format!(
+            "{} ({}, {})",
+            s.content_hash.short(),
+            s.reason.as_str().replace('_', " "),
+            when(&s.created_at)
+        )
+    };
+    let recent = state
+        .store
+        .snapshots(team, preview.source.instance_id, SNAPSHOT_CHOICES)
+        .await?;
+    let mut choices: Vec<SnapshotChoice> = recent
+        .iter()
+        .map(|s| SnapshotChoice {
+            id: s.id.to_string(),
+            label: snapshot_label(s),
+            selected: Some(s.id) == chosen_id,
+        })
+        .collect();
+    let chosen = match chosen_id {
+        None => None,
+        Some(id) => {
+            let s = state.store.snapshot(team, id).await?;
+            let label = format!(
+                "{} ({}, {})",
+                s.content_hash.short(),
+                s.reason.as_str().replace('_', " "),
+                when(&s.created_at)
+            );
+            if !choices.iter().any(|c| c.selected) {
+                choices.push(SnapshotChoice {
+                    id: id.to_string(),
+                    label: label.clone(),
+                    selected: true,
+                });
+            }
+            Some(SnapshotChoice {
+                id: id.to_string(),
+                label,
+                selected: true,
+            })
+        }
+    };
     let awaiting_after: Vec<String> = preview
         .plan
         .keys_awaiting_value_after()
@@ -204,11 +287,15 @@ pub(crate) async fn view_preview_get(
                 .collect::<Vec<_>>()
                 .join(",")
         });
-    let source_runtime = state
-        .store
-        .runtime_link(team, preview.source.instance_id)
-        .await?
-        .map(super::runtimes::RuntimeCard::new);
+    // A chosen snapshot ships as kept: the source's runtime is not pulled.
+    let source_runtime = match chosen_id {
+        Some(_) => None,
+        None => state
+            .store
+            .runtime_link(team, preview.source.instance_id)
+            .await?
+            .map(super::runtimes::RuntimeCard::new),
+    };
     let target_link = crate::deploy::link_now(
         &state,
         team,
@@ -242,6 +329,8 @@ pub(crate) async fn view_preview_get(
         required_approvals: protection.required_approvals,
         blocked,
         keys_to_add_here,
+        chosen,
+        choices,
     })
 }
 
@@ -253,6 +342,8 @@ pub(crate) struct PromoteForm {
     overwrite_drift: Option<String>,
     /// The source's version the preview showed.
     expected_source_version: Option<i64>,
+    /// Promote this snapshot of the source instead of its state now.
+    source_snapshot: Option<String>,
 }
 
 pub(crate) async fn promote_post(
@@ -272,6 +363,9 @@ pub(crate) async fn promote_post(
             idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
             expected_target_version: form.expected_target_version,
             overwrite_drift: form.overwrite_drift.is_some(),
+            source_snapshot: non_blank(&form.source_snapshot)
+                .map(|raw| super::paths::parse_id(raw, "source_snapshot"))
+                .transpose()?,
         },
         form.expected_source_version,
     )

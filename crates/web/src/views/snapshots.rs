@@ -99,6 +99,9 @@ struct SnapshotPage {
     /// Snapshots it may be compared with: the instance's own, then the
     /// newest of each other instance.
     compare_with: Vec<(String, String)>,
+    /// Where it may be promoted: the preview of each stage of its instance
+    /// that has a next stage, and what that next stage is.
+    promote_to: Vec<(String, String)>,
 }
 
 /// Snapshots offered to compare with, per instance.
@@ -133,6 +136,23 @@ pub(crate) async fn view_snapshot_get(
     let used_by = state.store.snapshot_promotions(team, id).await?;
     let pipelines = state.store.pipelines(team).await?;
     let rows = Names::new(&pipelines, &instances);
+    let promote_to = pipelines
+        .iter()
+        .filter_map(|p| {
+            let at = p
+                .stages
+                .iter()
+                .position(|s| s.instance_id == snapshot.instance_id)?;
+            let next = p.stages.get(at + 1)?;
+            Some((
+                format!(
+                    "/teams/{team}/pipelines/{}/stages/{}/preview?snapshot={id}",
+                    p.id, p.stages[at].id
+                ),
+                format!("{} in {}", next.instance_name, p.name),
+            ))
+        })
+        .collect();
     // This instance first, then the others.
     let mut order: Vec<stagehand_domain::InstanceId> = vec![snapshot.instance_id];
     order.extend(
@@ -175,6 +195,7 @@ pub(crate) async fn view_snapshot_get(
             .map(|p| rows.head_row(p, String::new()))
             .collect(),
         compare_with,
+        promote_to,
     })
 }
 

@@ -23,9 +23,13 @@ async fn metrics_count_deployments_into_the_last_stage_and_the_rolled_back_ones(
     // not deliveries.
     let mut shipped = Vec::new();
     for v in 2..=3 {
-        let (s, _) = api.call(&token, Method::POST, &promote(stages[0]), None).await;
+        let (s, _) = api
+            .call(&token, Method::POST, &promote(stages[0]), None)
+            .await;
         assert_eq!(s, StatusCode::CREATED);
-        let (s, body) = api.call(&token, Method::POST, &promote(stages[1]), None).await;
+        let (s, body) = api
+            .call(&token, Method::POST, &promote(stages[1]), None)
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
         shipped.push(body["id"].as_str().unwrap().to_owned());
         let content = format!(r#"{{"v":{v}}}"#);
@@ -50,7 +54,12 @@ async fn metrics_count_deployments_into_the_last_stage_and_the_rolled_back_ones(
     assert_eq!(s, StatusCode::OK);
 
     let (s, m) = api
-        .call(&token, Method::GET, &format!("/pipelines/{pipeline}/metrics"), None)
+        .call(
+            &token,
+            Method::GET,
+            &format!("/pipelines/{pipeline}/metrics"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{m}");
     assert_eq!(m["pipeline"]["name"], "checkout");
@@ -78,7 +87,12 @@ async fn metrics_count_deployments_into_the_last_stage_and_the_rolled_back_ones(
 
     // The team adds up its pipelines' last stages: the same here.
     let (s, t) = api
-        .call(&token, Method::GET, &format!("/teams/{team}/metrics?days=7"), None)
+        .call(
+            &token,
+            Method::GET,
+            &format!("/teams/{team}/metrics?days=7"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{t}");
     assert_eq!(t["team"]["name"], "payments");
@@ -88,7 +102,11 @@ async fn metrics_count_deployments_into_the_last_stage_and_the_rolled_back_ones(
     let (s, by_name) = api
         .call(&token, Method::GET, "/teams/payments/metrics?days=7", None)
         .await;
-    assert_eq!((s, &by_name), (StatusCode::OK, &t), "a team by name is the same team");
+    assert_eq!(
+        (s, &by_name),
+        (StatusCode::OK, &t),
+        "a team by name is the same team"
+    );
 
     // A period before any of it is empty, not an error.
     let (s, old) = api
@@ -125,19 +143,45 @@ async fn a_bad_period_or_another_teams_pipeline_is_a_clear_error() {
         ("days=100000", "days"),
     ] {
         let (s, body) = api
-            .call(&token, Method::GET, &format!("/teams/{team}/metrics?{query}"), None)
+            .call(
+                &token,
+                Method::GET,
+                &format!("/teams/{team}/metrics?{query}"),
+                None,
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
-        assert!(body["error"]["fields"][field].is_string(), "{query}: {body}");
+        assert!(
+            body["error"]["fields"][field].is_string(),
+            "{query}: {body}"
+        );
     }
     let (s, _) = api
-        .call(&token, Method::GET, &format!("/pipelines/{theirs}/metrics"), None)
+        .call(
+            &token,
+            Method::GET,
+            &format!("/pipelines/{theirs}/metrics"),
+            None,
+        )
         .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "another team's pipeline does not exist");
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another team's pipeline does not exist"
+    );
     let (s, _) = api
-        .call(&token, Method::GET, &format!("/teams/{other}/metrics"), None)
+        .call(
+            &token,
+            Method::GET,
+            &format!("/teams/{other}/metrics"),
+            None,
+        )
         .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "a token answers for its own team only");
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "a token answers for its own team only"
+    );
 }
 
 #[tokio::test]
@@ -151,18 +195,31 @@ async fn the_metrics_pages_draw_the_figures_as_svg_for_a_viewer() {
     let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
     let played = lead
         .post(
-            &format!("/teams/{team}/pipelines/{pipeline}/stages/{}/promote", stages[0]),
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
             &[],
         )
         .await;
     assert!(played.location.is_some(), "{}", played.body);
 
     // The pipeline page links its metrics; the team page the team's.
-    let pipeline_page = viewer.get(&format!("/teams/{team}/pipelines/{pipeline}")).await;
+    let pipeline_page = viewer
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
     let metrics_url = format!("/teams/{team}/pipelines/{pipeline}/metrics");
-    assert!(pipeline_page.body.contains(&format!("href=\"{metrics_url}\"")));
+    assert!(
+        pipeline_page
+            .body
+            .contains(&format!("href=\"{metrics_url}\""))
+    );
     let team_page = viewer.get(&format!("/teams/{team}")).await;
-    assert!(team_page.body.contains(&format!("href=\"/teams/{team}/metrics\"")));
+    assert!(
+        team_page
+            .body
+            .contains(&format!("href=\"/teams/{team}/metrics\""))
+    );
 
     let page = viewer.get(&format!("{metrics_url}?days=7")).await;
     page.assert_ok();
@@ -190,7 +247,10 @@ async fn the_metrics_pages_draw_the_figures_as_svg_for_a_viewer() {
     // One day of seven had a deployment: one bar in the daily chart.
     let daily = &body[body.find("id=\"daily\"").unwrap()..body.find("id=\"lead-times\"").unwrap()];
     assert_eq!(daily.matches("<rect").count(), 1, "{daily}");
-    assert!(body.contains("value=\"7\" selected"), "the period chosen is kept");
+    assert!(
+        body.contains("value=\"7\" selected"),
+        "the period chosen is kept"
+    );
     let charts = &body[body.find("id=\"daily\"").unwrap()..body.find("id=\"how\"").unwrap()];
     assert!(!charts.contains("<script"), "no script draws the charts");
 

@@ -278,6 +278,7 @@ async fn production(app: &TestApp) -> Production {
             idempotency_key: None,
             expected_target_version: None,
             overwrite_drift: false,
+            source_snapshot: None,
         })
         .await
         .unwrap();
