@@ -3,8 +3,12 @@
 // the history entry, a viewer sees no play button and no values but exports
 // the history; a revealed value and a new token's secret never come back
 // with Back (htmx keeps no history snapshots, nothing is cached), not even
-// after logout. Started by scripts/e2e.sh, which builds the binary, provides
-// a database and installs Chromium and playwright-core.
+// after logout. Then each role (admin, lead, viewer) walks every page it can
+// see at 1280 px and at 390 px: axe-core finds no serious or critical
+// violation, nothing logs an error, and on the phone nothing runs off the
+// screen. Started by scripts/e2e.sh, which builds the binary, provides a
+// database and installs Chromium and the npm packages (playwright-core,
+// axe-core).
 //
 // Env: STAGEHAND_BIN (the binary), STAGEHAND_E2E_DATABASE_URL (optional: an
 // empty PostgreSQL database; else SQLite in a temp dir), E2E_ARTIFACTS
@@ -16,8 +20,12 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+
+// axe-core's browser build, evaluated in each page we check (see check()).
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const BIN = process.env.STAGEHAND_BIN;
 const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(tmpdir(), "stagehand-e2e");
@@ -90,14 +98,25 @@ after(async () => {
   server?.kill("SIGTERM");
 });
 
-/** A fresh browser context (its own cookies) logged in as `user`. */
-async function loginAs(user) {
-  const context = await browser.newContext({ acceptDownloads: true });
+/**
+ * A page in a fresh browser context (its own cookies) that records what the
+ * browser logs as an error (`page.errors`) and what check() finds
+ * (`page.problems`).
+ */
+async function freshPage(viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport });
   const page = await context.newPage();
   const errors = [];
-  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && errors.push(`console: ${m.text()} (${m.location().url})`));
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e}`));
   page.errors = errors;
+  page.problems = [];
+  return page;
+}
+
+/** A fresh browser context logged in as `user`. */
+async function loginAs(user, viewport) {
+  const page = await freshPage(viewport);
   await page.goto(`${base}/`);
   await page.waitForURL(/\/login/);
   await page.fill("input[name=username]", user);
@@ -106,8 +125,66 @@ async function loginAs(user) {
   return page;
 }
 
-async function shot(page, name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+/**
+ * Checks the page as it is now and keeps a screenshot of it: axe-core finds
+ * no serious or critical violation, the browser logged no error since the
+ * last check, and at phone width nothing is wider than the screen and every
+ * link of the top bar and every stage card is on it. What is wrong goes to
+ * `page.problems`, for assertClean() at the end of the test, so that one
+ * run names every page's problems at once.
+ *
+ * `expectedErrors` are console messages the page is meant to cause (a 404
+ * page makes Chromium log "Failed to load resource: the server responded
+ * with a status of 404").
+ */
+async function check(page, name, { screenshot = true, expectedErrors = [] } = {}) {
+  const { width } = page.viewportSize();
+  const where = `${name} at ${width}px (${new URL(page.url()).pathname})`;
+  await page.waitForLoadState("load");
+  // axe goes in through page.evaluate of its source, i.e. the DevTools
+  // protocol's Runtime.evaluate, which the page's Content-Security-Policy
+  // does not govern (only the page's own scripts are bound by it). A
+  // <script> tag would be blocked by `script-src 'self'`, and a context with
+  // bypassCSP would check pages without the CSP they really run under, so a
+  // CSP violation of the app itself could go unnoticed.
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
+    await page.evaluate(AXE_SOURCE);
+  }
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(" ")) }));
+  });
+  for (const v of violations) {
+    page.problems.push(`${where}: ${v.impact} ${v.id} (${v.help}) on ${v.targets.join(", ")}`);
+  }
+  const errors = page.errors.splice(0).filter((e) => !expectedErrors.some((x) => e.includes(x)));
+  for (const e of errors) page.problems.push(`${where}: ${e}`);
+  if (width <= 390) {
+    const offScreen = await page.evaluate((vw) => {
+      const out = [];
+      const scroll = document.documentElement.scrollWidth;
+      if (scroll > vw) out.push(`the page is ${scroll}px wide`);
+      for (const el of document.querySelectorAll("header.top a, header.top button, li.stage")) {
+        const box = el.getBoundingClientRect();
+        if (box.left < 0 || box.right > vw + 0.5) {
+          out.push(`"${el.textContent.trim().slice(0, 30)}" spans ${Math.round(box.left)}..${Math.round(box.right)}px`);
+        }
+      }
+      return out;
+    }, width);
+    for (const o of offScreen) page.problems.push(`${where}: ${o}`);
+  }
+  if (screenshot) {
+    await page.screenshot({ path: join(ARTIFACTS, `${name}-${width}.png`), fullPage: true });
+  }
+}
+
+/** Fails with everything check() found on this page during the test. */
+function assertClean(page) {
+  page.problems.push(...page.errors.splice(0).map((e) => `after the last check: ${e}`));
+  assert.ok(page.problems.length === 0, `\n${page.problems.join("\n")}`);
 }
 
 /**
@@ -158,7 +235,7 @@ test("an admin sets up a team, creates a custom role and binds it", async () => 
   const members = await page.textContent("main");
   assert.match(members, /lena\s+lead/);
   assert.match(members, /rita\s+release manager/);
-  await shot(page, "admin-members");
+  await check(page, "admin-members");
 
   // Instances, a flow and a secret on dev, and the pipeline dev → prod.
   await page.goto(`${base}/teams/${state.team}/instances`);
@@ -191,8 +268,8 @@ test("an admin sets up a team, creates a custom role and binds it", async () => 
     await submit(page, "form[action$='/stages'] button[type=submit]");
   }
   assert.equal(await page.locator("li.stage").count(), 2);
-  await shot(page, "admin-pipeline");
-  assert.deepEqual(page.errors, [], "no console errors (CSP holds)");
+  await check(page, "admin-pipeline");
+  assertClean(page);
 });
 
 /** From the pipeline page: play on dev, check the preview, confirm. */
@@ -226,17 +303,17 @@ test("a lead edits a dev flow, previews, plays and sees the history entry", asyn
   await play(page, /Changed\s*orders/);
   await page.click("summary:has-text('Changed: orders')");
   assert.match(await page.textContent(".diff pre"), /\+\s+"email"/);
-  await shot(page, "lead-preview");
+  await check(page, "lead-preview");
   await confirm(page);
-  await shot(page, "lead-promotion");
+  await check(page, "lead-promotion");
 
   await page.click("nav >> text=History");
   await page.waitForURL(/\/promotions$/);
   const history = await page.textContent("table");
   assert.equal((history.match(/dev → prod/g) ?? []).length, 2);
   assert.match(history, /lena/);
-  await shot(page, "lead-history");
-  assert.deepEqual(page.errors, []);
+  await check(page, "lead-history");
+  assertClean(page);
 });
 
 test("a viewer sees no play button and no values, and exports the history", async () => {
@@ -249,14 +326,14 @@ test("a viewer sees no play button and no values, and exports the history", asyn
   assert.ok(html.includes("API_TOKEN"));
   assert.ok(!html.includes(SECRET), "no value on a viewer's page");
   assert.equal(await page.locator("button:text('Reveal')").count(), 0);
-  await shot(page, "viewer-instance");
+  await check(page, "viewer-instance");
   await page.goto(`${base}/teams/${state.team}/promotions`);
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=CSV")]);
   const csv = readFileSync(await download.path(), "utf8");
   assert.match(csv, /^id,created_at,pipeline,from,to,status,requested_by,summary\n/);
   assert.equal((csv.match(/checkout,dev,prod,applied,lena/g) ?? []).length, 2);
   assert.ok(!csv.includes(SECRET));
-  assert.deepEqual(page.errors, []);
+  assertClean(page);
 });
 
 /** Everything htmx or anything else keeps in this tab's sessionStorage. */
@@ -294,6 +371,7 @@ test("a revealed value and a new token's secret do not come back with Back, nor 
       page.click("form[action$='/env/API_TOKEN/reveal'] button"),
     ]);
     assert.ok((await page.textContent("pre.secret")).includes(SECRET), "the reveal shows the value");
+    if (round === 0) await check(page, "admin-revealed", { screenshot: false });
     // Away through the page's own (boosted) link, then Back.
     await page.click("text=Back to dev");
     await page.waitForURL(onInstance);
@@ -322,6 +400,7 @@ test("a revealed value and a new token's secret do not come back with Back, nor 
   await Promise.all([page.waitForLoadState("load"), page.click("button:text('Create token')")]);
   const tokenSecret = (await page.textContent("pre.secret")).trim();
   assert.match(tokenSecret, /^sh_/);
+  await check(page, "admin-token-created", { screenshot: false });
   await page.click("nav >> text=History");
   await page.waitForURL(/\/promotions$/);
   await page.waitForLoadState("networkidle");
@@ -348,24 +427,114 @@ test("a revealed value and a new token's secret do not come back with Back, nor 
     const main = (await page.textContent("body")) ?? "";
     assert.ok(!main.includes("API_TOKEN"), `a team page is shown after logout (${page.url()})`);
   }
-  assert.deepEqual(page.errors, []);
+  assertClean(page);
 });
 
-test("on a 390 px phone the menu and Log out stay on the screen, for an admin with every link", async () => {
-  const page = await loginAs("root");
-  await page.setViewportSize({ width: 390, height: 844 });
-  for (const path of ["/", `/teams/${state.team}`, `/teams/${state.team}/instances`,
-    `/teams/${state.team}/pipelines/${state.pipeline}`, `/teams/${state.team}/audit`]) {
-    await page.goto(`${base}${path}`);
-    const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    assert.ok(width <= 390, `${path} is ${width}px wide at 390`);
-    for (const name of ["Log out", "API tokens"]) {
-      const link = page.locator(`header.top >> text=${name}`);
-      if ((await link.count()) === 0) continue;
-      const box = await link.first().boundingBox();
-      assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${name} on ${path}: ${JSON.stringify(box)}`);
+test("a lead requests a promotion into a protected prod, which waits for an approval", async () => {
+  const admin = await loginAs("root");
+  await admin.goto(`${base}/teams/${state.team}/instances/${state.prod}`);
+  await admin.fill("#protection input[name=required_approvals]", "1");
+  await submit(admin, "#protection button:text('Save protection')");
+  assert.match(await admin.textContent("#protection"), /protected: 1 approval/);
+  assertClean(admin);
+
+  const page = await loginAs("lena");
+  await page.goto(`${base}/teams/${state.team}/instances/${state.dev}/flows/orders`);
+  await page.fill("textarea[name=content]", '{"steps": ["charge", "email", "ship"]}');
+  await submit(page, "button:text('Save flow')");
+  await play(page, /Changed\s*orders/);
+  await Promise.all([page.waitForURL(/\/promotions\/[0-9a-f-]+$/), page.click("button.play:text('Request promotion')")]);
+  assert.match(await page.textContent("h1"), /awaiting approval/);
+  state.pending = page.url().split("/").pop();
+  assertClean(page);
+});
+
+/**
+ * Every page `user` can see, at 1280 px and at 390 px, each checked by
+ * check(): one pass per width, in one logged-in context. Screenshots go to
+ * E2E_ARTIFACTS/`dir`/.
+ */
+async function walk(user, dir, paths) {
+  mkdirSync(join(ARTIFACTS, dir), { recursive: true });
+  const page = await loginAs(user);
+  for (const [width, height] of [[1280, 800], [390, 844]]) {
+    await page.setViewportSize({ width, height });
+    for (const [name, path, status = 200] of paths) {
+      const response = await page.goto(`${base}${path}`);
+      assert.equal(response.status(), status, `${name}: ${path}`);
+      // Chromium logs an error status of the document itself to the console.
+      const expectedErrors = status === 200 ? [] : [`status of ${status}`];
+      await check(page, `${dir}/${name}`, { expectedErrors });
     }
   }
-  await shot(page, "phone-pipeline");
-  assert.deepEqual(page.errors, []);
+  assertClean(page);
+}
+
+/** The pages every role of the team sees, with the ids the tests made. */
+async function teamPages() {
+  const t = `/teams/${state.team}`;
+  if (!state.applied) {
+    // The first promotion lena applied, and the snapshots it took.
+    const page = await loginAs("vera");
+    await page.goto(`${base}${t}/promotions?status=applied`);
+    const links = page.locator("table a[href*='/promotions/']");
+    state.applied = (await links.last().getAttribute("href")).split("/").pop();
+    await page.goto(`${base}${t}/promotions/${state.applied}`);
+    state.compare = new URL(await page.getAttribute("a:text('compare with the source')", "href"), base);
+    state.snapshot = state.compare.searchParams.get("to");
+    await page.goto(`${base}${t}/pipelines/${state.pipeline}`);
+    state.stage = await page.getAttribute("li.stage", "id");
+    await page.context().close();
+  }
+  const stage = state.stage.replace(/^stage-/, "");
+  return [
+    ["dashboard", "/"],
+    ["team", t],
+    ["instances", `${t}/instances`],
+    ["instance", `${t}/instances/${state.dev}`],
+    ["flow", `${t}/instances/${state.dev}/flows/orders`],
+    ["pipeline", `${t}/pipelines/${state.pipeline}`],
+    ["preview", `${t}/pipelines/${state.pipeline}/stages/${stage}/preview`],
+    ["promotion-applied", `${t}/promotions/${state.applied}`],
+    ["promotion-pending", `${t}/promotions/${state.pending}`],
+    ["history", `${t}/promotions`],
+    ["audit", `${t}/audit`],
+    ["snapshot", `${t}/snapshots/${state.snapshot}`],
+    ["compare", `${state.compare.pathname}${state.compare.search}`],
+    ["not-found", `${t}/instances/00000000-0000-0000-0000-000000000000`, 404],
+  ];
+}
+
+test("an admin's pages pass axe at 1280 and 390 px", async () => {
+  const t = `/teams/${state.team}`;
+  await walk("root", "admin", [
+    ...(await teamPages()),
+    ["members", `${t}/members`],
+    ["tokens", `${t}/tokens`],
+    ["platform", "/admin"],
+    ["platform-audit", "/admin/audit"],
+  ]);
+});
+
+test("a lead's pages pass axe at 1280 and 390 px", async () => {
+  await walk("lena", "lead", await teamPages());
+});
+
+test("a viewer's pages pass axe at 1280 and 390 px", async () => {
+  await walk("vera", "viewer", await teamPages());
+});
+
+test("the login page passes axe at 1280 and 390 px, with and without an error", async () => {
+  const page = await freshPage();
+  for (const [width, height] of [[1280, 800], [390, 844]]) {
+    await page.setViewportSize({ width, height });
+    await page.goto(`${base}/login`);
+    await check(page, "login");
+  }
+  await page.fill("input[name=username]", "nobody");
+  await page.fill("input[name=password]", "not the password");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("p.error");
+  await check(page, "login-failed", { expectedErrors: ["status of 401"] });
+  assertClean(page);
 });

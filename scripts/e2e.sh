@@ -20,7 +20,13 @@ apt_install() {
 
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
-if [ ! -d e2e/node_modules/playwright-core ]; then
+# npm ci again whenever a pinned devDependency is missing or at another
+# version (a new one such as axe-core, or a bump), not only on a first run.
+if ! (cd e2e && node -e '
+  const pinned = require("./package.json").devDependencies;
+  for (const [name, version] of Object.entries(pinned)) {
+    if (require(`./node_modules/${name}/package.json`).version !== version) process.exit(1);
+  }' 2>/dev/null); then
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
