@@ -180,3 +180,133 @@ async fn a_viewer_opens_downloads_and_compares_snapshots_without_values() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_lead_promotes_an_earlier_snapshot_from_its_page_and_over_the_api() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let qa = app.instance(team, "qa", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, qa]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let promote = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+        stages[0]
+    );
+    let first = lead.post(&promote, &[]).await;
+    let first_id = first
+        .location
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let good = app
+        .store
+        .promotion(team, first_id.parse().unwrap())
+        .await
+        .unwrap()
+        .source_snapshot_id;
+    // dev moves on and ships.
+    let token = app.token(team, "ci", "lead").await;
+    let api = Api::new(&app);
+    let (s, _) = api
+        .call(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/instances/{dev}/flows/orders"),
+            Some(serde_json::json!({"v": 2})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+    lead.post(&promote, &[]).await;
+
+    // The snapshot's page offers to promote it, to whoever may play.
+    let preview_url = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/preview?snapshot={good}",
+        stages[0]
+    );
+    let opened = lead.get(&format!("/teams/{team}/snapshots/{good}")).await;
+    assert!(
+        opened.body.contains(&preview_url.replace('&', "&amp;"))
+            || opened.body.contains(&preview_url),
+        "{}",
+        opened.body
+    );
+    assert!(
+        opened
+            .body
+            .contains("Preview promoting it into qa in checkout")
+    );
+    let seen = viewer.get(&format!("/teams/{team}/snapshots/{good}")).await;
+    assert!(!seen.body.contains("Preview promoting it"));
+
+    // Its preview: the snapshot's content against qa now, chosen in the
+    // select, carried by the play form.
+    let preview = lead.get(&preview_url).await;
+    preview.assert_ok();
+    assert!(
+        preview.body.contains("Promote snapshot"),
+        "{}",
+        preview.body
+    );
+    assert!(preview.body.contains(&format!("value=\"{good}\" selected")));
+    assert!(
+        preview
+            .body
+            .contains(&format!("name=\"source_snapshot\" value=\"{good}\""))
+    );
+    let diff = &preview.body[preview.body.find("class=\"diff\"").unwrap()..];
+    assert!(
+        diff.contains("d+\">+ ") && diff.contains("v&#34;: 1"),
+        "the snapshot is the new side: {diff}"
+    );
+    let played = lead
+        .post(
+            &promote,
+            &[
+                ("source_snapshot", &good.to_string()),
+                ("idempotency_key", "earlier-snapshot-1"),
+            ],
+        )
+        .await;
+    assert!(played.location.is_some(), "{}", played.body);
+    let flow = app
+        .store
+        .flow(
+            team,
+            qa,
+            &stagehand_domain::FlowName::parse("orders").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        flow.content.as_json(),
+        r#"{"v":1}"#,
+        "the chosen snapshot shipped"
+    );
+
+    // Over the API, the same; another instance's snapshot is a 422.
+    let (s, body) = api
+        .call(
+            &token,
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/stages/{}/promote", stages[0]),
+            Some(serde_json::json!({"snapshot": good})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{body}");
+    assert_eq!(body["source_snapshot_id"], good.to_string());
+    let qa_backup = body["backup_snapshot_id"].as_str().unwrap().to_owned();
+    let (s, body) = api
+        .call(
+            &token,
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/stages/{}/promote", stages[0]),
+            Some(serde_json::json!({"snapshot": qa_backup})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["fields"]["snapshot"].is_string(), "{body}");
+}
