@@ -138,6 +138,17 @@ pub(crate) fn policy(keep_snapshots: Option<u32>, max_age_days: Option<u32>) -> 
     }
 }
 
+pub(crate) async fn rebuild_metrics(storage: &StorageArgs) -> Result<()> {
+    let store = storage.open().await?;
+    let started = std::time::Instant::now();
+    let rows = store.rebuild_delivery().await.map_err(plain)?;
+    println!(
+        "delivery metrics rebuilt: {rows} stage-days in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub(crate) async fn purge(storage: &StorageArgs, args: PurgeArgs) -> Result<()> {
     let policy = args.policy();
     let store = storage.open().await?;

@@ -234,6 +234,11 @@ enum Command {
     /// old failed logins, unreferenced flow content; old promotions,
     /// snapshots and audit events as the flags say).
     Purge(admin::PurgeArgs),
+    /// Recompute the delivery metrics (one row per target stage and day)
+    /// from the promotions kept: once after upgrading from a version that
+    /// did not keep them. Safe while serving; each day is its own
+    /// transaction.
+    RebuildMetrics,
     /// Push or pull an instance's flows (remote: STAGEHAND_URL, STAGEHAND_TOKEN).
     Flows {
         #[command(flatten)]
@@ -373,6 +378,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Token { command } => admin::token(&cli.storage, command).await,
         Command::Audit { command } => admin::audit(&cli.storage, command).await,
         Command::Purge(args) => admin::purge(&cli.storage, args).await,
+        Command::RebuildMetrics => admin::rebuild_metrics(&cli.storage).await,
         Command::Flows { server, command } => Ok(remote::flows(&server, command).await?),
         Command::Env { server, command } => Ok(remote::env(&server, command).await?),
         Command::Instance { server, command } => Ok(remote::instance(&server, command).await?),

@@ -841,3 +841,24 @@ async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
     assert!(exit.success(), "{exit:?}; the log: {lines:#?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn rebuild_metrics_recomputes_the_delivery_rows_and_says_how_many() {
+    let dir = temp_dir();
+    let out = stagehand(&dir)
+        .args(["rebuild-metrics"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("delivery metrics rebuilt: 0 stage-days in "),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

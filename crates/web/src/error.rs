@@ -221,6 +221,7 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         .to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
+    let method = req.method().as_str().to_owned();
     let res = next.run(req).await;
 
     let info = match res.extensions().get::<ErrorInfo>() {
@@ -259,7 +260,8 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         }
         return Redirect::to(&to).into_response();
     }
-    crate::views::error_page(info, request_id, htmx, wants_html)
+    let retry = crate::views::retry_link(info.status, &method, &path);
+    crate::views::error_page(info, request_id, retry, htmx, wants_html)
 }
 
 fn fallback_info(status: StatusCode) -> ErrorInfo {

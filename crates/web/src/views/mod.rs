@@ -118,6 +118,7 @@ pub fn non_blank(s: &Option<String>) -> Option<&str> {
 struct ErrorPage {
     info: ErrorInfo,
     request_id: String,
+    retry: Option<String>,
 }
 
 #[derive(Template)]
@@ -125,11 +126,38 @@ struct ErrorPage {
 struct ErrorPartial {
     info: ErrorInfo,
     request_id: String,
+    retry: Option<String>,
+}
+
+/// Where to see again, as it is now, what a refused change was based on:
+/// a play refused as stale goes back to its preview; a decision or a
+/// rollback on a promotion that moved on goes back to the promotion.
+pub fn retry_link(status: axum::http::StatusCode, method: &str, path: &str) -> Option<String> {
+    if status != axum::http::StatusCode::CONFLICT
+        || method != "POST"
+        || !path.starts_with("/teams/")
+    {
+        return None;
+    }
+    if let Some(stage) = path.strip_suffix("/promote") {
+        return Some(format!("{stage}/preview"));
+    }
+    ["/decision", "/rollback"]
+        .iter()
+        .find_map(|s| path.strip_suffix(s))
+        .filter(|p| p.contains("/promotions/"))
+        .map(str::to_owned)
 }
 
 /// The page (or, for htmx, the fragment) that tells the user what went
 /// wrong and what to do.
-pub fn error_page(info: ErrorInfo, request_id: String, htmx: bool, wants_html: bool) -> Response {
+pub fn error_page(
+    info: ErrorInfo,
+    request_id: String,
+    retry: Option<String>,
+    htmx: bool,
+    wants_html: bool,
+) -> Response {
     let status = info.status;
     if !wants_html {
         let body =
@@ -137,9 +165,19 @@ pub fn error_page(info: ErrorInfo, request_id: String, htmx: bool, wants_html: b
         return (status, axum::Json(body)).into_response();
     }
     let rendered = if htmx {
-        ErrorPartial { info, request_id }.render()
+        ErrorPartial {
+            info,
+            request_id,
+            retry,
+        }
+        .render()
     } else {
-        ErrorPage { info, request_id }.render()
+        ErrorPage {
+            info,
+            request_id,
+            retry,
+        }
+        .render()
     };
     match rendered {
         Ok(html) => (status, Html(html)).into_response(),

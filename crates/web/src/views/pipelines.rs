@@ -140,11 +140,28 @@ pub(crate) async fn view_pipeline_get(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     let (pipeline, overview) = state.store.pipeline_overview(team, id).await?;
-    // Promotions on this page are between its stages, whose names it has;
-    // the team's other instances matter only to those who may add a stage.
-    let names = Names::of_pipelines(std::slice::from_ref(&pipeline));
-    let instances = if ctx.can(Permission::PipelineEdit) {
+    // Promotions on this page are mostly between its stages, whose names
+    // it has; one from a stage removed since names an instance the page
+    // looks up (it may still exist). The team's other instances matter
+    // otherwise only to those who may add a stage.
+    let mut names = Names::of_pipelines(std::slice::from_ref(&pipeline));
+    let from_elsewhere = overview.iter().any(|o| {
+        o.arrival
+            .iter()
+            .map(|a| &a.promotion)
+            .chain(o.pending.iter().map(|p| &p.promotion))
+            .any(|p| !names.knows(p.source_instance_id))
+    });
+    let all = if ctx.can(Permission::PipelineEdit) || from_elsewhere {
         state.store.instances(team).await?
+    } else {
+        Vec::new()
+    };
+    if from_elsewhere {
+        names = Names::new(std::slice::from_ref(&pipeline), &all);
+    }
+    let instances = if ctx.can(Permission::PipelineEdit) {
+        all
     } else {
         Vec::new()
     };

@@ -19,6 +19,36 @@ use stagehand_domain::{
 use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionHead, PromotionRequest};
 use std::collections::HashMap;
 
+/// A plan's summary as a history row says it: "2 flows added, 1 changed;
+/// 3 keys added", or "no change".
+pub(crate) fn changes_in_words(s: &stagehand_domain::plan::PlanSummary) -> String {
+    let flows: Vec<String> = [
+        (s.flows_added, "added"),
+        (s.flows_changed, "changed"),
+        (s.flows_removed, "removed"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .enumerate()
+    .map(|(i, (n, what))| match (i, n) {
+        (0, 1) => format!("1 flow {what}"),
+        (0, n) => format!("{n} flows {what}"),
+        (_, n) => format!("{n} {what}"),
+    })
+    .collect();
+    let keys = match s.keys_added {
+        0 => None,
+        1 => Some("1 key added".to_owned()),
+        n => Some(format!("{n} keys added")),
+    };
+    match (flows.is_empty(), keys) {
+        (true, None) => "no change".into(),
+        (true, Some(k)) => k,
+        (false, None) => flows.join(", "),
+        (false, Some(k)) => format!("{}; {k}", flows.join(", ")),
+    }
+}
+
 /// Names for the ids in promotion rows, looked up once per page.
 pub(crate) struct Names {
     pipelines: HashMap<PipelineId, String>,
@@ -49,6 +79,11 @@ impl Names {
         }
     }
 
+    /// Whether the instance's name is known here.
+    pub fn knows(&self, id: InstanceId) -> bool {
+        self.instances.contains_key(&id)
+    }
+
     fn instance(&self, id: InstanceId) -> String {
         self.instances
             .get(&id)
@@ -58,13 +93,7 @@ impl Names {
 
     pub fn row(&self, p: &Promotion) -> PromotionRow {
         let s = p.plan.summary();
-        self.head_row(
-            &PromotionHead::from(p),
-            format!(
-                "+{} ~{} -{} flows, {} new keys",
-                s.flows_added, s.flows_changed, s.flows_removed, s.keys_added
-            ),
-        )
+        self.head_row(&PromotionHead::from(p), changes_in_words(&s))
     }
 
     /// A line for a promotion read without its plan.
@@ -642,4 +671,36 @@ pub(crate) async fn rollback_post(
             "Rolled back: the flows are as they were before this promotion."
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes_in_words;
+    use stagehand_domain::plan::PlanSummary;
+
+    fn summary(added: usize, changed: usize, removed: usize, keys: usize) -> PlanSummary {
+        PlanSummary {
+            flows_added: added,
+            flows_changed: changed,
+            flows_removed: removed,
+            keys_added: keys,
+            flows_unchanged: 0,
+            keys_only_in_target: 0,
+        }
+    }
+
+    #[test]
+    fn a_history_row_says_its_changes_in_words() {
+        assert_eq!(changes_in_words(&summary(0, 0, 0, 0)), "no change");
+        assert_eq!(changes_in_words(&summary(0, 1, 0, 0)), "1 flow changed");
+        assert_eq!(
+            changes_in_words(&summary(2, 1, 0, 3)),
+            "2 flows added, 1 changed; 3 keys added"
+        );
+        assert_eq!(
+            changes_in_words(&summary(0, 0, 1, 1)),
+            "1 flow removed; 1 key added"
+        );
+        assert_eq!(changes_in_words(&summary(0, 0, 0, 2)), "2 keys added");
+    }
 }

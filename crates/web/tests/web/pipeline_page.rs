@@ -379,3 +379,41 @@ async fn the_audit_log_reads_as_sentences_and_filters_by_a_list_of_kinds() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_arrival_from_a_removed_stage_names_its_instance_and_history_reads_in_words() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let qa = app.instance(team, "qa", &[]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, qa, prod]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    for stage in &stages[..2] {
+        let played = lead
+            .post(
+                &format!("/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote"),
+                &[],
+            )
+            .await;
+        assert!(played.location.is_some(), "{}", played.body);
+    }
+    // qa leaves the pipeline; the instance stays.
+    app.store
+        .remove_stage(team, pipeline, stages[1], &stagehand_store::Actor::system())
+        .await
+        .unwrap();
+    let page = viewer
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
+    let prod_card = card(&page.body, &stages[2]);
+    assert!(prod_card.contains(">qa</a>, played by"), "{prod_card}");
+    assert!(!page.body.contains("(deleted instance)"), "{}", page.body);
+    let _ = (dev, qa, prod);
+
+    // The history says what each promotion changed in words.
+    let history = viewer.get(&format!("/teams/{team}/promotions")).await;
+    assert!(history.body.contains("1 flow added"), "{}", history.body);
+    assert!(!history.body.contains("~0"), "{}", history.body);
+}

@@ -217,6 +217,19 @@ async fn a_stale_preview_is_refused_with_a_clear_conflict() {
         "{}",
         page.body
     );
+    // The way on is a link to the preview as it is now, not "reload".
+    let preview_path = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+        stages[0]
+    );
+    assert!(
+        page.body.contains(&format!(
+            "<a href=\"{preview_path}\">See it again as it is now</a>"
+        )),
+        "{}",
+        page.body
+    );
+    lead.get(&preview_path).await.assert_ok();
     assert!(app.store.promotions(team, 10).await.unwrap().is_empty());
     app.stop().await;
 }
