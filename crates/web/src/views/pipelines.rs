@@ -16,7 +16,6 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
-use stagehand_domain::plan::PlanSummary;
 use stagehand_domain::{
     ContentHash, EnvKeyState, FlowName, InstanceId, Name, Permission, PromotionPlan, StageId,
     pipeline::MAX_REQUIRED_APPROVALS,
@@ -95,33 +94,6 @@ struct PendingCard {
     required: u32,
 }
 
-/// What a plan would change, in words: "2 flows added, 1 changed; 1 key
-/// to add".
-fn difference_in_words(s: &PlanSummary) -> String {
-    let flows: Vec<String> = [
-        (s.flows_added, "added"),
-        (s.flows_changed, "changed"),
-        (s.flows_removed, "removed"),
-    ]
-    .into_iter()
-    .filter(|(n, _)| *n > 0)
-    .enumerate()
-    .map(|(i, (n, what))| match i {
-        0 => format!("{n} {} {what}", if n == 1 { "flow" } else { "flows" }),
-        _ => format!("{n} {what}"),
-    })
-    .collect();
-    let mut words = flows.join(", ");
-    if s.keys_added > 0 {
-        if !words.is_empty() {
-            words.push_str("; ");
-        }
-        let key = if s.keys_added == 1 { "key" } else { "keys" };
-        words.push_str(&format!("{} {key} to add", s.keys_added));
-    }
-    words
-}
-
 #[derive(Template)]
 #[template(path = "pipeline.html")]
 struct PipelinePage {
@@ -191,7 +163,7 @@ pub(crate) async fn view_pipeline_get(
             Comparison {
                 previous: p.stage.instance_name.to_string(),
                 equal: plan.is_noop(),
-                difference: difference_in_words(&plan.summary()),
+                difference: super::promotions::changes_in_words(&plan.summary(), "to add"),
             }
         });
         let arrival = o.arrival.as_ref().map(|a| ArrivalCard {

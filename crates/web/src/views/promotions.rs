@@ -19,9 +19,10 @@ use stagehand_domain::{
 use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionHead, PromotionRequest};
 use std::collections::HashMap;
 
-/// A plan's summary as a history row says it: "2 flows added, 1 changed;
-/// 3 keys added", or "no change".
-pub(crate) fn changes_in_words(s: &stagehand_domain::plan::PlanSummary) -> String {
+/// What a plan changes, in words: "2 flows added, 1 changed; 3 keys
+/// added" (`keys` says what becomes of the keys: "added", "to add");
+/// empty when it changes nothing.
+pub(crate) fn changes_in_words(s: &stagehand_domain::plan::PlanSummary, keys: &str) -> String {
     let flows: Vec<String> = [
         (s.flows_added, "added"),
         (s.flows_changed, "changed"),
@@ -36,17 +37,15 @@ pub(crate) fn changes_in_words(s: &stagehand_domain::plan::PlanSummary) -> Strin
         (_, n) => format!("{n} {what}"),
     })
     .collect();
-    let keys = match s.keys_added {
-        0 => None,
-        1 => Some("1 key added".to_owned()),
-        n => Some(format!("{n} keys added")),
-    };
-    match (flows.is_empty(), keys) {
-        (true, None) => "no change".into(),
-        (true, Some(k)) => k,
-        (false, None) => flows.join(", "),
-        (false, Some(k)) => format!("{}; {k}", flows.join(", ")),
+    let mut words = flows.join(", ");
+    if s.keys_added > 0 {
+        if !words.is_empty() {
+            words.push_str("; ");
+        }
+        let key = if s.keys_added == 1 { "key" } else { "keys" };
+        words.push_str(&format!("{} {key} {keys}", s.keys_added));
     }
+    words
 }
 
 /// Names for the ids in promotion rows, looked up once per page.
@@ -93,7 +92,13 @@ impl Names {
 
     pub fn row(&self, p: &Promotion) -> PromotionRow {
         let s = p.plan.summary();
-        self.head_row(&PromotionHead::from(p), changes_in_words(&s))
+        let words = changes_in_words(&s, "added");
+        let words = if words.is_empty() {
+            "no change".into()
+        } else {
+            words
+        };
+        self.head_row(&PromotionHead::from(p), words)
     }
 
     /// A line for a promotion read without its plan.
@@ -691,16 +696,22 @@ mod tests {
 
     #[test]
     fn a_history_row_says_its_changes_in_words() {
-        assert_eq!(changes_in_words(&summary(0, 0, 0, 0)), "no change");
-        assert_eq!(changes_in_words(&summary(0, 1, 0, 0)), "1 flow changed");
+        assert_eq!(changes_in_words(&summary(0, 0, 0, 0), "added"), "");
         assert_eq!(
-            changes_in_words(&summary(2, 1, 0, 3)),
+            changes_in_words(&summary(0, 1, 0, 0), "added"),
+            "1 flow changed"
+        );
+        assert_eq!(
+            changes_in_words(&summary(2, 1, 0, 3), "added"),
             "2 flows added, 1 changed; 3 keys added"
         );
         assert_eq!(
-            changes_in_words(&summary(0, 0, 1, 1)),
+            changes_in_words(&summary(0, 0, 1, 1), "added"),
             "1 flow removed; 1 key added"
         );
-        assert_eq!(changes_in_words(&summary(0, 0, 0, 2)), "2 keys added");
+        assert_eq!(
+            changes_in_words(&summary(0, 0, 0, 2), "added"),
+            "2 keys added"
+        );
     }
 }
