@@ -3,7 +3,7 @@
 # binary against a throwaway PostgreSQL with durable settings, loaded by wrk
 # (with nginx, installed from Debian's packages if missing) over loopback.
 #   scripts/load.sh            # everything
-#   scripts/load.sh pipeline   # or: promote, history, metrics
+#   scripts/load.sh pipeline   # or: promote, history, metrics, json
 #   scripts/load.sh replicas   # 3 replicas vs 1 behind nginx, rolling restart
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -464,10 +464,27 @@ impl Server {
     /// `stagehand serve` on `port`, ready; SIGTERM drains it for a second
     /// first (`STAGEHAND_SHUTDOWN_DELAY_SECS`), as in production.
     async fn start(bin: &str, url: &str, key: &SecretKey, port: u16) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.env("DATABASE_URL", url);
+        Self::serve(cmd, key, port).await
+    }
+
+    /// The same on the embedded store: SQLite in `data_dir`.
+    async fn start_embedded(
+        bin: &str,
+        data_dir: &std::path::Path,
+        key: &SecretKey,
+        port: u16,
+    ) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.env_remove("DATABASE_URL")
+            .env("STAGEHAND_DATA_DIR", data_dir);
+        Self::serve(cmd, key, port).await
+    }
+
+    async fn serve(mut cmd: Command, key: &SecretKey, port: u16) -> Self {
         let server = Server(
-            Command::new(bin)
-                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-                .env("DATABASE_URL", url)
+            cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")])
                 .env("STAGEHAND_SECRET_KEY", key.to_base64().as_str())
                 .env("STAGEHAND_SHUTDOWN_DELAY_SECS", "1")
                 .env("STAGEHAND_TRUSTED_PROXIES", "127.0.0.1")
@@ -727,6 +744,9 @@ async fn main() {
     if wanted("metrics") {
         metrics(&store, &base, &cookie, &seeded).await;
     }
+    if wanted("json") {
+        json_reads(&bin).await;
+    }
     if only.as_deref() == Some("replicas") {
         replicas(&bin, &url, &key, &server, port, &cookie, &seeded, &store).await;
     }
@@ -847,6 +867,79 @@ async fn metrics(store: &Arc<dyn Store>, base: &str, cookie: &str, seeded: &Seed
         if worst <= 100.0 { "met" } else { "NOT met" }
     );
     let _ = std::fs::remove_file(&script);
+}
+
+/// The JSON reads a CI job makes most, on the embedded store (SQLite, the
+/// zero-setup default): the team's pipelines and one instance, with a
+/// viewer's token, 16 connections. A pipeline of three typical instances.
+async fn json_reads(bin: &str) {
+    let dir = std::env::temp_dir().join(format!("stagehand-bench-embedded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = SecretKey::generate();
+    let database = Database::Sqlite {
+        path: dir.join("stagehand.db"),
+    };
+    let store = stagehand_store::open(&database, &key).await.unwrap();
+    let system = Actor::system();
+    let team = store
+        .create_team(Name::parse("name", "payments").unwrap(), &system)
+        .await
+        .unwrap()
+        .id;
+    let mut ids = Vec::new();
+    for (n, name) in ["dev", "qa", "prod"].iter().enumerate() {
+        ids.push(typical_instance(&store, team, name, 5 * n, 1, true).await);
+    }
+    pipeline_of(&store, team, "checkout", &ids).await;
+    let secret = stagehand_web::auth::tokens::new_secret();
+    store
+        .create_token(
+            stagehand_store::NewApiToken {
+                team,
+                name: Name::parse("name", "load-json").unwrap(),
+                secret_hash: stagehand_web::auth::tokens::hash_secret(&secret),
+                user_id: None,
+                role: "viewer".into(),
+                expires_at: None,
+            },
+            &system,
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let port = free_port();
+    let server = Server::start_embedded(bin, &dir, &key, port).await;
+    let script = dir.join("token.lua");
+    std::fs::write(
+        &script,
+        format!("wrk.headers[\"Authorization\"] = \"Bearer {secret}\"\n"),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let mut slowest: f64 = f64::MAX;
+    for (label, url) in [
+        (
+            "API team pipelines (embedded store)",
+            format!("{base}/teams/{team}/pipelines"),
+        ),
+        (
+            "API one instance (embedded store)",
+            format!("{base}/instances/{}", ids[2]),
+        ),
+    ] {
+        let (rps, _) = measure(label, &url, &Load::Script(&script), 16, 10);
+        slowest = slowest.min(rps);
+    }
+    println!(
+        "  target: >= 10000 req/s at 16 connections on the embedded store: slowest {slowest:.0} req/s, {}",
+        if slowest >= 10_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Three replicas against one, on the same PostgreSQL and behind the same

@@ -76,7 +76,10 @@ async fn metrics_count_deployments_into_the_last_stage_and_the_rolled_back_ones(
     assert_eq!(m["approval_wait"]["count"], 0);
     assert_eq!(m["approval_wait"]["waiting_now"], 0);
     let today = chrono::Utc::now().date_naive().to_string();
-    assert!(m["until"].as_str().unwrap() > today.as_str(), "today is in the period");
+    assert!(
+        m["until"].as_str().unwrap() > today.as_str(),
+        "today is in the period"
+    );
     let daily_total: u64 = m["daily"]
         .as_array()
         .unwrap()
