@@ -131,9 +131,13 @@ pub(crate) async fn of_team(
         .iter()
         .filter_map(|p| p.stages.last().map(|s| s.id))
         .collect();
-    let (days, waiting) = store
+    let (mut days, waiting) = store
         .delivery_days(team, None, period.since, period.until)
         .await?;
+    // The rows of a deleted pipeline stay (history outlives what it
+    // describes) but are no longer the team's figures.
+    let kept: BTreeSet<_> = pipelines.iter().map(|p| p.id).collect();
+    days.retain(|d| kept.contains(&d.pipeline_id));
     let metrics = DeliveryMetrics::compute(&days, &last, period.since, period.until, waiting);
     Ok((pipelines, metrics))
 }
