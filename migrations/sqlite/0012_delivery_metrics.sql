@@ -31,3 +31,19 @@ create table delivery_days (
 );
 create index delivery_days_team_day_idx on delivery_days (team_id, day);
 create index delivery_days_pipeline_day_idx on delivery_days (pipeline_id, day);
+
+-- When each team first saved each flow content: where a lead time starts.
+-- Content is stored once for every team (flow_blobs), so its own date
+-- would tell one team when another first held the same flow.
+create table flow_saves (
+    team_id blob not null,
+    hash text not null,
+    first_saved_at text not null,
+    constraint flow_saves_pkey primary key (team_id, hash),
+    constraint flow_saves_team_fkey foreign key (team_id) references teams (id) on delete cascade
+);
+-- What the team holds now, from when its instances last changed it.
+insert into flow_saves (team_id, hash, first_saved_at)
+    select i.team_id, f.content_hash, min(f.updated_at)
+    from flows f join instances i on i.id = f.instance_id
+    group by i.team_id, f.content_hash;

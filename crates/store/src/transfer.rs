@@ -39,6 +39,7 @@ pub const TABLES: &[Table] = &[
     Table::new("role_bindings", &["team_id", "user_id", "role"]),
     Table::new("instances", &["id"]),
     Table::new("flow_blobs", &["hash"]),
+    Table::new("flow_saves", &["team_id", "hash"]),
     Table::new("flows", &["instance_id", "name"]),
     Table::new("env_vars", &["instance_id", "key"]),
     Table::new("instance_runtimes", &["instance_id"]),

@@ -82,6 +82,7 @@ impl PeriodQuery {
         let since = match given(&self.since) {
             None => until
                 .checked_sub_days(Days::new(days))
+                .filter(|d| d.year() >= 1)
                 .ok_or_else(|| AppError::invalid("days", "reaches before the year 1"))?,
             Some(raw) => day_of(raw, "since")?.0,
         };
@@ -198,6 +199,7 @@ mod tests {
             (q(None, None, Some("9999")), "days"),
             (q(None, None, Some("-1")), "days"),
             (q(Some("0000-01-01"), None, None), "since"),
+            (q(None, Some("0001-01-01T00:00:00Z"), Some("1")), "days"),
         ] {
             match query.period(today) {
                 Err(AppError::Invalid(errors)) => assert_eq!(errors[0].field, field, "{query:?}"),

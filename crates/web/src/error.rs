@@ -260,7 +260,7 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         }
         return Redirect::to(&to).into_response();
     }
-    let retry = crate::views::retry_link(info.status, &method, &path);
+    let retry = crate::views::retry_link(info.status, &method, &path, query.as_deref());
     crate::views::error_page(info, request_id, retry, htmx, wants_html)
 }
 

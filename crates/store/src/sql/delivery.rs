@@ -16,6 +16,38 @@ use stagehand_domain::{
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
+/// The first day whose promotions no purge has reached (`YYYY-MM-DD` in
+/// `stagehand_meta`): the rows of earlier days are what they were when
+/// their promotions were all there, and a recount would lose the purged.
+const FROZEN_BEFORE: &str = "delivery_frozen_before";
+
+/// Freezes the rows of the days before `first_kept`: the purge calls it
+/// when it deletes promotions older than a cutoff on the day before.
+pub(super) async fn freeze_before(conn: &mut Conn, first_kept: NaiveDate) -> StoreResult<()> {
+    sqlx::query(
+        "insert into stagehand_meta (key, value, created_at) values ($1, $2, $3)
+         on conflict (key) do update set value = excluded.value
+         where stagehand_meta.value < excluded.value",
+    )
+    .bind(FROZEN_BEFORE)
+    .bind(first_kept.format("%Y-%m-%d").to_string())
+    .bind(super::now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn frozen(conn: &mut Conn, day: NaiveDate) -> StoreResult<bool> {
+    let first_kept: Option<String> =
+        sqlx::query_scalar("select value from stagehand_meta where key = $1")
+            .bind(FROZEN_BEFORE)
+            .fetch_optional(conn)
+            .await?;
+    Ok(first_kept
+        .and_then(|v| NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok())
+        .is_some_and(|first_kept| day < first_kept))
+}
+
 fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
@@ -55,7 +87,7 @@ pub(super) async fn promotion_changed(conn: &mut Conn, id: PromotionId) -> Store
     if let Some(at) = p.applied_at {
         days.insert(at.date_naive());
         if p.rollback_of.is_none() && p.lead_seconds.is_none() {
-            record_lead_time(conn, id, at).await?;
+            record_lead_time(conn, TeamId(p.team_id), id, at).await?;
         }
         days.extend(failed_deploys_ended_by(conn, p.target_stage_id, at).await?);
     }
@@ -78,11 +110,12 @@ pub(super) async fn promotion_changed(conn: &mut Conn, id: PromotionId) -> Store
     Ok(())
 }
 
-/// The lead time of an arrival: from the first save of the oldest flow
-/// content it adds or changes to `arrived`. An arrival that changes no
-/// flow has none.
+/// The lead time of an arrival: from the team's first save of the oldest
+/// flow content it adds or changes to `arrived`. An arrival that changes
+/// no flow has none.
 async fn record_lead_time(
     conn: &mut Conn,
+    team: TeamId,
     id: PromotionId,
     arrived: DateTime<Utc>,
 ) -> StoreResult<()> {
@@ -97,17 +130,21 @@ async fn record_lead_time(
         .map(|f| &f.hash)
         .chain(plan.flows_changed.iter().map(|f| &f.to))
         .collect();
-    if hashes.is_empty() {
-        return Ok(());
+    // In chunks: a query takes a bounded number of parameters.
+    let mut first_saved: Option<DateTime<Utc>> = None;
+    for chunk in hashes.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "select min(first_saved_at) from flow_saves where team_id = ",
+        );
+        q.push_bind(team.0).push(" and hash in (");
+        let mut list = q.separated(", ");
+        for h in chunk {
+            list.push_bind(h.as_str());
+        }
+        q.push(")");
+        let oldest: Option<DateTime<Utc>> = q.build_query_scalar().fetch_one(&mut *conn).await?;
+        first_saved = first_saved.into_iter().chain(oldest).min();
     }
-    let mut q =
-        sqlx::QueryBuilder::<Db>::new("select min(created_at) from flow_blobs where hash in (");
-    let mut list = q.separated(", ");
-    for h in hashes {
-        list.push_bind(h.as_str());
-    }
-    q.push(")");
-    let first_saved: Option<DateTime<Utc>> = q.build_query_scalar().fetch_one(&mut *conn).await?;
     if let Some(saved) = first_saved {
         sqlx::query("update promotions set lead_seconds = $2 where id = $1")
             .bind(id.0)
@@ -165,7 +202,8 @@ struct Requested {
 /// Recomputes the row of `stage` on `day` from its promotions: those that
 /// arrived that day (deployments, lead times, rollbacks and the time they
 /// took) and those requested that day (failed deploys and the time to the
-/// next arrival, approval waits). An empty day has no row.
+/// next arrival, approval waits). An empty day has no row; a day a purge
+/// reached keeps the row it had.
 async fn refresh_day(
     conn: &mut Conn,
     team: TeamId,
@@ -173,6 +211,9 @@ async fn refresh_day(
     stage: StageId,
     day: NaiveDate,
 ) -> StoreResult<()> {
+    if frozen(conn, day).await? {
+        return Ok(());
+    }
     let (from, to) = (start_of(day), start_of(day + Days::new(1)));
     let arrived: Vec<Arrived> = sqlx::query_as(
         "select rollback_of, status, lead_seconds, applied_at, rolled_back_at from promotions
@@ -400,9 +441,11 @@ pub(super) async fn all_days(
 }
 
 /// Arrivals without a lead time (applied before this was kept).
-pub(super) async fn without_lead_time(conn: &mut Conn) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
+pub(super) async fn without_lead_time(
+    conn: &mut Conn,
+) -> StoreResult<Vec<(Uuid, Uuid, DateTime<Utc>)>> {
     Ok(sqlx::query_as(
-        "select id, applied_at from promotions
+        "select team_id, id, applied_at from promotions
          where applied_at is not null and rollback_of is null and lead_seconds is null",
     )
     .fetch_all(conn)
@@ -413,10 +456,9 @@ pub(super) async fn without_lead_time(conn: &mut Conn) -> StoreResult<Vec<(Uuid,
 /// arrival.
 pub(super) async fn rebuild_lead_time(
     conn: &mut Conn,
-    id: Uuid,
-    arrived: DateTime<Utc>,
+    (team, id, arrived): (Uuid, Uuid, DateTime<Utc>),
 ) -> StoreResult<()> {
-    record_lead_time(conn, PromotionId(id), arrived).await
+    record_lead_time(conn, TeamId(team), PromotionId(id), arrived).await
 }
 
 /// One step of a rebuild, in its own transaction: one day of one stage,

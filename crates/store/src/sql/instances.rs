@@ -515,8 +515,13 @@ pub(super) async fn blobs(
         .collect()
 }
 
-/// Stores a flow's content once, keyed by its hash.
-pub(super) async fn save_blob(conn: &mut Conn, content: &FlowContent) -> StoreResult<()> {
+/// Stores a flow's content once, keyed by its hash, and when `team` first
+/// saved it (where a lead time starts).
+pub(super) async fn save_blob(
+    conn: &mut Conn,
+    team: TeamId,
+    content: &FlowContent,
+) -> StoreResult<()> {
     let raw = serde_json::value::RawValue::from_string(content.as_json().to_owned())
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
@@ -526,6 +531,15 @@ pub(super) async fn save_blob(conn: &mut Conn, content: &FlowContent) -> StoreRe
     .bind(content.hash().as_str())
     .bind(Json(raw))
     .bind(i32::try_from(content.len()).unwrap_or(i32::MAX))
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into flow_saves (team_id, hash, first_saved_at) values ($1, $2, $3)
+         on conflict (team_id, hash) do nothing",
+    )
+    .bind(team.0)
+    .bind(content.hash().as_str())
     .bind(now())
     .execute(conn)
     .await?;
@@ -577,7 +591,7 @@ pub(super) async fn put_flow(
 ) -> StoreResult<Instance> {
     let inst = lock_for_direct_edit(conn, team, instance, expected_version, actor).await?;
     super::runtimes::check_flows_not_mirrored(conn, &inst).await?;
-    save_blob(conn, &content).await?;
+    save_blob(conn, team, &content).await?;
     point_flow(conn, instance, &name, content.hash()).await?;
     let updated = bump_version(conn, team, instance).await?;
     edited(
@@ -645,7 +659,7 @@ pub(super) async fn replace_flows(
     let plan = stagehand_domain::PromotionPlan::between(&wanted, &current);
     for (name, content) in &flows {
         if current.flows.get(name) != Some(content.hash()) {
-            save_blob(conn, content).await?;
+            save_blob(conn, team, content).await?;
         }
     }
     super::promotions::apply_flow_changes(conn, instance, &plan).await?;

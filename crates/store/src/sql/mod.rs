@@ -588,9 +588,9 @@ impl Store for Backend {
 
     async fn rebuild_delivery(&self) -> StoreResult<u64> {
         let leads = read!(self, c => delivery::without_lead_time(c))?;
-        for (id, at) in leads {
+        for arrival in leads {
             let done: StoreResult<()> =
-                write_tx!(self, c => delivery::rebuild_lead_time(c, id, at));
+                write_tx!(self, c => delivery::rebuild_lead_time(c, arrival));
             done?;
         }
         let days = read!(self, c => delivery::all_days(c))?;

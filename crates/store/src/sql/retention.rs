@@ -91,6 +91,14 @@ pub(super) async fn purge(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+        // The delivery rows of the days it reached keep their counts.
+        if r.promotions > 0 {
+            let first_kept = cutoff
+                .date_naive()
+                .succ_opt()
+                .unwrap_or(cutoff.date_naive());
+            super::delivery::freeze_before(conn, first_kept).await?;
+        }
     }
 
     if let Some(keep) = policy.keep_snapshots_per_instance {

@@ -384,7 +384,7 @@ pub(super) async fn pull(
     let plan = PromotionPlan::between(&wanted, &current);
     for (name, content) in &flows {
         if current.flows.get(name) != Some(content.hash()) {
-            instances::save_blob(conn, content).await?;
+            instances::save_blob(conn, team, content).await?;
         }
     }
     apply_flow_changes(conn, instance, &plan).await?;

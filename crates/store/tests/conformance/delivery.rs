@@ -37,11 +37,23 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
             .unwrap()
     };
 
-    // A flow first saved two hours ago reaches prod through qa.
-    h.put(team, dev.id, "orders", r#"{"v":1}"#).await;
-    let two_hours_ago = (Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    // Another team saved the same content five hours ago: that is not
+    // this team's lead time (nor its business).
+    let other = h.team("other").await;
+    let theirs = h.instance(other, "theirs").await;
+    h.put(other, theirs.id, "copy", r#"{"v":1}"#).await;
+    let hours_ago = |n: i64| (Utc::now() - chrono::Duration::hours(n)).to_rfc3339();
     h.exec(&format!(
-        "update flow_blobs set created_at = '{two_hours_ago}'"
+        "update flow_saves set first_saved_at = '{}'",
+        hours_ago(5)
+    ))
+    .await;
+    // This team's flow, first saved two hours ago, reaches prod through qa.
+    h.put(team, dev.id, "orders", r#"{"v":1}"#).await;
+    h.exec(&format!(
+        "update flow_saves set first_saved_at = '{}' where first_saved_at > '{}'",
+        hours_ago(2),
+        hours_ago(3)
     ))
     .await;
     h.store
@@ -175,7 +187,6 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
     );
 
     // Another team sees none of it.
-    let other = h.team("other").await;
     let (none, _) = h
         .store
         .delivery_days(other, None, since, until)
@@ -204,4 +215,25 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
         rebuilt.len(),
         "the team holds one pipeline"
     );
+
+    // A purge of old promotions does not take them out of the figures:
+    // the days it reached keep their rows, even through a rebuild.
+    let purged = h
+        .store
+        .purge(
+            &stagehand_store::RetentionPolicy {
+                keep_snapshots_per_instance: None,
+                max_age: Some(std::time::Duration::ZERO),
+                login_failures_max_age: std::time::Duration::from_secs(3_600),
+            },
+            false,
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert!(purged.promotions > 0, "{purged:?}");
+    h.store.rebuild_delivery().await.unwrap();
+    let mut after = read().await.0;
+    after.sort_by_key(|d| (d.stage_id, d.day));
+    assert_eq!(after, rebuilt);
 }

@@ -130,9 +130,16 @@ struct ErrorPartial {
 }
 
 /// Where to see again, as it is now, what a refused change was based on:
-/// a play refused as stale goes back to its preview; a decision or a
-/// rollback on a promotion that moved on goes back to the promotion.
-pub fn retry_link(status: axum::http::StatusCode, method: &str, path: &str) -> Option<String> {
+/// a play refused as stale goes back to its preview (of the snapshot it
+/// chose, which the play form's action carries as `?snapshot=`); a
+/// decision or a rollback on a promotion that moved on goes back to the
+/// promotion.
+pub fn retry_link(
+    status: axum::http::StatusCode,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<String> {
     if status != axum::http::StatusCode::CONFLICT
         || method != "POST"
         || !path.starts_with("/teams/")
@@ -140,7 +147,13 @@ pub fn retry_link(status: axum::http::StatusCode, method: &str, path: &str) -> O
         return None;
     }
     if let Some(stage) = path.strip_suffix("/promote") {
-        return Some(format!("{stage}/preview"));
+        let snapshot = query
+            .and_then(|q| q.strip_prefix("snapshot="))
+            .and_then(|id| id.parse::<uuid::Uuid>().ok());
+        return Some(match snapshot {
+            Some(id) => format!("{stage}/preview?snapshot={id}"),
+            None => format!("{stage}/preview"),
+        });
     }
     ["/decision", "/rollback"]
         .iter()
@@ -193,4 +206,61 @@ pub fn render<T: Template>(page: T) -> Result<Response, AppError> {
     page.render()
         .map(|html| Html(html).into_response())
         .map_err(|e| AppError::Internal(format!("template: {e}")))
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::retry_link;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn a_refused_play_links_back_to_its_preview_with_the_snapshot_it_chose() {
+        let play = "/teams/t/pipelines/p/stages/s/promote";
+        let id = "2b1e5f0e-6c1f-4c53-9d7a-1d2f0a4b9c11";
+        assert_eq!(
+            retry_link(StatusCode::CONFLICT, "POST", play, None).as_deref(),
+            Some("/teams/t/pipelines/p/stages/s/preview")
+        );
+        assert_eq!(
+            retry_link(
+                StatusCode::CONFLICT,
+                "POST",
+                play,
+                Some(&format!("snapshot={id}"))
+            ),
+            Some(format!(
+                "/teams/t/pipelines/p/stages/s/preview?snapshot={id}"
+            ))
+        );
+        // Anything else in the query is not carried.
+        assert_eq!(
+            retry_link(
+                StatusCode::CONFLICT,
+                "POST",
+                play,
+                Some("snapshot=//evil.example")
+            )
+            .as_deref(),
+            Some("/teams/t/pipelines/p/stages/s/preview")
+        );
+        assert_eq!(
+            retry_link(
+                StatusCode::CONFLICT,
+                "POST",
+                "/teams/t/promotions/x/decision",
+                None
+            )
+            .as_deref(),
+            Some("/teams/t/promotions/x")
+        );
+        assert_eq!(
+            retry_link(StatusCode::UNPROCESSABLE_ENTITY, "POST", play, None),
+            None
+        );
+        assert_eq!(retry_link(StatusCode::CONFLICT, "GET", play, None), None);
+        assert_eq!(
+            retry_link(StatusCode::CONFLICT, "POST", "/api/v1/x/promote", None),
+            None
+        );
+    }
 }
