@@ -79,6 +79,12 @@ impl PeriodQuery {
                 (day, _) => day + Days::new(1),
             },
         };
+        if given(&self.since).is_some() && given(&self.days).is_some() {
+            return Err(AppError::invalid(
+                "days",
+                "give since or days, not both: days counts back from until",
+            ));
+        }
         let since = match given(&self.since) {
             None => until
                 .checked_sub_days(Days::new(days))
@@ -200,6 +206,7 @@ mod tests {
             (q(None, None, Some("-1")), "days"),
             (q(Some("0000-01-01"), None, None), "since"),
             (q(None, Some("0001-01-01T00:00:00Z"), Some("1")), "days"),
+            (q(Some("2026-11-01"), None, Some("30")), "days"),
         ] {
             match query.period(today) {
                 Err(AppError::Invalid(errors)) => assert_eq!(errors[0].field, field, "{query:?}"),

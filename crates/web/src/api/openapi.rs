@@ -56,7 +56,7 @@ fn query_parameters(path: &str) -> Vec<Value> {
             string("since", "first day of the period: a date (2026-11-01) or an RFC 3339 time, counted from the start of its day (UTC); default: `until` less `days`"),
             string("until", "last day of the period: a date, included whole, or an RFC 3339 time, counted to the end of its day unless it is midnight (UTC); default: today"),
             json!({ "name": "days", "in": "query", "required": false,
-                "description": "the period's length when `since` is not given (default 30); a period spans at most 731 days",
+                "description": "the period's length, counted back from `until`, when `since` is not given (default 30; giving both is a 422); a period spans at most 731 days",
                 "schema": { "type": "integer", "minimum": 1, "maximum": 731 } }),
         ],
         "/api/v1/audit" => [string("actor", "who did it"), string("kind", "event kind, e.g. promotion.applied")]

@@ -133,6 +133,9 @@ struct Bar {
 struct Tick {
     x: String,
     text: String,
+    /// "start", "middle" or "end": the first and last labels do not run
+    /// off the chart.
+    anchor: &'static str,
 }
 
 /// A bar chart drawn by the template as SVG.
@@ -146,6 +149,8 @@ struct Chart {
     ticks: Vec<Tick>,
     /// The rows of the table that carries the same numbers.
     rows: Vec<(String, u64, u64)>,
+    /// Labels slanted, to fit one under every bar.
+    slanted: bool,
 }
 
 const VIEW_W: f64 = 640.0;
@@ -202,6 +207,11 @@ impl Chart {
                 ticks.push(Tick {
                     x: coordinate(x + (slot - gap) / 2.0),
                     text: label.clone(),
+                    anchor: match i {
+                        0 if count > 1 => "start",
+                        i if i + 1 == count && count > 1 => "end",
+                        _ => "middle",
+                    },
                 });
             }
         }
@@ -213,6 +223,7 @@ impl Chart {
             bars,
             ticks,
             rows,
+            slanted: false,
         }
     }
 
@@ -268,7 +279,12 @@ impl Chart {
                     .join(", ")
             ),
         };
-        Chart::new(id, title.into(), summary, rows, |i, _| i % 2 == 0)
+        let mut chart = Chart::new(id, title.into(), summary, rows, |_, _| true);
+        chart.slanted = true;
+        for t in &mut chart.ticks {
+            t.anchor = "end";
+        }
+        chart
     }
 }
 
@@ -282,6 +298,8 @@ struct PeriodChoice {
 #[template(path = "metrics.html")]
 struct MetricsPage {
     chrome: Chrome,
+    /// None of the choices is the period shown (it was asked by dates).
+    custom: bool,
     /// "checkout" or "the team payments".
     scope: String,
     /// What the deliveries are counted into.
@@ -303,7 +321,7 @@ fn choices(period: Period) -> Vec<PeriodChoice> {
         (7, "7 days"),
         (30, "30 days"),
         (90, "90 days"),
-        (365, "a year"),
+        (365, "year"),
     ]
     .into_iter()
     .map(|(d, label)| PeriodChoice {
@@ -322,8 +340,10 @@ fn page(
     period: Period,
     m: &DeliveryMetrics,
 ) -> AppResult<Response> {
+    let choices = choices(period);
     render(MetricsPage {
         chrome: Chrome::new(ctx),
+        custom: !choices.iter().any(|c| c.selected),
         scope,
         into,
         back,
@@ -336,7 +356,7 @@ fn page(
             .format("%b %-d, %Y")
             .to_string(),
         days: m.days,
-        choices: choices(period),
+        choices,
         figures: figures(m),
         charts: vec![
             Chart::daily(m),

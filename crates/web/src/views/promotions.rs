@@ -187,6 +187,8 @@ struct PreviewPage {
 /// A snapshot of the source that play may promote.
 struct SnapshotChoice {
     id: String,
+    /// Its short content hash.
+    hash: String,
     label: String,
     selected: bool,
 }
@@ -261,6 +263,7 @@ pub(crate) async fn view_preview_get(
         .iter()
         .map(|s| SnapshotChoice {
             id: s.id.to_string(),
+            hash: s.content_hash.short().to_owned(),
             label: snapshot_label(s),
             selected: Some(s.id) == chosen_id,
         })
@@ -275,15 +278,18 @@ pub(crate) async fn view_preview_get(
                 s.reason.as_str().replace('_', " "),
                 when(&s.created_at)
             );
+            let hash = s.content_hash.short().to_owned();
             if !choices.iter().any(|c| c.selected) {
                 choices.push(SnapshotChoice {
                     id: id.to_string(),
+                    hash: hash.clone(),
                     label: label.clone(),
                     selected: true,
                 });
             }
             Some(SnapshotChoice {
                 id: id.to_string(),
+                hash,
                 label,
                 selected: true,
             })
@@ -348,7 +354,10 @@ pub(crate) async fn view_preview_get(
         target_drifted,
         chrome: Chrome::new(&ctx),
         diff_old: format!("{} today", preview.target.instance_name),
-        diff_new: format!("from {}", preview.source.instance_name),
+        diff_new: match &chosen {
+            Some(c) => format!("snapshot {} of {}", c.hash, preview.source.instance_name),
+            None => format!("from {}", preview.source.instance_name),
+        },
         source: preview.source.instance_name.to_string(),
         target: preview.target.instance_name.to_string(),
         stage_id: stage.to_string(),
@@ -457,6 +466,9 @@ struct PromotionPage {
     can_decide: bool,
     /// For a request awaiting approval: what approving it would do now.
     ships: Option<Ships>,
+    /// The source snapshot's short hash and when it was taken (an earlier
+    /// one than the play when a lead chose it).
+    source_snapshot: Option<(String, String)>,
 }
 
 /// What approving a waiting request does now: the pinned snapshot over the
@@ -533,6 +545,12 @@ pub(crate) async fn view_promotion_get(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     let promotion = state.store.promotion(team, id).await?;
+    let source_snapshot = state
+        .store
+        .snapshot(team, promotion.source_snapshot_id)
+        .await
+        .ok()
+        .map(|s| (s.content_hash.short().to_owned(), when(&s.created_at)));
     let pipelines = state.store.pipelines(team).await?;
     let names = Names::new(&pipelines, &state.store.instances(team).await?);
     // Protection belongs to the target instance (0 if it is gone).
@@ -591,6 +609,7 @@ pub(crate) async fn view_promotion_get(
     };
     render(PromotionPage {
         ships,
+        source_snapshot,
         decisions,
         required_approvals,
         target_changed,
