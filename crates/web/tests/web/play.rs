@@ -640,3 +640,50 @@ async fn each_change_says_what_it_did_once_and_never_a_value() {
     assert!(!lead.get(&page).await.body.contains("class=\"flash\""));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_preview_that_changes_nothing_says_so() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("a", "1")]).await;
+    let prod = app.instance(team, "prod", &[("a", "1")]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, prod]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let preview = lead
+        .get(&format!(
+            "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+            stages[0]
+        ))
+        .await;
+    preview.assert_ok();
+    assert!(
+        preview
+            .body
+            .contains("Nothing would change:</strong> prod already holds"),
+        "{}",
+        preview.body
+    );
+    app.store
+        .put_flow(
+            team,
+            dev,
+            FlowName::parse("b").unwrap(),
+            stagehand_domain::FlowContent::parse_json("{}").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let changed = lead
+        .get(&format!(
+            "/teams/{team}/pipelines/{pipeline}/stages/{}/preview",
+            stages[0]
+        ))
+        .await;
+    assert!(
+        !changed.body.contains("Nothing would change"),
+        "{}",
+        changed.body
+    );
+    app.stop().await;
+}
