@@ -247,52 +247,36 @@ pub(crate) async fn view_preview_get(
         };
         diffs.push(differ.diff("Changed", &change.name, Some(&from), Some(&to)));
     }
-    let snapshot_label = |s: &stagehand_store::SnapshotMeta| {
-        format!(
+    let choice = |s: &stagehand_store::SnapshotMeta| SnapshotChoice {
+        id: s.id.to_string(),
+        hash: s.content_hash.short().to_owned(),
+        label: format!(
             "{} ({}, {})",
             s.content_hash.short(),
             s.reason.as_str().replace('_', " "),
             when(&s.created_at)
-        )
+        ),
+        selected: Some(s.id) == chosen_id,
     };
     let recent = state
         .store
         .snapshots(team, preview.source.instance_id, SNAPSHOT_CHOICES)
         .await?;
-    let mut choices: Vec<SnapshotChoice> = recent
-        .iter()
-        .map(|s| SnapshotChoice {
-            id: s.id.to_string(),
-            hash: s.content_hash.short().to_owned(),
-            label: snapshot_label(s),
-            selected: Some(s.id) == chosen_id,
-        })
-        .collect();
+    let mut choices: Vec<SnapshotChoice> = recent.iter().map(choice).collect();
     let chosen = match chosen_id {
         None => None,
         Some(id) => {
             let s = state.store.snapshot(team, id).await?;
-            let label = format!(
-                "{} ({}, {})",
-                s.content_hash.short(),
-                s.reason.as_str().replace('_', " "),
-                when(&s.created_at)
-            );
-            let hash = s.content_hash.short().to_owned();
+            let meta = stagehand_store::SnapshotMeta {
+                id: s.id,
+                reason: s.reason,
+                content_hash: s.content_hash,
+                created_at: s.created_at,
+            };
             if !choices.iter().any(|c| c.selected) {
-                choices.push(SnapshotChoice {
-                    id: id.to_string(),
-                    hash: hash.clone(),
-                    label: label.clone(),
-                    selected: true,
-                });
+                choices.push(choice(&meta));
             }
-            Some(SnapshotChoice {
-                id: id.to_string(),
-                hash,
-                label,
-                selected: true,
-            })
+            Some(choice(&meta))
         }
     };
     let awaiting_after: Vec<String> = preview
