@@ -110,6 +110,54 @@ pub(super) async fn promotion_changed(conn: &mut Conn, id: PromotionId) -> Store
     Ok(())
 }
 
+/// A play applied at once (no review, no runtime): counted into its day's
+/// row as one more deployment, rather than by recounting the day, which
+/// on a busy stage holds many. When it also ends failed deploys, or was
+/// requested on another day, the days are recounted instead.
+pub(super) async fn arrived(conn: &mut Conn, id: PromotionId) -> StoreResult<()> {
+    let Some(p) = changed(conn, id.0).await? else {
+        return Ok(());
+    };
+    let Some(at) = p.applied_at else {
+        return promotion_changed(conn, id).await;
+    };
+    let day = at.date_naive();
+    if p.rollback_of.is_some()
+        || p.created_at.date_naive() != day
+        || !failed_deploys_ended_by(conn, p.target_stage_id, at)
+            .await?
+            .is_empty()
+    {
+        return promotion_changed(conn, id).await;
+    }
+    let lead = match p.lead_seconds {
+        Some(lead) => Some(lead),
+        None => record_lead_time(conn, TeamId(p.team_id), id, at).await?,
+    };
+    let stage = StageId(p.target_stage_id);
+    let rows: Vec<DayRow> = sqlx::query_as(&format!(
+        "select {DAY_COLUMNS} from delivery_days where stage_id = $1 and day = $2"
+    ))
+    .bind(stage.0)
+    .bind(day)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut row = match rows.into_iter().next() {
+        Some(r) => r.into_day()?,
+        None => DeliveryDay {
+            stage_id: stage,
+            pipeline_id: PipelineId(p.pipeline_id),
+            day,
+            ..DeliveryDay::default()
+        },
+    };
+    row.deployments += 1;
+    if let Some(lead) = lead {
+        row.lead_times.record(lead);
+    }
+    write_row(conn, TeamId(p.team_id), &row).await
+}
+
 /// The lead time of an arrival: from the team's first save of the oldest
 /// flow content it adds or changes to `arrived`. An arrival that changes
 /// no flow has none.
@@ -118,7 +166,7 @@ async fn record_lead_time(
     team: TeamId,
     id: PromotionId,
     arrived: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<i64>> {
     let plan: sqlx::types::Json<PromotionPlan> =
         sqlx::query_scalar("select plan from promotions where id = $1")
             .bind(id.0)
@@ -145,14 +193,16 @@ async fn record_lead_time(
         let oldest: Option<DateTime<Utc>> = q.build_query_scalar().fetch_one(&mut *conn).await?;
         first_saved = first_saved.into_iter().chain(oldest).min();
     }
-    if let Some(saved) = first_saved {
-        sqlx::query("update promotions set lead_seconds = $2 where id = $1")
-            .bind(id.0)
-            .bind((arrived - saved).num_seconds().max(0))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let Some(saved) = first_saved else {
+        return Ok(None);
+    };
+    let lead = (arrived - saved).num_seconds().max(0);
+    sqlx::query("update promotions set lead_seconds = $2 where id = $1")
+        .bind(id.0)
+        .bind(lead)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(lead))
 }
 
 /// The days of the failed deploys into `stage` since the arrival before
@@ -319,6 +369,9 @@ async fn write_row(conn: &mut Conn, team: TeamId, row: &DeliveryDay) -> StoreRes
     Ok(())
 }
 
+const DAY_COLUMNS: &str = "stage_id, pipeline_id, day, deployments, rolled_back, failed,
+    lead_times, restore_times, approval_waits";
+
 #[derive(sqlx::FromRow)]
 struct DayRow {
     stage_id: Uuid,
@@ -361,10 +414,8 @@ pub(super) async fn days(
     since: NaiveDate,
     until: NaiveDate,
 ) -> StoreResult<Vec<DeliveryDay>> {
-    let mut q = sqlx::QueryBuilder::<Db>::new(
-        "select stage_id, pipeline_id, day, deployments, rolled_back, failed, lead_times,
-            restore_times, approval_waits from delivery_days where ",
-    );
+    let mut q =
+        sqlx::QueryBuilder::<Db>::new(format!("select {DAY_COLUMNS} from delivery_days where "));
     match pipeline {
         Some(p) => q
             .push("pipeline_id = ")
@@ -458,7 +509,9 @@ pub(super) async fn rebuild_lead_time(
     conn: &mut Conn,
     (team, id, arrived): (Uuid, Uuid, DateTime<Utc>),
 ) -> StoreResult<()> {
-    record_lead_time(conn, TeamId(team), PromotionId(id), arrived).await
+    record_lead_time(conn, TeamId(team), PromotionId(id), arrived)
+        .await
+        .map(drop)
 }
 
 /// One step of a rebuild, in its own transaction: one day of one stage,
