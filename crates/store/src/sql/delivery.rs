@@ -7,6 +7,7 @@
 
 use super::{Conn, Db, lock_instance};
 use crate::error::StoreResult;
+use crate::model::Promotion;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use stagehand_domain::delivery::{DeliveryDay, Histogram};
 use stagehand_domain::{
@@ -114,27 +115,19 @@ pub(super) async fn promotion_changed(conn: &mut Conn, id: PromotionId) -> Store
 /// row as one more deployment, rather than by recounting the day, which
 /// on a busy stage holds many. When it also ends failed deploys, or was
 /// requested on another day, the days are recounted instead.
-pub(super) async fn arrived(conn: &mut Conn, id: PromotionId) -> StoreResult<()> {
-    let Some(p) = changed(conn, id.0).await? else {
-        return Ok(());
-    };
+pub(super) async fn arrived(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     let Some(at) = p.applied_at else {
-        return promotion_changed(conn, id).await;
+        return promotion_changed(conn, p.id).await;
     };
     let day = at.date_naive();
     if p.rollback_of.is_some()
         || p.created_at.date_naive() != day
-        || !failed_deploys_ended_by(conn, p.target_stage_id, at)
-            .await?
-            .is_empty()
+        || ends_failed_deploys(conn, p.target_stage_id.0, at).await?
     {
-        return promotion_changed(conn, id).await;
+        return promotion_changed(conn, p.id).await;
     }
-    let lead = match p.lead_seconds {
-        Some(lead) => Some(lead),
-        None => record_lead_time(conn, TeamId(p.team_id), id, at).await?,
-    };
-    let stage = StageId(p.target_stage_id);
+    let lead = lead_time_of(conn, p.team_id, p.id, &p.plan, at).await?;
+    let stage = p.target_stage_id;
     let rows: Vec<DayRow> = sqlx::query_as(&format!(
         "select {DAY_COLUMNS} from delivery_days where stage_id = $1 and day = $2"
     ))
@@ -146,7 +139,7 @@ pub(super) async fn arrived(conn: &mut Conn, id: PromotionId) -> StoreResult<()>
         Some(r) => r.into_day()?,
         None => DeliveryDay {
             stage_id: stage,
-            pipeline_id: PipelineId(p.pipeline_id),
+            pipeline_id: p.pipeline_id,
             day,
             ..DeliveryDay::default()
         },
@@ -155,7 +148,31 @@ pub(super) async fn arrived(conn: &mut Conn, id: PromotionId) -> StoreResult<()>
     if let Some(lead) = lead {
         row.lead_times.record(lead);
     }
-    write_row(conn, TeamId(p.team_id), &row).await
+    write_row(conn, p.team_id, &row).await
+}
+
+/// Whether an arrival into `stage` at `arrived` ends failed deploys (any
+/// since the arrival before it), in one query.
+async fn ends_failed_deploys(
+    conn: &mut Conn,
+    stage: Uuid,
+    arrived: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from promotions
+         where target_stage_id = $1 and status = $2 and created_at < $3
+           and created_at >= coalesce(
+               (select max(applied_at) from promotions
+                where target_stage_id = $1 and applied_at < $3),
+               $4)",
+    )
+    .bind(stage)
+    .bind(PromotionStatus::Failed.as_str())
+    .bind(arrived)
+    .bind(DateTime::UNIX_EPOCH)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
 }
 
 /// The lead time of an arrival: from the team's first save of the oldest
@@ -172,6 +189,17 @@ async fn record_lead_time(
             .bind(id.0)
             .fetch_one(&mut *conn)
             .await?;
+    lead_time_of(conn, team, id, &plan, arrived).await
+}
+
+/// [`record_lead_time`] with the plan at hand.
+async fn lead_time_of(
+    conn: &mut Conn,
+    team: TeamId,
+    id: PromotionId,
+    plan: &PromotionPlan,
+    arrived: DateTime<Utc>,
+) -> StoreResult<Option<i64>> {
     let hashes: Vec<&ContentHash> = plan
         .flows_added
         .iter()

@@ -353,7 +353,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     };
     insert(conn, &promotion).await?;
     if promotion.status == PromotionStatus::Applied {
-        super::delivery::arrived(conn, promotion.id).await?;
+        super::delivery::arrived(conn, &promotion).await?;
     }
     audit::record(
         conn,
