@@ -369,6 +369,8 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
                 "target_version": promotion.target_version,
                 "summary": promotion.plan.summary(),
                 "keys_added": promotion.plan.keys_to_add,
+                // An earlier snapshot chosen to ship, not the source now.
+                "chosen_snapshot": req.source_snapshot,
             }),
         },
     )

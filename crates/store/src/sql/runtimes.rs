@@ -569,6 +569,7 @@ pub(super) async fn begin(
                 "pipeline": promotion.pipeline_id,
                 "to": target_name,
                 "summary": promotion.plan.summary(),
+                "source_snapshot": promotion.source_snapshot_id,
                 "rollback_of": promotion.rollback_of,
                 "overwrite_drift": promotion.overwrite_drift,
             }),

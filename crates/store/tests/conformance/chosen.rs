@@ -42,6 +42,10 @@ pub async fn play_promotes_a_chosen_snapshot_of_the_source(h: &Harness) {
         back.source_snapshot_id, good,
         "the chosen snapshot is pinned"
     );
+    // The audit log says an earlier snapshot shipped, and which.
+    let events = h.store.audit_events(team, 1).await.unwrap();
+    assert_eq!(events[0].subject_id, Some(back.id.0));
+    assert_eq!(events[0].details["chosen_snapshot"], good.to_string());
     assert_eq!(
         h.flows_of(team, qa.id).await,
         vec![("orders".to_owned(), r#"{"v":1}"#.to_owned())]
