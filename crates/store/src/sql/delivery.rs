@@ -122,7 +122,9 @@ pub(super) async fn arrived(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     let day = at.date_naive();
     if p.rollback_of.is_some()
         || p.created_at.date_naive() != day
-        || ends_failed_deploys(conn, p.target_stage_id.0, at).await?
+        || !failed_deploys_ended_by(conn, p.target_stage_id.0, at)
+            .await?
+            .is_empty()
     {
         return promotion_changed(conn, p.id).await;
     }
@@ -149,30 +151,6 @@ pub(super) async fn arrived(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
         row.lead_times.record(lead);
     }
     write_row(conn, p.team_id, &row).await
-}
-
-/// Whether an arrival into `stage` at `arrived` ends failed deploys (any
-/// since the arrival before it), in one query.
-async fn ends_failed_deploys(
-    conn: &mut Conn,
-    stage: Uuid,
-    arrived: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from promotions
-         where target_stage_id = $1 and status = $2 and created_at < $3
-           and created_at >= coalesce(
-               (select max(applied_at) from promotions
-                where target_stage_id = $1 and applied_at < $3),
-               $4)",
-    )
-    .bind(stage)
-    .bind(PromotionStatus::Failed.as_str())
-    .bind(arrived)
-    .bind(DateTime::UNIX_EPOCH)
-    .fetch_one(conn)
-    .await?;
-    Ok(n > 0)
 }
 
 /// The lead time of an arrival: from the team's first save of the oldest
@@ -240,22 +218,19 @@ async fn failed_deploys_ended_by(
     stage: Uuid,
     arrived: DateTime<Utc>,
 ) -> StoreResult<Vec<NaiveDate>> {
-    let previous: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "select max(applied_at) from promotions where target_stage_id = $1 and applied_at < $2",
-    )
-    .bind(stage)
-    .bind(arrived)
-    .fetch_one(&mut *conn)
-    .await?;
     let failed: Vec<DateTime<Utc>> = sqlx::query_scalar(
         "select created_at from promotions
-         where target_stage_id = $1 and status = $2 and created_at >= $3 and created_at < $4",
+         where target_stage_id = $1 and status = $2 and created_at < $3
+           and created_at >= coalesce(
+               (select max(applied_at) from promotions
+                where target_stage_id = $1 and applied_at < $3),
+               $4)",
     )
     .bind(stage)
     .bind(PromotionStatus::Failed.as_str())
-    .bind(previous.unwrap_or(DateTime::UNIX_EPOCH))
     .bind(arrived)
-    .fetch_all(&mut *conn)
+    .bind(DateTime::UNIX_EPOCH)
+    .fetch_all(conn)
     .await?;
     Ok(failed.into_iter().map(|at| at.date_naive()).collect())
 }

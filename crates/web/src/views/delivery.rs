@@ -121,10 +121,10 @@ fn figures(m: &DeliveryMetrics) -> Vec<Figure> {
 struct Bar {
     x: String,
     width: String,
-    /// The whole bar, and the part of it that failed (drawn on top).
+    /// The whole bar.
     y: String,
     height: String,
-    failed_y: String,
+    /// The failed part, drawn over the top of the bar.
     failed_height: String,
     label: String,
 }
@@ -195,7 +195,6 @@ impl Chart {
                     width: coordinate((slot - gap).max(0.5)),
                     y: coordinate(PLOT_BOTTOM - h),
                     height: coordinate(h),
-                    failed_y: coordinate(PLOT_BOTTOM - h),
                     failed_height: coordinate(fh),
                     label: match failed {
                         0 => format!("{label}: {total}"),
