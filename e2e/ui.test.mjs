@@ -449,6 +449,30 @@ test("a lead requests a promotion into a protected prod, which waits for an appr
   assertClean(page);
 });
 
+test("a lead restores prod to one of its snapshots from the snapshot's page, which waits for an approval", async () => {
+  const page = await loginAs("lena");
+  const t = `${base}/teams/${state.team}`;
+  // prod's backup from the first promotion into it: prod before it.
+  await page.goto(`${t}/promotions?status=applied`);
+  await page.goto(new URL(await page.locator("table a[href*='/promotions/']").last().getAttribute("href"), base).href);
+  const compare = new URL(await page.getAttribute("a:text('compare with the source')", "href"), base);
+  state.backup = compare.searchParams.get("from");
+  await page.goto(`${t}/snapshots/${state.backup}`);
+  await Promise.all([page.waitForURL(/\/restore\?snapshot=/), page.click("a:text('Preview restoring prod to it')")]);
+  state.restore = new URL(page.url()).pathname + new URL(page.url()).search;
+  assert.match(await page.textContent("h1"), /Restore prod to snapshot/);
+  const preview = await page.textContent("main");
+  assert.match(preview, /Removed\s*orders/, "prod had no flow before its first promotion");
+  assert.match(preview, /prod is protected/);
+  assert.ok(!preview.includes(SECRET));
+  await check(page, "lead-restore-preview");
+  await Promise.all([page.waitForURL(/\/promotions\/[0-9a-f-]+$/), page.click("button.play:text('Request the restore')")]);
+  assert.match(await page.textContent("h1"), /Restore of prod/);
+  assert.match(await page.textContent("h1"), /awaiting approval/);
+  await check(page, "lead-restore-requested");
+  assertClean(page);
+});
+
 /**
  * Every page `user` can see, at 1280 px and at 390 px, each checked by
  * check(): one pass per width, in one logged-in context. Screenshots go to
@@ -503,6 +527,7 @@ async function teamPages() {
     ["history", `${t}/promotions`],
     ["audit", `${t}/audit`],
     ["snapshot", `${t}/snapshots/${state.snapshot}`],
+    ["restore", state.restore],
     ["compare", `${state.compare.pathname}${state.compare.search}`],
     ["not-found", `${t}/instances/00000000-0000-0000-0000-000000000000`, 404],
   ];

@@ -176,6 +176,7 @@ async fn run(store: Arc<dyn Store>, backend: &str, shape: &Shape) {
             expected_target_version: None,
             overwrite_drift: false,
             source_snapshot: None,
+            restore: false,
         };
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let before = rss_kib("VmRSS:").unwrap_or(0);

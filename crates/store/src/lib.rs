@@ -367,6 +367,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         stage: StageId,
         snapshot: Option<SnapshotId>,
     ) -> StoreResult<Preview>;
+    /// The plan of restoring the stage's instance to `snapshot`, one of
+    /// its own: the snapshot is the source, the instance now the target.
+    async fn restore_preview(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        snapshot: SnapshotId,
+    ) -> StoreResult<Preview>;
     /// Play: applies a promotion or, into a protected instance, requests
     /// one (`pending_approval`, pinned to the source snapshot taken now).
     async fn play(&self, request: PromotionRequest) -> StoreResult<Played>;

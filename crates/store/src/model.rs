@@ -333,6 +333,14 @@ pub struct Promotion {
     pub deploy_started_at: Option<DateTime<Utc>>,
 }
 
+impl Promotion {
+    /// A restore of the instance to one of its own snapshots (not a
+    /// rollback of a promotion): its source and target are one stage.
+    pub fn is_restore(&self) -> bool {
+        self.source_stage_id == self.target_stage_id && self.rollback_of.is_none()
+    }
+}
+
 /// What a play did: a new promotion, or the first one again for a retry
 /// with the same idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +366,13 @@ pub struct PromotionHead {
     /// Set on a requested rollback: the promotion it undoes.
     pub rollback_of: Option<PromotionId>,
     pub created_at: DateTime<Utc>,
+}
+
+impl PromotionHead {
+    /// See [`Promotion::is_restore`].
+    pub fn is_restore(&self) -> bool {
+        self.source_stage_id == self.target_stage_id && self.rollback_of.is_none()
+    }
 }
 
 impl From<&Promotion> for PromotionHead {
@@ -398,6 +413,11 @@ pub struct PromotionRequest {
     /// state (an earlier known-good state, say); it is pinned as the
     /// promotion's source snapshot.
     pub source_snapshot: Option<SnapshotId>,
+    /// Restore the stage's own instance to `source_snapshot` (one of its
+    /// snapshots, required) instead of promoting into the next stage. A
+    /// restore is a promotion like any other: the target's protection,
+    /// approvals, runtime deploy, backup and audit all apply.
+    pub restore: bool,
 }
 
 /// What play on a stage would do, computed without changing anything.

@@ -317,6 +317,7 @@ async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
             expected_target_version: None,
             overwrite_drift: false,
             source_snapshot: None,
+            restore: false,
         })
         .await
         .unwrap();

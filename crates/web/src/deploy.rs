@@ -446,6 +446,8 @@ async fn play_unmeasured(
     let pipeline = state.store.pipeline(request.team, request.pipeline).await?;
     let (source, target) = match pipeline.stage_and_next(request.stage) {
         None => return Err(AppError::NotFound("stage")),
+        // A restore sets the stage's own instance back to a snapshot.
+        Some((s, _)) if request.restore => (s.clone(), s.clone()),
         Some((_, None)) => {
             return Err(AppError::Conflict(
                 "This is the last stage: there is nothing to promote it into.".into(),
@@ -458,7 +460,7 @@ async fn play_unmeasured(
     // runtimes: at once.
     let overwrite_asked = request.overwrite_drift;
     // A chosen snapshot ships as it was kept: the source is not asked.
-    let chosen = request.source_snapshot.is_some();
+    let chosen = request.source_snapshot.is_some() || request.restore;
     let (source_side, target_side) = tokio::join!(
         async {
             if chosen {

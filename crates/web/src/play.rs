@@ -6,7 +6,8 @@ use crate::AppState;
 use crate::error::AppResult;
 use stagehand_store::{Played, PromotionRequest};
 
-/// Promotes `request.stage` into the next stage; `stage.promote` (which
+/// Promotes `request.stage` into the next stage (or, for a restore, sets
+/// its instance back to a snapshot); `stage.promote` (which
 /// the route checked) is all it takes. Into a protected instance, this
 /// requests the promotion: it waits for approvals from people other than
 /// the requester. The last stage has nothing to promote into.

@@ -6,8 +6,8 @@
 use crate::api;
 use crate::authz::{Access, authorize};
 use crate::views::{
-    admin, audit, dashboard, delivery, history, instances, pipelines, promotions, runtimes,
-    snapshots, tokens,
+    admin, audit, dashboard, delivery, history, instances, pipelines, promotions, restore,
+    runtimes, snapshots, tokens,
 };
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
@@ -90,6 +90,8 @@ routes! {
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/move" => pipelines::move_stage_post, Team(PipelineEdit);
     get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/preview" => promotions::view_preview_get, Team(PipelineView);
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote" => promotions::promote_post, Team(StagePromote);
+    get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore" => restore::view_restore_get, Team(PipelineView);
+    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore" => restore::restore_post, Team(StagePromote);
 
     get  "/teams/{team}/metrics" => delivery::view_team_metrics_get, Team(PromotionView);
     get  "/teams/{team}/pipelines/{pipeline}/metrics" => delivery::view_pipeline_metrics_get, Team(PromotionView);
@@ -170,6 +172,8 @@ routes! {
     get    "/api/v1/teams/{team}/metrics" => api::delivery::team_metrics_get, Api(PromotionView);
     get    "/api/v1/pipelines/{pipeline}/stages/{stage}/preview" => api::pipelines::preview_get, Api(PipelineView);
     post   "/api/v1/pipelines/{pipeline}/stages/{stage}/promote" => api::pipelines::promote_post, Api(StagePromote);
+    get    "/api/v1/pipelines/{pipeline}/stages/{stage}/restore-preview" => api::pipelines::restore_preview_get, Api(PipelineView);
+    post   "/api/v1/pipelines/{pipeline}/stages/{stage}/restore" => api::pipelines::restore_post, Api(StagePromote);
     get    "/api/v1/promotions" => api::promotions::list_get, Api(PromotionView);
     get    "/api/v1/promotions/{promotion}" => api::promotions::get, Api(PromotionView);
     post   "/api/v1/promotions/{promotion}/approve" => api::promotions::approve_post, Api(PromotionApprove);

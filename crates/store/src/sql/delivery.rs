@@ -57,6 +57,7 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
 struct Changed {
     team_id: Uuid,
     pipeline_id: Uuid,
+    source_stage_id: Uuid,
     target_stage_id: Uuid,
     created_at: DateTime<Utc>,
     applied_at: Option<DateTime<Utc>>,
@@ -66,7 +67,8 @@ struct Changed {
 
 async fn changed(conn: &mut Conn, id: Uuid) -> StoreResult<Option<Changed>> {
     Ok(sqlx::query_as(
-        "select team_id, pipeline_id, target_stage_id, created_at, applied_at, rollback_of,
+        "select team_id, pipeline_id, source_stage_id, target_stage_id, created_at, applied_at,
+                rollback_of,
                 lead_seconds
          from promotions where id = $1",
     )
@@ -87,7 +89,8 @@ pub(super) async fn promotion_changed(conn: &mut Conn, id: PromotionId) -> Store
     let mut days = BTreeSet::from([p.created_at.date_naive()]);
     if let Some(at) = p.applied_at {
         days.insert(at.date_naive());
-        if p.rollback_of.is_none() && p.lead_seconds.is_none() {
+        // A rollback or a restore (into its own stage) is no deployment.
+        if p.source_stage_id != p.target_stage_id && p.lead_seconds.is_none() {
             record_lead_time(conn, TeamId(p.team_id), id, at).await?;
         }
         days.extend(failed_deploys_ended_by(conn, p.target_stage_id, at).await?);
@@ -120,7 +123,7 @@ pub(super) async fn arrived(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
         return promotion_changed(conn, p.id).await;
     };
     let day = at.date_naive();
-    if p.rollback_of.is_some()
+    if p.source_stage_id == p.target_stage_id
         || p.created_at.date_naive() != day
         || !failed_deploys_ended_by(conn, p.target_stage_id.0, at)
             .await?
@@ -237,7 +240,6 @@ async fn failed_deploys_ended_by(
 
 #[derive(sqlx::FromRow)]
 struct Arrived {
-    rollback_of: Option<Uuid>,
     status: String,
     lead_seconds: Option<i64>,
     applied_at: DateTime<Utc>,
@@ -269,8 +271,9 @@ async fn refresh_day(
     }
     let (from, to) = (start_of(day), start_of(day + Days::new(1)));
     let arrived: Vec<Arrived> = sqlx::query_as(
-        "select rollback_of, status, lead_seconds, applied_at, rolled_back_at from promotions
-         where target_stage_id = $1 and applied_at >= $2 and applied_at < $3",
+        "select status, lead_seconds, applied_at, rolled_back_at from promotions
+         where target_stage_id = $1 and applied_at >= $2 and applied_at < $3
+           and source_stage_id <> target_stage_id",
     )
     .bind(stage.0)
     .bind(from)
@@ -302,7 +305,8 @@ async fn refresh_day(
         ..DeliveryDay::default()
     };
     let rolled_back = PromotionStatus::RolledBack.as_str();
-    for a in arrived.iter().filter(|a| a.rollback_of.is_none()) {
+    // Deployments only: rollbacks and restores arrive from their own stage.
+    for a in &arrived {
         row.deployments += 1;
         if let Some(lead) = a.lead_seconds {
             row.lead_times.record(lead);
@@ -500,7 +504,8 @@ pub(super) async fn without_lead_time(
 ) -> StoreResult<Vec<(Uuid, Uuid, DateTime<Utc>)>> {
     Ok(sqlx::query_as(
         "select team_id, id, applied_at from promotions
-         where applied_at is not null and rollback_of is null and lead_seconds is null",
+         where applied_at is not null and source_stage_id <> target_stage_id
+           and lead_seconds is null",
     )
     .fetch_all(conn)
     .await?)

@@ -522,7 +522,16 @@ impl Store for Backend {
         stage: StageId,
         snapshot: Option<SnapshotId>,
     ) -> StoreResult<Preview> {
-        read!(self, c => promotions::preview(c, team, pipeline, stage, snapshot))
+        read!(self, c => promotions::preview(c, team, pipeline, stage, snapshot, false))
+    }
+    async fn restore_preview(
+        &self,
+        team: TeamId,
+        pipeline: PipelineId,
+        stage: StageId,
+        snapshot: SnapshotId,
+    ) -> StoreResult<Preview> {
+        read!(self, c => promotions::preview(c, team, pipeline, stage, Some(snapshot), true))
     }
     async fn play(&self, request: PromotionRequest) -> StoreResult<Played> {
         write_tx!(self, c => promotions::promote(c, request))

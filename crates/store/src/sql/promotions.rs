@@ -25,16 +25,19 @@ use uuid::Uuid;
 /// Longest idempotency key accepted.
 pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 200;
 
-/// The source and target stages of a play on `stage`.
+/// The source and target stages of a play on `stage`; of a restore, the
+/// stage twice.
 async fn stages_of_play(
     conn: &mut Conn,
     team: TeamId,
     pipeline: PipelineId,
     stage: StageId,
+    restore: bool,
 ) -> StoreResult<(Stage, Stage)> {
     let p = pipelines::get(conn, team, pipeline).await?;
     match p.stage_and_next(stage) {
         None => Err(StoreError::NotFound("stage")),
+        Some((this, _)) if restore => Ok((this.clone(), this.clone())),
         Some((_, None)) => Err(ValidationError::new(
             "stage",
             "the last stage has no next stage to promote into",
@@ -45,24 +48,35 @@ async fn stages_of_play(
 }
 
 /// What play promotes: the source instance as it is now, or a snapshot of
-/// it chosen by the caller (which must be one of the source's).
+/// it chosen by the caller (which must be one of the source's). A restore
+/// must name one.
 async fn source_state(
     conn: &mut Conn,
     team: TeamId,
     source: &Stage,
     chosen: Option<SnapshotId>,
+    restore: bool,
 ) -> StoreResult<InstanceState> {
     let Some(id) = chosen else {
+        if restore {
+            return Err(ValidationError::new(
+                "snapshot",
+                format!("name the snapshot of {} to restore", source.instance_name),
+            )
+            .into());
+        }
         return instances::state(conn, source.instance_id).await;
     };
     let snap = snapshot(conn, team, id).await?;
     if snap.instance_id != source.instance_id {
+        let role = if restore {
+            "the instance restored"
+        } else {
+            "the stage played"
+        };
         return Err(ValidationError::new(
             "snapshot",
-            format!(
-                "is not a snapshot of {}, the stage played",
-                source.instance_name
-            ),
+            format!("is not a snapshot of {}, {role}", source.instance_name),
         )
         .into());
     }
@@ -75,8 +89,9 @@ pub(super) async fn preview(
     pipeline: PipelineId,
     stage: StageId,
     chosen: Option<SnapshotId>,
+    restore: bool,
 ) -> StoreResult<Preview> {
-    let (source, target) = stages_of_play(conn, team, pipeline, stage).await?;
+    let (source, target) = stages_of_play(conn, team, pipeline, stage, restore).await?;
     let source_version = instances::get(conn, team, source.instance_id)
         .await?
         .version;
@@ -84,7 +99,7 @@ pub(super) async fn preview(
         .await?
         .version;
     let plan = PromotionPlan::between(
-        &source_state(conn, team, &source, chosen).await?,
+        &source_state(conn, team, &source, chosen, restore).await?,
         &instances::state(conn, target.instance_id).await?,
     );
     Ok(Preview {
@@ -172,8 +187,10 @@ async fn lock_pair(
     target: InstanceId,
 ) -> StoreResult<i64> {
     let mut target_version = None;
-    let mut ids = [source, target];
+    let mut ids = vec![source, target];
     ids.sort();
+    // A restore's source is its target: one lock.
+    ids.dedup();
     for id in ids {
         let v = lock_instance(conn, team, id)
             .await?
@@ -190,7 +207,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     if let Some(key) = &req.idempotency_key {
         check_idempotency_key(key)?;
     }
-    let (source, target) = stages_of_play(conn, team, req.pipeline, req.stage).await?;
+    let (source, target) = stages_of_play(conn, team, req.pipeline, req.stage, req.restore).await?;
     let target_version = lock_pair(conn, team, source.instance_id, target.instance_id).await?;
 
     // Under the lock, a retry sees the first attempt's row.
@@ -199,6 +216,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     {
         let same_request = existing.pipeline_id == req.pipeline
             && existing.source_stage_id == req.stage
+            && existing.is_restore() == req.restore
             && req
                 .source_snapshot
                 .is_none_or(|chosen| chosen == existing.source_snapshot_id);
@@ -226,7 +244,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
     let protection = instances::get(conn, team, target.instance_id)
         .await?
         .protection;
-    let source_state = source_state(conn, team, &source, req.source_snapshot).await?;
+    let source_state = source_state(conn, team, &source, req.source_snapshot, req.restore).await?;
     let target_state = instances::state(conn, target.instance_id).await?;
     let plan = PromotionPlan::between(&source_state, &target_state);
     if protection.requires_all_env_values {
@@ -291,7 +309,11 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         .await?;
         if let Some(id) = waiting {
             return Err(Conflict::AlreadyPending {
-                from: source.instance_name.to_string(),
+                from: if req.restore {
+                    format!("a snapshot of {}", source.instance_name)
+                } else {
+                    source.instance_name.to_string()
+                },
                 to: target.instance_name.to_string(),
                 id: PromotionId(id),
             }
@@ -371,6 +393,8 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
                 "keys_added": promotion.plan.keys_to_add,
                 // An earlier snapshot chosen to ship, not the source now.
                 "chosen_snapshot": req.source_snapshot,
+                // The instance set back to one of its own snapshots.
+                "restore": req.restore,
             }),
         },
     )

@@ -227,5 +227,6 @@ pub fn request(
         expected_target_version: None,
         overwrite_drift: false,
         source_snapshot: None,
+        restore: false,
     }
 }

@@ -15,6 +15,7 @@ mod harness;
 mod migrations;
 mod protection;
 mod reads;
+mod restore;
 mod retention;
 mod runtimes;
 mod sqlite_only;
@@ -74,6 +75,8 @@ conformance!(
     reads::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
     chosen::play_promotes_a_chosen_snapshot_of_the_source,
+    restore::a_restore_is_a_promotion_of_the_snapshot_into_its_own_instance,
+    restore::a_restore_into_a_protected_instance_waits_for_its_approvals,
     delivery::delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploys,
     approvals::one_rejection_rejects_and_writes_nothing_to_the_target,
     concurrency::concurrent_promotions_into_one_target_serialise,

@@ -52,6 +52,10 @@ fn query_parameters(path: &str) -> Vec<Value> {
                     "description": "the snapshot compared to", "schema": { "type": "string" } }),
         ],
         "/api/v1/instances/{instance}/snapshots" => vec![limit],
+        "/api/v1/pipelines/{pipeline}/stages/{stage}/restore-preview" => vec![
+            json!({ "name": "snapshot", "in": "query", "required": true,
+                    "description": "the snapshot of the stage's instance to restore", "schema": { "type": "string" } }),
+        ],
         "/api/v1/pipelines/{pipeline}/metrics" | "/api/v1/teams/{team}/metrics" => vec![
             string("since", "first day of the period: a date (2026-11-01) or an RFC 3339 time, counted from the start of its day (UTC); default: `until` less `days`"),
             string("until", "last day of the period: a date, included whole, or an RFC 3339 time, counted to the end of its day unless it is midnight (UTC); default: today"),
@@ -86,11 +90,16 @@ fn takes_body(route: &RouteSpec) -> bool {
     }
 }
 
+/// Play and restore: promotions created with play's headers and answers.
+fn is_play(route: &RouteSpec) -> bool {
+    route.method == "post" && (route.path.ends_with("/promote") || route.path.ends_with("/restore"))
+}
+
 fn success(route: &RouteSpec) -> (&'static str, &'static str) {
     match route.method {
         "delete" if !route.path.contains("/stages/") => ("204", "Done"),
         "put" if route.path.contains("/env/") => ("204", "Done"),
-        "post" if route.path.ends_with("/promote") => (
+        "post" if is_play(route) => (
             "201",
             "The promotion, applied or pending approval (200 for a retry with the same Idempotency-Key)",
         ),
@@ -153,8 +162,9 @@ fn response_schema(handler: &str) -> Value {
         | "pipelines::add_stage_post"
         | "pipelines::reorder_put"
         | "pipelines::remove_stage_delete" => r("Pipeline"),
-        "pipelines::preview_get" => r("Preview"),
+        "pipelines::preview_get" | "pipelines::restore_preview_get" => r("Preview"),
         "pipelines::promote_post"
+        | "pipelines::restore_post"
         | "promotions::get"
         | "promotions::approve_post"
         | "promotions::reject_post"
@@ -216,7 +226,16 @@ fn request_schema(handler: &str) -> Value {
         "pipelines::promote_post" => {
             json!({ "type": "object", "additionalProperties": false, "properties": {
             "overwrite_drift": { "type": "boolean",
-                "description": "into a connected target changed in its runtime since Stagehand last saw it: overwrite it anyway (audited)" } } })
+                "description": "into a connected target changed in its runtime since Stagehand last saw it: overwrite it anyway (audited)" },
+            "snapshot": { "type": "string", "format": "uuid",
+                "description": "promote this snapshot of the source instance instead of its current state" } } })
+        }
+        "pipelines::restore_post" => {
+            json!({ "type": "object", "required": ["snapshot"], "additionalProperties": false, "properties": {
+            "snapshot": { "type": "string", "format": "uuid",
+                "description": "the snapshot of the stage's instance to restore it to" },
+            "overwrite_drift": { "type": "boolean",
+                "description": "into a connected instance changed in its runtime since Stagehand last saw it: overwrite it anyway (audited)" } } })
         }
         "instances::env_put" => json!({ "type": "object", "required": ["value"], "properties": {
             "value": { "type": ["string", "null"], "description": "null leaves the key awaiting a value" } } }),
@@ -395,7 +414,7 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
         })
         .collect();
     parameters.extend(query_parameters(route.path));
-    if route.path.ends_with("/promote") {
+    if is_play(route) {
         parameters.push(
             json!({ "name": "Idempotency-Key", "in": "header", "required": false,
             "description": "a retry with the same key returns the first promotion",
@@ -418,13 +437,13 @@ fn operation(route: &RouteSpec, permission: &str) -> Value {
             json!({ "description": description, "content": body })
         },
     );
-    if route.path.ends_with("/promote") {
+    if is_play(route) {
         responses.insert(
             "200".into(),
             json!({ "description": "A retry: the first promotion", "content": body }),
         );
     }
-    if route.path.ends_with("/promote") || route.path.ends_with("/rollback") {
+    if is_play(route) || route.path.ends_with("/rollback") {
         responses.insert(
             "202".into(),
             json!({ "description": "Into a protected instance: a request, `pending_approval`, applied once approved", "content": body }),

@@ -64,18 +64,8 @@ pub(crate) struct PlayBody {
 /// Longest `Idempotency-Key` accepted (the store checks it too).
 const MAX_KEY: usize = 200;
 
-/// Play. `Idempotency-Key` makes a retry return the first promotion;
-/// `If-Match: "<target version>"` refuses a target that changed since the
-/// caller's preview. Answers 201 with the promotion, `applied` or
-/// `pending_approval`; 200 for a retry.
-pub(crate) async fn promote_post(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<ApiCtx>,
-    Path((pipeline, stage)): Path<(String, String)>,
-    headers: HeaderMap,
-    super::OptionalJson(body): super::OptionalJson<PlayBody>,
-) -> AppResult<Response> {
-    let (pipeline, stage) = ids(&pipeline, &stage)?;
+/// A play's `Idempotency-Key` and `If-Match: "<target version>"`.
+fn play_headers(headers: &HeaderMap) -> AppResult<(Option<String>, Option<i64>)> {
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -105,22 +95,13 @@ pub(crate) async fn promote_post(
                 })?,
         ),
     };
-    let played = crate::play::promote(
-        &state,
-        PromotionRequest {
-            team: ctx.team_id(),
-            pipeline,
-            stage,
-            actor: ctx.actor(),
-            idempotency_key: key,
-            expected_target_version,
-            overwrite_drift: body.overwrite_drift,
-            source_snapshot: body.snapshot,
-        },
-    )
-    .await?;
-    // Only the request that created the promotion says so; a retry with
-    // the same idempotency key (even a concurrent one) gets 200.
+    Ok((key, expected_target_version))
+}
+
+/// Only the request that created the promotion says so (201, or 202 for
+/// a request awaiting approval); a retry with the same idempotency key
+/// (even a concurrent one) gets 200.
+fn played(played: stagehand_store::Played) -> Response {
     let status = if played.replayed {
         StatusCode::OK
     } else if played.promotion.status == stagehand_domain::PromotionStatus::PendingApproval {
@@ -128,7 +109,110 @@ pub(crate) async fn promote_post(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, axum::Json(played.promotion)).into_response())
+    (status, axum::Json(played.promotion)).into_response()
+}
+
+/// Play. `Idempotency-Key` makes a retry return the first promotion;
+/// `If-Match: "<target version>"` refuses a target that changed since the
+/// caller's preview. Answers 201 with the promotion, `applied` or
+/// `pending_approval`; 200 for a retry.
+pub(crate) async fn promote_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((pipeline, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+    super::OptionalJson(body): super::OptionalJson<PlayBody>,
+) -> AppResult<Response> {
+    let (pipeline, stage) = ids(&pipeline, &stage)?;
+    let (idempotency_key, expected_target_version) = play_headers(&headers)?;
+    let result = crate::play::promote(
+        &state,
+        PromotionRequest {
+            team: ctx.team_id(),
+            pipeline,
+            stage,
+            actor: ctx.actor(),
+            idempotency_key,
+            expected_target_version,
+            overwrite_drift: body.overwrite_drift,
+            source_snapshot: body.snapshot,
+            restore: false,
+        },
+    )
+    .await?;
+    Ok(played(result))
+}
+
+/// `?snapshot=`: the snapshot of the stage's instance to restore.
+#[derive(serde::Deserialize)]
+pub(crate) struct RestoreQuery {
+    snapshot: Option<String>,
+}
+
+fn snapshot_to_restore(raw: Option<&str>) -> AppResult<stagehand_domain::SnapshotId> {
+    let raw = raw
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::invalid("snapshot", "name the snapshot to restore"))?;
+    raw.parse()
+        .map_err(|_| AppError::invalid("snapshot", "is not a snapshot id"))
+}
+
+/// The plan of restoring the stage's instance to one of its snapshots,
+/// changing nothing: the same shape as a play's preview, the snapshot as
+/// its source.
+pub(crate) async fn restore_preview_get(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((pipeline, stage)): Path<(String, String)>,
+    crate::extract::Query(q): crate::extract::Query<RestoreQuery>,
+) -> AppResult<Response> {
+    let (pipeline, stage) = ids(&pipeline, &stage)?;
+    let snapshot = snapshot_to_restore(q.snapshot.as_deref())?;
+    let preview = state
+        .store
+        .restore_preview(ctx.team_id(), pipeline, stage, snapshot)
+        .await?;
+    Ok(axum::Json(preview).into_response())
+}
+
+/// Restore's body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreBody {
+    /// The snapshot of the stage's instance to restore.
+    snapshot: String,
+    #[serde(default)]
+    overwrite_drift: bool,
+}
+
+/// Restores the stage's instance to one of its snapshots: a promotion of
+/// the snapshot into the instance, with play's headers and answers.
+pub(crate) async fn restore_post(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<ApiCtx>,
+    Path((pipeline, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+    super::Json(body): super::Json<RestoreBody>,
+) -> AppResult<Response> {
+    let (pipeline, stage) = ids(&pipeline, &stage)?;
+    let (idempotency_key, expected_target_version) = play_headers(&headers)?;
+    let result = crate::play::promote(
+        &state,
+        PromotionRequest {
+            team: ctx.team_id(),
+            pipeline,
+            stage,
+            actor: ctx.actor(),
+            idempotency_key,
+            expected_target_version,
+            overwrite_drift: body.overwrite_drift,
+            source_snapshot: Some(snapshot_to_restore(Some(&body.snapshot))?),
+            restore: true,
+        },
+    )
+    .await?;
+    Ok(played(result))
 }
 
 #[derive(serde::Deserialize)]

@@ -94,7 +94,10 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
         return kind.to_owned();
     };
     use AuditEventKind::*;
+    let restore = d.get("restore") == Some(&Value::Bool(true));
     let promotion = || match (field(d, "from"), field(d, "to")) {
+        // A restore's source is its target.
+        (Some(f), Some(t)) if f == t => format!("a restore of {t}"),
         (Some(f), Some(t)) => format!("{f} → {t}"),
         (None, Some(t)) => format!("into {t}"),
         _ => "a promotion".to_owned(),
@@ -170,7 +173,15 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
         PromotionApplied if d.get("approved") == Some(&Value::Bool(true)) => {
             format!("applied {}, with the last approval it needed", promotion())
         }
+        PromotionApplied if restore => format!(
+            "restored {} to one of its snapshots",
+            field(d, "to").unwrap_or("an instance")
+        ),
         PromotionApplied => format!("promoted {}", promotion()),
+        PromotionRequested if restore => format!(
+            "requested a restore of {} to one of its snapshots",
+            field(d, "to").unwrap_or("an instance")
+        ),
         PromotionRequested => format!("requested the promotion {}", promotion()),
         PromotionRolledBack => format!("rolled back {}", promotion()),
         RollbackRequested => "requested a rollback".into(),
@@ -231,6 +242,16 @@ mod tests {
                 "promotion.applied",
                 json!({"to": "prod", "approved": true}),
                 "applied into prod, with the last approval it needed",
+            ),
+            (
+                "promotion.applied",
+                json!({"from": "prod", "to": "prod", "restore": true}),
+                "restored prod to one of its snapshots",
+            ),
+            (
+                "promotion.requested",
+                json!({"from": "prod", "to": "prod", "restore": true}),
+                "requested a restore of prod to one of its snapshots",
             ),
             ("flow.saved", json!({}), "saved a flow"),
             ("something.new", json!({"x": 1}), "something.new"),

@@ -14,6 +14,7 @@ pub mod listing;
 pub mod paths;
 pub mod pipelines;
 pub mod promotions;
+pub mod restore;
 pub(crate) mod runtimes;
 pub mod snapshots;
 pub mod tokens;
@@ -155,6 +156,13 @@ pub fn retry_link(
             None => format!("{stage}/preview"),
         });
     }
+    // A refused restore: its preview, which is the same path.
+    if path.ends_with("/restore") {
+        return query
+            .and_then(|q| q.strip_prefix("snapshot="))
+            .and_then(|id| id.parse::<uuid::Uuid>().ok())
+            .map(|id| format!("{path}?snapshot={id}"));
+    }
     ["/decision", "/rollback"]
         .iter()
         .find_map(|s| path.strip_suffix(s))
@@ -256,6 +264,17 @@ mod retry_tests {
         assert_eq!(
             retry_link(StatusCode::UNPROCESSABLE_ENTITY, "POST", play, None),
             None
+        );
+        assert_eq!(
+            retry_link(
+                StatusCode::CONFLICT,
+                "POST",
+                "/teams/t/pipelines/p/stages/s/restore",
+                Some(&format!("snapshot={id}"))
+            ),
+            Some(format!(
+                "/teams/t/pipelines/p/stages/s/restore?snapshot={id}"
+            ))
         );
         assert_eq!(retry_link(StatusCode::CONFLICT, "GET", play, None), None);
         assert_eq!(

@@ -115,6 +115,9 @@ impl Names {
             // "rollback → prod", not "prod → prod".
             from: if p.rollback_of.is_some() {
                 "rollback".into()
+            } else if p.is_restore() {
+                // A restore sets the target back to one of its snapshots.
+                "restore".into()
             } else {
                 self.instance(p.source_instance_id)
             },
@@ -393,6 +396,7 @@ pub(crate) async fn promote_post(
             source_snapshot: non_blank(&form.source_snapshot)
                 .map(|raw| super::paths::parse_id(raw, "source_snapshot"))
                 .transpose()?,
+            restore: false,
         },
         form.expected_source_version,
     )

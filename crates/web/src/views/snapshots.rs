@@ -102,6 +102,9 @@ struct SnapshotPage {
     /// Where it may be promoted: the preview of each stage of its instance
     /// that has a next stage, and what that next stage is.
     promote_to: Vec<(String, String)>,
+    /// Where it may be restored: the restore preview of each stage of its
+    /// instance, and the pipeline's name.
+    restore_in: Vec<(String, String)>,
 }
 
 /// Snapshots offered to compare with, per instance.
@@ -153,6 +156,22 @@ pub(crate) async fn view_snapshot_get(
             ))
         })
         .collect();
+    let restore_in = pipelines
+        .iter()
+        .filter_map(|p| {
+            let stage = p
+                .stages
+                .iter()
+                .find(|s| s.instance_id == snapshot.instance_id)?;
+            Some((
+                format!(
+                    "/teams/{team}/pipelines/{}/stages/{}/restore?snapshot={id}",
+                    p.id, stage.id
+                ),
+                p.name.to_string(),
+            ))
+        })
+        .collect();
     // This instance first, then the others.
     let mut order: Vec<stagehand_domain::InstanceId> = vec![snapshot.instance_id];
     order.extend(
@@ -196,6 +215,7 @@ pub(crate) async fn view_snapshot_get(
             .collect(),
         compare_with,
         promote_to,
+        restore_in,
     })
 }
 

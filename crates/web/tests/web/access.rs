@@ -71,6 +71,7 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
             expected_target_version: None,
             overwrite_drift: false,
             source_snapshot: None,
+            restore: false,
         })
         .await
         .unwrap();

@@ -180,6 +180,12 @@ fn table() -> Vec<Entry> {
         },
         Entry {
             method: "post",
+            path: "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore",
+            needs: &[],
+            attempts: empty,
+        },
+        Entry {
+            method: "post",
             path: "/teams/{team}/promotions/{promotion}/rollback",
             needs: &[],
             attempts: empty,
@@ -452,6 +458,12 @@ fn table() -> Vec<Entry> {
         Entry {
             method: "post",
             path: "/api/v1/pipelines/{pipeline}/stages/{stage}/promote",
+            needs: &[],
+            attempts: no_body,
+        },
+        Entry {
+            method: "post",
+            path: "/api/v1/pipelines/{pipeline}/stages/{stage}/restore",
             needs: &[],
             attempts: no_body,
         },

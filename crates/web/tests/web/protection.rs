@@ -63,6 +63,10 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         ("post", "/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote") => {
             (Requested, Source, none)
         }
+        // A restore of production to its backup is a request like a play.
+        ("post", "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore") => {
+            (Requested, Target, Body::Snapshot)
+        }
         ("post", "/teams/{team}/promotions/{promotion}/rollback") => (Requested, Source, none),
         // The applied promotion is no longer pending: a conflict.
         ("post", "/teams/{team}/promotions/{promotion}/decision") => {
@@ -157,6 +161,9 @@ fn row(route: &RouteSpec) -> Option<(Expect, StageIs, Body)> {
         ("post", "/api/v1/pipelines/{pipeline}/stages/{stage}/promote") => {
             (Requested, Source, none)
         }
+        ("post", "/api/v1/pipelines/{pipeline}/stages/{stage}/restore") => {
+            (Requested, Target, Body::Snapshot)
+        }
         ("post", "/api/v1/promotions/{promotion}/approve")
         | ("post", "/api/v1/promotions/{promotion}/reject") => (Untouched, Source, none),
         ("post", "/api/v1/promotions/{promotion}/rollback") => (Requested, Source, none),
@@ -179,6 +186,8 @@ enum Body {
     Json(Value),
     /// A flow file, as the upload form sends it.
     Upload,
+    /// `snapshot`: production's backup (a form field, or a JSON body).
+    Snapshot,
 }
 
 struct Production {
@@ -190,6 +199,10 @@ struct Production {
 }
 
 impl Production {
+    fn param(&self, name: &str) -> &str {
+        &self.params.iter().find(|(k, _)| *k == name).unwrap().1
+    }
+
     fn path(&self, route: &RouteSpec, stage: StageIs) -> String {
         let mut path = route.path.to_owned();
         while let Some(start) = path.find('{') {
@@ -279,6 +292,7 @@ async fn production(app: &TestApp) -> Production {
             expected_target_version: None,
             overwrite_drift: false,
             source_snapshot: None,
+            restore: false,
         })
         .await
         .unwrap();
@@ -327,6 +341,7 @@ async fn production(app: &TestApp) -> Production {
             ("pipeline", pipeline.to_string()),
             ("instance", prod.to_string()),
             ("promotion", applied.id.to_string()),
+            ("snapshot", applied.backup_snapshot_id.unwrap().to_string()),
             ("flow", "orders".into()),
             ("key", "DB_PASSWORD".into()),
             ("user", member.to_string()),
@@ -380,6 +395,7 @@ async fn no_state_changing_route_lets_a_lead_change_a_protected_instance() {
         let (status, code, text) = if is_api {
             let json = match &body {
                 Body::Json(v) => Some(v.clone()),
+                Body::Snapshot => Some(json!({ "snapshot": p.param("snapshot") })),
                 _ => None,
             };
             let a = api.send(route.method, &path, json, &[]).await;
@@ -397,6 +413,7 @@ async fn no_state_changing_route_lets_a_lead_change_a_protected_instance() {
             let page = match &body {
                 Body::Upload => upload(&app, &lead, &path).await,
                 Body::Form(fields) => lead.post(&path, fields).await,
+                Body::Snapshot => lead.post(&path, &[("snapshot", p.param("snapshot"))]).await,
                 _ => lead.post(&path, &[]).await,
             };
             if expect == Expect::Requested {

@@ -305,6 +305,21 @@ async fn connected_pipeline_scenario(backend: Backend) {
         .await;
     assert_eq!(original["status"], "rolled_back", "{original}");
 
+    // A restore of prod to a snapshot of its own (the one the rollback
+    // took, of v2) deploys that snapshot, with prod's own values.
+    let (s, restored) = api
+        .call(
+            &lead,
+            post.clone(),
+            &format!("/pipelines/{pipeline}/stages/{}/restore", stages[1]),
+            Some(json!({"snapshot": rolled["backup_snapshot_id"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{restored}");
+    assert_eq!(restored["status"], "applied", "{restored}");
+    assert_eq!(restored["source_stage_id"], restored["target_stage_id"]);
+    wait_for_greeting(&prod, &format!("v2 {PROD_GREETING}")).await;
+
     // No dev value and no dev credential ever reached prod.
     let sent = proxy.requests();
     assert!(

@@ -310,3 +310,185 @@ async fn a_lead_promotes_an_earlier_snapshot_from_its_page_and_over_the_api() {
     assert_eq!(s, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"]["fields"]["snapshot"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn a_lead_restores_an_instance_to_its_snapshot_from_its_page_and_over_the_api() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let qa = app.instance(team, "qa", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, qa]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let viewer = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let promote = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+        stages[0]
+    );
+    lead.post(&promote, &[]).await;
+    let token = app.token(team, "ci", "lead").await;
+    let api = Api::new(&app);
+    let (s, _) = api
+        .call(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/instances/{dev}/flows/orders"),
+            Some(serde_json::json!({"v": 2})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+    let second = lead.post(&promote, &[]).await;
+    let second_id = second
+        .location
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // qa before the second promotion: orders v1.
+    let good = app
+        .store
+        .promotion(team, second_id.parse().unwrap())
+        .await
+        .unwrap()
+        .backup_snapshot_id
+        .unwrap();
+    let qa_orders = || async {
+        app.store
+            .flow(
+                team,
+                qa,
+                &stagehand_domain::FlowName::parse("orders").unwrap(),
+            )
+            .await
+            .unwrap()
+            .content
+            .as_json()
+            .to_owned()
+    };
+    assert_eq!(qa_orders().await, r#"{"v":2}"#);
+
+    // The snapshot's page offers the restore's preview to everyone who
+    // may see it; only those who may play get the button on it.
+    let restore = format!(
+        "/teams/{team}/pipelines/{pipeline}/stages/{}/restore",
+        stages[1]
+    );
+    let preview_url = format!("{restore}?snapshot={good}");
+    let opened = lead.get(&format!("/teams/{team}/snapshots/{good}")).await;
+    assert!(opened.body.contains(&preview_url), "{}", opened.body);
+    assert!(opened.body.contains("Preview restoring qa to it"));
+    let seen = viewer.get(&preview_url).await;
+    seen.assert_ok();
+    assert!(
+        seen.body
+            .contains("restoring needs the <code>stage.promote</code>")
+    );
+    assert!(!seen.body.contains("Confirm: restore"));
+    let preview = lead.get(&preview_url).await;
+    preview.assert_ok();
+    assert!(
+        preview.body.contains("Restore qa to snapshot"),
+        "{}",
+        preview.body
+    );
+    let diff = &preview.body[preview.body.find("class=\"diff\"").unwrap()..];
+    assert!(
+        diff.contains("d+\">+ ") && diff.contains("v&#34;: 1"),
+        "the snapshot is the new side: {diff}"
+    );
+    // Without a snapshot there is nothing to preview.
+    assert_eq!(lead.get(&restore).await.status, 422);
+
+    // A viewer may not restore; a lead may, and lands on the promotion.
+    let refused = viewer
+        .post(&restore, &[("snapshot", &good.to_string())])
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(qa_orders().await, r#"{"v":2}"#);
+    let done = lead
+        .post(
+            &format!("{restore}?snapshot={good}"),
+            &[
+                ("snapshot", &good.to_string()),
+                ("idempotency_key", "restore-qa-1"),
+            ],
+        )
+        .await;
+    let page = done.location.clone().expect("a redirect to the promotion");
+    assert_eq!(qa_orders().await, r#"{"v":1}"#, "the snapshot is back");
+    let shown = lead.get(&page).await;
+    assert!(shown.body.contains("Restore of qa"), "{}", shown.body);
+    let history = lead.get(&format!("/teams/{team}/promotions")).await;
+    assert!(history.body.contains("restore"), "{}", history.body);
+    let audit = lead.get(&format!("/teams/{team}/audit")).await;
+    assert!(
+        audit.body.contains("restored qa to one of its snapshots"),
+        "{}",
+        audit.body
+    );
+
+    // Over the API: the preview, the restore, and a snapshot of another
+    // instance refused with the field named.
+    let (s, body) = api
+        .call(
+            &token,
+            reqwest::Method::GET,
+            &format!(
+                "/pipelines/{pipeline}/stages/{}/restore-preview?snapshot={good}",
+                stages[1]
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(
+        body["plan"]["flows_changed"].as_array().unwrap().len(),
+        0,
+        "{body}"
+    );
+    let latest = app
+        .store
+        .promotion(team, second_id.parse().unwrap())
+        .await
+        .unwrap()
+        .source_snapshot_id;
+    let (s, body) = api
+        .call(
+            &token,
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/stages/{}/restore", stages[1]),
+            Some(serde_json::json!({"snapshot": latest})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["fields"]["snapshot"].is_string(), "{body}");
+    let (s, body) = api
+        .call(
+            &token,
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/stages/{}/restore", stages[1]),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // qa's backup from the page's restore holds orders v2: restore it.
+    let backup = app
+        .store
+        .promotion(team, page.rsplit('/').next().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .backup_snapshot_id
+        .unwrap();
+    let (s, body) = api
+        .call(
+            &token,
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/stages/{}/restore", stages[1]),
+            Some(serde_json::json!({"snapshot": backup})),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{body}");
+    assert_eq!(body["source_stage_id"], body["target_stage_id"]);
+    assert_eq!(qa_orders().await, r#"{"v":2}"#);
+    app.stop().await;
+}
