@@ -316,6 +316,30 @@ test("a lead edits a dev flow, previews, plays and sees the history entry", asyn
   assertClean(page);
 });
 
+test("a form error lands in the form, keeps what the lead typed and marks the field", async () => {
+  for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+    const page = await loginAs("lena", viewport);
+    const flowPage = `${base}/teams/${state.team}/instances/${state.dev}/flows/orders`;
+    await page.goto(flowPage);
+    const pasted = '{"steps": ["charge", "email", "ship"'; // cut short while pasting
+    await page.fill("textarea[name=content]", pasted);
+    await submit(page, "button:text('Save flow')");
+    const alert = page.locator("form .form-error [role=alert]");
+    assert.match(await alert.textContent(), /content/);
+    assert.equal(await page.inputValue("textarea[name=content]"), pasted, "the paste is kept");
+    assert.equal(page.url(), flowPage, "still on the flow's page");
+    const outline = await page.$eval("textarea[name=content]", (e) => getComputedStyle(e).outlineStyle);
+    assert.equal(outline, "solid", "the field is marked");
+    await check(page, `lead-form-error`, { expectedErrors: ["status of 422"] });
+    // Fixed and sent again: saved, and the page says so.
+    await page.fill("textarea[name=content]", '{"steps": ["charge", "email"]}');
+    await submit(page, "button:text('Save flow')");
+    assert.equal(await page.locator(".form-error [role=alert]").count(), 0);
+    assertClean(page);
+    await page.context().close();
+  }
+});
+
 test("a viewer sees no play button and no values, and exports the history", async () => {
   const page = await loginAs("vera");
   await page.goto(`${base}/teams/${state.team}/pipelines/${state.pipeline}`);

@@ -17,9 +17,9 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../static/htmx-2.0.11.min.js"),
     ),
     (
-        "stagehand-4.css",
+        "stagehand-5.css",
         "text/css",
-        include_bytes!("../../../static/stagehand-4.css"),
+        include_bytes!("../../../static/stagehand-5.css"),
     ),
 ];
 

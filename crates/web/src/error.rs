@@ -202,12 +202,16 @@ impl IntoResponse for AppError {
 /// Renders every [`ErrorInfo`] response (and any bare 404/405/413 from
 /// axum itself) as a page in the site's layout, or as a partial for htmx.
 pub async fn render_errors(req: Request, next: Next) -> Response {
-    // A boosted request swaps the whole body: it gets the whole page; so
+    // A boosted link swaps the whole body: it gets the whole page; so
     // does htmx asking for a page again on Back (a history restore).
     let h = req.headers();
     let htmx = h.contains_key("hx-request")
         && !h.contains_key("hx-boosted")
         && !h.contains_key("hx-history-restore-request");
+    // A form htmx boosted: the answer lands in the form's error slot.
+    let boosted_form = h.contains_key("hx-request")
+        && h.contains_key("hx-boosted")
+        && req.method() == axum::http::Method::POST;
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -261,7 +265,14 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         return Redirect::to(&to).into_response();
     }
     let retry = crate::views::retry_link(info.status, &method, &path, query.as_deref());
-    crate::views::error_page(info, request_id, retry, htmx, wants_html)
+    let shape = if boosted_form {
+        crate::views::ErrorShape::Form
+    } else if htmx {
+        crate::views::ErrorShape::Partial
+    } else {
+        crate::views::ErrorShape::Page
+    };
+    crate::views::error_page(info, request_id, retry, shape, wants_html)
 }
 
 fn fallback_info(status: StatusCode) -> ErrorInfo {

@@ -23,6 +23,7 @@ use crate::assets::HTMX;
 use crate::authz::Ctx;
 use crate::error::{AppError, ErrorInfo};
 use askama::Template;
+use axum::http::HeaderValue;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use stagehand_domain::{Permission, PermissionSet};
@@ -130,6 +131,24 @@ struct ErrorPartial {
     retry: Option<String>,
 }
 
+/// An error answer to a form, for the form's own error slot.
+#[derive(Template)]
+#[template(path = "partials/form_error.html")]
+struct FormError {
+    info: ErrorInfo,
+    request_id: String,
+    retry: Option<String>,
+}
+
+/// What an error answer is: a page, a fragment for an htmx target, or
+/// (to a form htmx boosted) the fragment for the form's error slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    Page,
+    Partial,
+    Form,
+}
+
 /// Where to see again, as it is now, what a refused change was based on:
 /// a play refused as stale goes back to its preview (of the snapshot it
 /// chose, which the play form's action carries as `?snapshot=`); a
@@ -171,12 +190,14 @@ pub fn retry_link(
 }
 
 /// The page (or, for htmx, the fragment) that tells the user what went
-/// wrong and what to do.
+/// wrong and what to do. To a form htmx sent, the fragment lands in the
+/// form's error slot (`partials/form_top.html`): the form and what was
+/// typed in it stay, and the fields named are marked.
 pub fn error_page(
     info: ErrorInfo,
     request_id: String,
     retry: Option<String>,
-    htmx: bool,
+    shape: ErrorShape,
     wants_html: bool,
 ) -> Response {
     let status = info.status;
@@ -185,23 +206,38 @@ pub fn error_page(
             serde_json::json!({ "error": { "message": info.message, "request_id": request_id } });
         return (status, axum::Json(body)).into_response();
     }
-    let rendered = if htmx {
-        ErrorPartial {
+    let rendered = match shape {
+        ErrorShape::Partial => ErrorPartial {
             info,
             request_id,
             retry,
         }
-        .render()
-    } else {
-        ErrorPage {
+        .render(),
+        ErrorShape::Page => ErrorPage {
             info,
             request_id,
             retry,
         }
-        .render()
+        .render(),
+        ErrorShape::Form => FormError {
+            info,
+            request_id,
+            retry,
+        }
+        .render(),
     };
     match rendered {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => {
+            let mut res = (status, Html(html)).into_response();
+            if shape == ErrorShape::Form {
+                let h = res.headers_mut();
+                h.insert("hx-retarget", HeaderValue::from_static("find .form-error"));
+                h.insert("hx-reswap", HeaderValue::from_static("innerHTML show:top"));
+                // The address stays the form's page, not the POST's.
+                h.insert("hx-push-url", HeaderValue::from_static("false"));
+            }
+            res
+        }
         Err(e) => {
             tracing::error!(error = %e, "error page failed to render");
             (status, "Something went wrong.").into_response()
@@ -281,5 +317,49 @@ mod retry_tests {
             retry_link(StatusCode::CONFLICT, "POST", "/api/v1/x/promote", None),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod form_tests {
+    /// Every form that posts has the slot an error answer lands in: htmx
+    /// retargets it, and finding none would show nothing at all.
+    #[test]
+    fn every_posting_form_has_an_error_slot() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        let mut forms = 0;
+        for entry in walk(&dir) {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("<form") {
+                let form = &rest[at..];
+                let end = form.find("</form>").unwrap_or(form.len());
+                let (open, body) = (&form[..form.find('>').unwrap()], &form[..end]);
+                if open.contains("method=\"post\"") {
+                    forms += 1;
+                    assert!(
+                        body.contains("partials/form_top.html")
+                            || body.contains("class=\"form-error\""),
+                        "{}: a form without an error slot: {open}>",
+                        entry.display()
+                    );
+                }
+                rest = &form[end.max(1)..];
+            }
+        }
+        assert!(forms > 40, "only {forms} forms found");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else if p.extension().is_some_and(|x| x == "html") {
+                out.push(p);
+            }
+        }
+        out
     }
 }

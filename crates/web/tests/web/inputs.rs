@@ -352,3 +352,58 @@ async fn bad_stage_and_decision_forms_are_answered_and_change_nothing() {
     assert!(last.body.contains("last stage"));
     app.stop().await;
 }
+
+/// A form sent by htmx (boosted, as every page's forms are) gets its error
+/// in the form's own slot: the page, the form and what was typed stay, and
+/// the field is named for the stylesheet to mark. Without JavaScript, the
+/// error is a page of its own.
+#[tokio::test]
+async fn a_form_error_lands_in_the_form_and_names_the_field() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let path = format!("/teams/{team}/instances/{dev}/flows");
+    let token = lead.csrf.lock().unwrap().clone();
+    let res = lead
+        .http
+        .post(format!("{}{path}", lead.base()))
+        .header("accept", "text/html")
+        .header("origin", lead.base())
+        .header("hx-request", "true")
+        .header("hx-boosted", "true")
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("name", "orders"),
+            ("content", "{\"steps\": [pasted, not json"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let inline = lead.page(res).await;
+    assert_eq!(inline.status, 422, "{}", inline.body);
+    let header = |name: &str| {
+        inline
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("hx-retarget"), "find .form-error");
+    assert!(header("hx-reswap").starts_with("innerHTML"));
+    assert_eq!(header("hx-push-url"), "false");
+    assert!(!inline.body.contains("<html"), "a fragment: {}", inline.body);
+    assert!(inline.body.contains("data-field=\"content\""), "{}", inline.body);
+    assert!(inline.body.contains("what you typed is still there"));
+
+    // The same form without JavaScript: a page, and no htmx headers.
+    let page = lead
+        .post(&path, &[("name", "orders"), ("content", "{not json")])
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(page.body.contains("<html"), "{}", page.body);
+    assert!(page.headers.get("hx-retarget").is_none());
+    assert!(app.store.flows(team, dev).await.unwrap().is_empty());
+    app.stop().await;
+}
