@@ -86,6 +86,27 @@ struct InstancePage {
     /// Pipelines a duplicate may join (for those who may edit pipelines),
     /// with whether this instance is one of their stages.
     pipelines: Vec<(String, String, bool)>,
+    /// The new-flow form as sent, when it came back with errors.
+    draft: Option<FlowDraft>,
+}
+
+/// A flow form sent back with errors, to fill the form again: what was
+/// typed, and what is wrong with each field.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FlowDraft {
+    name: String,
+    content: String,
+    errors: Vec<stagehand_domain::FieldError>,
+}
+
+impl FlowDraft {
+    /// What is wrong with `field`, if anything.
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
 }
 
 struct SnapshotLine {
@@ -104,6 +125,16 @@ pub(crate) async fn view_instance_get(
     Path(path): Path<InstancePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
+    instance_page(&state, &ctx, team, id, None).await
+}
+
+async fn instance_page(
+    state: &AppState,
+    ctx: &Ctx,
+    team: stagehand_domain::TeamId,
+    id: stagehand_domain::InstanceId,
+    draft: Option<FlowDraft>,
+) -> AppResult<Response> {
     let instance = state.store.instance(team, id).await?;
     let flows = state.store.flows(team, id).await?;
     let env = state.store.env_vars(team, id).await?;
@@ -120,7 +151,7 @@ pub(crate) async fn view_instance_get(
         })
         .collect();
     let direct = !instance.protection.is_protected() || ctx.can(Permission::MANAGES_PROTECTION);
-    let runtime = crate::deploy::link_now(&state, team, id, crate::deploy::PAGE_CHECK_REUSE)
+    let runtime = crate::deploy::link_now(state, team, id, crate::deploy::PAGE_CHECK_REUSE)
         .await?
         .map(super::runtimes::RuntimeCard::new);
     // Settings may hold credentials: their values only for those who may
@@ -141,13 +172,14 @@ pub(crate) async fn view_instance_get(
         Vec::new()
     };
     render(InstancePage {
+        draft,
         pipelines,
         snapshots,
         may_edit: direct && ctx.can(Permission::InstanceEdit),
         may_set_values: direct && ctx.can(Permission::EnvvarSet),
         max_approvals: stagehand_domain::pipeline::MAX_REQUIRED_APPROVALS,
         runtime,
-        chrome: Chrome::new(&ctx),
+        chrome: Chrome::new(ctx),
         settings: may_read_settings
             .then(|| serde_json::to_string_pretty(&instance.settings).unwrap_or_default()),
         setting_keys: instance.setting_keys(),
@@ -312,12 +344,15 @@ pub(crate) struct FlowForm {
     name: String,
     content: String,
     expected_version: Option<i64>,
+    /// `edit`: sent from the flow's own page (else the instance's).
+    form: Option<String>,
 }
 
 pub(crate) async fn save_flow_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(path): Path<InstancePath>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<FlowForm>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
@@ -329,7 +364,24 @@ pub(crate) async fn save_flow_post(
         .map_err(|e| errors.push(e.0))
         .ok();
     let (Some(name), Some(content)) = (name, content) else {
-        return Err(AppError::Invalid(errors));
+        // htmx puts the error in the form, which keeps what was typed;
+        // without it, the page comes back with the form filled in again.
+        if headers.contains_key("hx-request") {
+            return Err(AppError::Invalid(errors));
+        }
+        let draft = FlowDraft {
+            name: form.name,
+            content: form.content,
+            errors,
+        };
+        let page = match (form.form.as_deref(), FlowName::parse(&draft.name)) {
+            (Some("edit"), Ok(flow)) => flow_page(&state, &ctx, team, id, flow, Some(draft)).await,
+            _ => instance_page(&state, &ctx, team, id, Some(draft)).await,
+        };
+        return page.map(|mut res| {
+            *res.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            res
+        });
     };
     state
         .store
@@ -422,6 +474,8 @@ struct FlowPage {
     meta: FlowMeta,
     content: String,
     updated_at: String,
+    /// What is wrong with the content sent back, if it was.
+    content_error: Option<String>,
 }
 
 pub(crate) async fn view_flow_get(
@@ -430,13 +484,32 @@ pub(crate) async fn view_flow_get(
     Path(path): Path<FlowPath>,
 ) -> AppResult<Response> {
     let (team, id, name) = path.ids()?;
+    flow_page(&state, &ctx, team, id, name, None).await
+}
+
+async fn flow_page(
+    state: &AppState,
+    ctx: &Ctx,
+    team: stagehand_domain::TeamId,
+    id: stagehand_domain::InstanceId,
+    name: FlowName,
+    draft: Option<FlowDraft>,
+) -> AppResult<Response> {
     let instance = state.store.instance(team, id).await?;
     let flow = state.store.flow(team, id, &name).await?;
+    let content_error = draft
+        .as_ref()
+        .and_then(|d| d.error("content"))
+        .map(str::to_owned);
     render(FlowPage {
-        chrome: Chrome::new(&ctx),
+        chrome: Chrome::new(ctx),
         instance,
         updated_at: when(&flow.meta.updated_at),
-        content: serde_json::to_string_pretty(&flow.content.to_value()).unwrap_or_default(),
+        content: match draft {
+            Some(d) => d.content,
+            None => serde_json::to_string_pretty(&flow.content.to_value()).unwrap_or_default(),
+        },
+        content_error,
         meta: flow.meta,
     })
 }

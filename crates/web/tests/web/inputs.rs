@@ -393,17 +393,63 @@ async fn a_form_error_lands_in_the_form_and_names_the_field() {
     assert_eq!(header("hx-retarget"), "find .form-error");
     assert!(header("hx-reswap").starts_with("innerHTML"));
     assert_eq!(header("hx-push-url"), "false");
-    assert!(!inline.body.contains("<html"), "a fragment: {}", inline.body);
-    assert!(inline.body.contains("data-field=\"content\""), "{}", inline.body);
+    assert!(
+        !inline.body.contains("<html"),
+        "a fragment: {}",
+        inline.body
+    );
+    assert!(
+        inline.body.contains("data-field=\"content\""),
+        "{}",
+        inline.body
+    );
     assert!(inline.body.contains("what you typed is still there"));
 
-    // The same form without JavaScript: a page, and no htmx headers.
+    // The same form without JavaScript: the instance's page again, its
+    // new-flow form open and filled in as sent, the field marked.
     let page = lead
         .post(&path, &[("name", "orders"), ("content", "{not json")])
         .await;
     assert_eq!(page.status, 422);
     assert!(page.body.contains("<html"), "{}", page.body);
     assert!(page.headers.get("hx-retarget").is_none());
-    assert!(app.store.flows(team, dev).await.unwrap().is_empty());
+    assert!(page.body.contains("<details open>"), "{}", page.body);
+    assert!(page.body.contains("value=\"orders\""));
+    assert!(page.body.contains(">{not json</textarea>"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("aria-describedby=\"flow-content-error\"")
+    );
+    // From the flow's own page, that page again, with the paste.
+    app.store
+        .put_flow(
+            team,
+            dev,
+            stagehand_domain::FlowName::parse("orders").unwrap(),
+            stagehand_domain::FlowContent::parse_json("[]").unwrap(),
+            None,
+            &stagehand_store::Actor::system(),
+        )
+        .await
+        .unwrap();
+    let edit = lead
+        .post(
+            &path,
+            &[("name", "orders"), ("content", "[1, 2,"), ("form", "edit")],
+        )
+        .await;
+    assert_eq!(edit.status, 422);
+    assert!(edit.body.contains(">[1, 2,</textarea>"), "{}", edit.body);
+    assert!(edit.body.contains("id=\"content-error\""), "{}", edit.body);
+    let saved = app
+        .store
+        .flow(
+            team,
+            dev,
+            &stagehand_domain::FlowName::parse("orders").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved.content.as_json(), "[]", "nothing saved");
     app.stop().await;
 }
