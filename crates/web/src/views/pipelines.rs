@@ -74,6 +74,9 @@ struct StageCard {
 struct Comparison {
     previous: String,
     equal: bool,
+    /// Keys only this stage has (kept by every promotion): with them, an
+    /// equal stage still runs another hash.
+    extra_keys: usize,
     /// "2 flows added, 1 changed; 1 key to add".
     difference: String,
 }
@@ -163,6 +166,7 @@ pub(crate) async fn view_pipeline_get(
             Comparison {
                 previous: p.stage.instance_name.to_string(),
                 equal: plan.is_noop(),
+                extra_keys: plan.keys_only_in_target.len(),
                 difference: super::promotions::changes_in_words(&plan.summary(), "to add"),
             }
         });

@@ -250,12 +250,18 @@ pub(crate) async fn view_preview_get(
         };
         diffs.push(differ.diff("Changed", &change.name, Some(&from), Some(&to)));
     }
+    let empty = InstanceState::default().content_hash();
     let choice = |s: &stagehand_store::SnapshotMeta| SnapshotChoice {
         id: s.id.to_string(),
         hash: s.content_hash.short().to_owned(),
         label: format!(
-            "{} ({}, {})",
+            "{}{} ({}, {})",
             s.content_hash.short(),
+            if s.content_hash == empty {
+                ", empty: no flow, no key"
+            } else {
+                ""
+            },
             s.reason.as_str().replace('_', " "),
             when(&s.created_at)
         ),
@@ -265,7 +271,13 @@ pub(crate) async fn view_preview_get(
         .store
         .snapshots(team, preview.source.instance_id, SNAPSHOT_CHOICES)
         .await?;
-    let mut choices: Vec<SnapshotChoice> = recent.iter().map(choice).collect();
+    // One choice per content: the newest snapshot of it (or the chosen).
+    let mut seen = std::collections::HashSet::new();
+    let mut choices: Vec<SnapshotChoice> = recent
+        .iter()
+        .filter(|s| seen.insert(s.content_hash.clone()) || Some(s.id) == chosen_id)
+        .map(choice)
+        .collect();
     let chosen = match chosen_id {
         None => None,
         Some(id) => {

@@ -75,6 +75,15 @@ async fn the_pipeline_page_shows_what_runs_where_and_what_waits() {
     assert_eq!(runs(qa_card), runs(card(&body, &stages[0])));
     assert!(card(&body, &stages[2]).contains("behind qa"));
 
+    // A key only qa has: nothing to promote, yet another hash, and the
+    // card says why rather than "same as dev".
+    app.env(team, qa, "QA_ONLY", Some("x")).await;
+    let body = viewer.get(&page_url).await.body;
+    let qa_card = card(&body, &stages[1]);
+    assert!(qa_card.contains("up to date with dev"), "{qa_card}");
+    assert!(qa_card.contains("1 key only here"), "{qa_card}");
+    assert!(!qa_card.contains("same as dev"), "{qa_card}");
+
     // A dev edit puts qa behind by one changed flow.
     lead.post(
         &format!("/teams/{team}/instances/{dev}/flows"),

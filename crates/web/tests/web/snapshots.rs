@@ -221,6 +221,9 @@ async fn a_lead_promotes_an_earlier_snapshot_from_its_page_and_over_the_api() {
         .await;
     assert_eq!(s, reqwest::StatusCode::OK);
     lead.post(&promote, &[]).await;
+    // Played again unchanged: a third snapshot of dev, with the second's
+    // content, which the picker offers once.
+    lead.post(&promote, &[]).await;
 
     // The snapshot's page offers to promote it, to whoever may play.
     let preview_url = format!(
@@ -252,6 +255,12 @@ async fn a_lead_promotes_an_earlier_snapshot_from_its_page_and_over_the_api() {
         preview.body
     );
     assert!(preview.body.contains(&format!("value=\"{good}\" selected")));
+    assert_eq!(
+        preview.body.matches("<option").count(),
+        3,
+        "as it is now, v1 and v2 once: {}",
+        preview.body
+    );
     assert!(
         preview
             .body
