@@ -29,7 +29,7 @@ pub enum Conflict {
     #[error("the target stage requires every env var to have a value; these would not: {}", keys_list(.0))]
     EnvValuesMissing(Vec<EnvKey>),
     /// The requester of a promotion tried to approve or reject it.
-    #[error("you requested this promotion: someone else must approve or reject it")]
+    #[error("you requested this promotion: someone else must approve it (you may withdraw it)")]
     OwnPromotion,
     /// A request for the same promotion already waits for approval.
     #[error(

@@ -4,7 +4,8 @@
 //! A decision is taken under the target's row lock, like a play. Only a
 //! person decides (a service-account token is not one), and never the
 //! person answerable for the request; each person decides once, whether
-//! through a session or their own token. One rejection rejects. When the
+//! through a session or their own token. One rejection rejects; the
+//! requester's own rejection withdraws the request. When the
 //! approvals reach the instance's required number, the promotion applies
 //! the snapshot pinned at request time, not whatever the source holds by
 //! then: what was reviewed is what ships.
@@ -107,7 +108,10 @@ pub(super) async fn decide(
                 "actor",
                 "only a user can approve or reject",
             )))?;
-    if promotion.requested_by_user_id == Some(reviewer) {
+    // The requester may not approve their request, but may withdraw it:
+    // a rejection of their own.
+    let withdrawn = promotion.requested_by_user_id == Some(reviewer);
+    if withdrawn && decision == Decision::Approve {
         return Err(Conflict::OwnPromotion.into());
     }
     let inserted = sqlx::query(
@@ -137,8 +141,10 @@ pub(super) async fn decide(
             kind,
             subject: Some(id.0),
             details: match &comment {
-                Some(c) => json!({ "requested_by": promotion.requested_by, "comment": c }),
-                None => json!({ "requested_by": promotion.requested_by }),
+                Some(c) => {
+                    json!({ "requested_by": promotion.requested_by, "comment": c, "withdrawn": withdrawn })
+                }
+                None => json!({ "requested_by": promotion.requested_by, "withdrawn": withdrawn }),
             },
         },
     )

@@ -186,7 +186,7 @@ pub async fn one_rejection_rejects_and_writes_nothing_to_the_target(h: &Harness)
     let (rita, ann) = (person(h, "rita").await, person(h, "ann").await);
     h.put(team, dev.id, "f", "{}").await;
     let mut req = request(team, p.id, p.stages[0].id);
-    req.actor = rita;
+    req.actor = rita.clone();
     let promo = h.store.promote(req).await.unwrap();
     let version = h.store.instance(team, qa.id).await.unwrap().version;
     let rejected = h
@@ -212,4 +212,21 @@ pub async fn one_rejection_rejects_and_writes_nothing_to_the_target(h: &Harness)
             .await,
         Err(StoreError::NotFound(_))
     ));
+
+    // The requester may withdraw a request of their own (not approve it):
+    // it ends rejected, nothing applied, and the audit log says who.
+    let mut req = request(team, p.id, p.stages[0].id);
+    req.actor = rita.clone();
+    let again = h.store.promote(req).await.unwrap();
+    let withdrawn = h
+        .store
+        .decide(team, again.id, Decision::Reject, &rita)
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status, PromotionStatus::Rejected);
+    assert!(h.flows_of(team, qa.id).await.is_empty());
+    let event = &h.store.audit_events(team, 1).await.unwrap()[0];
+    assert_eq!(event.kind, "promotion.rejected");
+    assert_eq!(event.details["withdrawn"], true);
+    assert_eq!(event.actor, "rita");
 }

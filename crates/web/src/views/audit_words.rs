@@ -186,6 +186,9 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
         PromotionRolledBack => format!("rolled back {}", promotion()),
         RollbackRequested => "requested a rollback".into(),
         PromotionApproved => format!("approved {}", promotion()),
+        PromotionRejected if d.get("withdrawn") == Some(&Value::Bool(true)) => {
+            format!("withdrew their request {}", promotion())
+        }
         PromotionRejected => format!("rejected {}", promotion()),
         PromotionDeploying => format!("sent {} to its runtime", promotion()),
         PromotionFailed => format!("failed to deploy {}", promotion()),

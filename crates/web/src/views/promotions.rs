@@ -464,6 +464,8 @@ struct PromotionPage {
     /// The target's version at request time and now, if they differ.
     target_changed: Option<(i64, i64)>,
     can_decide: bool,
+    /// The request is this user's own, pending: they may withdraw it.
+    can_withdraw: bool,
     /// For a request awaiting approval: what approving it would do now.
     ships: Option<Ships>,
     /// The source snapshot's short hash and when it was taken (an earlier
@@ -585,6 +587,9 @@ pub(crate) async fn view_promotion_get(
         })
         .collect::<Vec<_>>();
     let me = ctx.session.user.id;
+    let can_withdraw = promotion.status == PromotionStatus::PendingApproval
+        && ctx.can(Permission::PromotionApprove)
+        && promotion.requested_by_user_id == Some(me);
     let can_decide = promotion.status == PromotionStatus::PendingApproval
         && ctx.can(Permission::PromotionApprove)
         && promotion.requested_by_user_id != Some(me)
@@ -614,6 +619,7 @@ pub(crate) async fn view_promotion_get(
         required_approvals,
         target_changed,
         can_decide,
+        can_withdraw,
         chrome: Chrome::new(&ctx),
         row: names.row(&promotion),
         applied_at: promotion.applied_at.as_ref().map(when).unwrap_or_default(),
@@ -666,6 +672,9 @@ pub(crate) async fn decide_post(
     Ok(flash::done(
         &format!("/teams/{team}/promotions/{id}"),
         match (decision, after.status) {
+            (Decision::Reject, _) if after.requested_by_user_id == Some(ctx.session.user.id) => {
+                "Withdrew your request: it will not apply."
+            }
             (Decision::Reject, _) => "Recorded your rejection: the promotion will not apply.",
             (Decision::Approve, PromotionStatus::Applied) => {
                 "Recorded your approval, the last one needed: the promotion is applied."

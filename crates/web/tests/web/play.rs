@@ -687,3 +687,79 @@ async fn a_preview_that_changes_nothing_says_so() {
     );
     app.stop().await;
 }
+
+/// A lead who asked for a promotion into a protected instance may take the
+/// request back: it ends, nothing ships, and the history and the audit log
+/// say who withdrew it. Another lead sees no withdraw button, and the
+/// requester still cannot approve their own.
+#[tokio::test]
+async fn a_requester_withdraws_their_own_pending_request() {
+    let app = spawn_app().await;
+    let team = app.team("t").await;
+    let dev = app.instance(team, "dev", &[("orders", r#"{"v":1}"#)]).await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, prod]).await;
+    app.store
+        .set_instance_protection(
+            team,
+            prod,
+            stagehand_domain::Protection::new(1, false).unwrap(),
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let other = app.member(team, "otto", BuiltinRole::Lead).await;
+    let asked = lead
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
+            &[],
+        )
+        .await;
+    let page = asked.location.clone().unwrap();
+    let mine = lead.get(&page).await;
+    assert!(mine.body.contains("Withdraw the request"), "{}", mine.body);
+    assert!(!mine.body.contains("value=\"approve\""), "{}", mine.body);
+    let theirs = other.get(&page).await;
+    assert!(!theirs.body.contains("Withdraw the request"));
+    assert!(theirs.body.contains("value=\"approve\""));
+
+    let decision = format!("{page}/decision");
+    assert_eq!(
+        lead.post(&decision, &[("decision", "approve")])
+            .await
+            .status,
+        409,
+        "the requester still cannot approve"
+    );
+    let done = lead
+        .post(
+            &decision,
+            &[("decision", "reject"), ("comment", "wrong flow version")],
+        )
+        .await;
+    done.assert_redirect_to(&page);
+    let after = lead.get(&page).await;
+    assert!(
+        after.body.contains("Withdrew your request"),
+        "{}",
+        after.body
+    );
+    assert!(
+        after.body.contains("withdrew the request"),
+        "{}",
+        after.body
+    );
+    assert!(after.body.contains("rejected"));
+    assert!(app.store.flows(team, prod).await.unwrap().is_empty());
+    let audit = lead.get(&format!("/teams/{team}/audit")).await;
+    assert!(
+        audit.body.contains("withdrew their request"),
+        "{}",
+        audit.body
+    );
+    app.stop().await;
+}
