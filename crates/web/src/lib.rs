@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(metrics::matched))
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     // One line per request at INFO (status, latency), in
@@ -106,6 +107,28 @@ pub fn app(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(config::MAX_BODY_BYTES)),
         )
         .with_state(state)
+}
+
+/// A caller's `x-request-id` is kept (a proxy's id ties its logs to ours)
+/// only when it is 1 to 128 of `A-Z a-z 0-9 . _ -`; anything else, which
+/// could forge fields in a text log, is replaced by a fresh id.
+async fn drop_unsafe_request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let safe = |v: &[u8]| {
+        (1..=128).contains(&v.len())
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+    };
+    if req
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !safe(v.as_bytes()))
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// Every log line written while serving a request carries its id (the

@@ -90,8 +90,10 @@ routes! {
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/move" => pipelines::move_stage_post, Team(PipelineEdit);
     get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/preview" => promotions::view_preview_get, Team(PipelineView);
     post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/promote" => promotions::promote_post, Team(StagePromote);
+    // A restore sets an instance back, as a rollback does: it needs what a
+    // rollback needs (and is held for approval into a protected instance).
     get  "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore" => restore::view_restore_get, Team(PipelineView);
-    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore" => restore::restore_post, Team(StagePromote);
+    post "/teams/{team}/pipelines/{pipeline}/stages/{stage}/restore" => restore::restore_post, Team(PromotionRollback);
 
     get  "/teams/{team}/metrics" => delivery::view_team_metrics_get, Team(PromotionView);
     get  "/teams/{team}/pipelines/{pipeline}/metrics" => delivery::view_pipeline_metrics_get, Team(PromotionView);
@@ -173,7 +175,7 @@ routes! {
     get    "/api/v1/pipelines/{pipeline}/stages/{stage}/preview" => api::pipelines::preview_get, Api(PipelineView);
     post   "/api/v1/pipelines/{pipeline}/stages/{stage}/promote" => api::pipelines::promote_post, Api(StagePromote);
     get    "/api/v1/pipelines/{pipeline}/stages/{stage}/restore-preview" => api::pipelines::restore_preview_get, Api(PipelineView);
-    post   "/api/v1/pipelines/{pipeline}/stages/{stage}/restore" => api::pipelines::restore_post, Api(StagePromote);
+    post   "/api/v1/pipelines/{pipeline}/stages/{stage}/restore" => api::pipelines::restore_post, Api(PromotionRollback);
     get    "/api/v1/promotions" => api::promotions::list_get, Api(PromotionView);
     get    "/api/v1/promotions/{promotion}" => api::promotions::get, Api(PromotionView);
     post   "/api/v1/promotions/{promotion}/approve" => api::promotions::approve_post, Api(PromotionApprove);

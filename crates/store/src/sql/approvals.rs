@@ -291,6 +291,10 @@ async fn apply_pinned(
                 "summary": plan.summary(),
                 "keys_added": plan.keys_to_add,
                 "approved": true,
+                // What shipped: the snapshot pinned at the request; a
+                // restore sets the instance back to one of its own.
+                "source_snapshot": promotion.source_snapshot_id,
+                "restore": promotion.is_restore(),
             }),
         },
     )

@@ -181,4 +181,9 @@ pub async fn a_restore_into_a_protected_instance_waits_for_its_approvals(h: &Har
         h.flows_of(team, qa.id).await,
         vec![("orders".to_owned(), r#"{"v":1}"#.to_owned())]
     );
+    // The event of the approval that applied it says what shipped.
+    let event = &h.store.audit_events(team, 1).await.unwrap()[0];
+    assert_eq!(event.kind, "promotion.applied");
+    assert_eq!(event.details["restore"], true);
+    assert_eq!(event.details["source_snapshot"], good.to_string());
 }

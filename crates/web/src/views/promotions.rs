@@ -223,8 +223,14 @@ pub(crate) async fn view_preview_get(
     let mut diffs = Vec::new();
     let differ = Differ::new();
     // A chosen snapshot's flows come from it, not from the source now.
+    // Flow contents are for those who may see the instances' flows.
+    let shown = if ctx.can(Permission::InstanceView) {
+        MAX_DIFFS
+    } else {
+        0
+    };
     let chosen_flows: std::collections::HashMap<_, _> = match chosen_id {
-        Some(id) if !preview.plan.flows_changed.is_empty() => state
+        Some(id) if !preview.plan.flows_changed.is_empty() && shown > 0 => state
             .store
             .snapshot_flows(team, id)
             .await?
@@ -232,7 +238,7 @@ pub(crate) async fn view_preview_get(
             .collect(),
         _ => Default::default(),
     };
-    for change in preview.plan.flows_changed.iter().take(MAX_DIFFS) {
+    for change in preview.plan.flows_changed.iter().take(shown) {
         let from = state
             .store
             .flow(team, preview.target.instance_id, &change.name)

@@ -15,7 +15,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
-use stagehand_domain::{PromotionPlan, PromotionStatus, SnapshotId};
+use stagehand_domain::{Permission, PromotionPlan, PromotionStatus, SnapshotId};
 use stagehand_store::{Pipeline, PromotionRequest, RuntimeState};
 use std::collections::HashMap;
 
@@ -77,7 +77,13 @@ pub(crate) async fn view_restore_get(
     )?;
     let instance = preview.target.instance_id;
     let name = preview.target.instance_name.to_string();
-    let kept: HashMap<_, _> = if preview.plan.flows_changed.is_empty() {
+    // Flow contents are for those who may see the instance's flows.
+    let shown = if ctx.can(Permission::InstanceView) {
+        MAX_DIFFS
+    } else {
+        0
+    };
+    let kept: HashMap<_, _> = if preview.plan.flows_changed.is_empty() || shown == 0 {
         HashMap::new()
     } else {
         state
@@ -89,7 +95,7 @@ pub(crate) async fn view_restore_get(
     };
     let differ = Differ::new();
     let mut diffs = Vec::new();
-    for change in preview.plan.flows_changed.iter().take(MAX_DIFFS) {
+    for change in preview.plan.flows_changed.iter().take(shown) {
         let now = state
             .store
             .flow(team, instance, &change.name)

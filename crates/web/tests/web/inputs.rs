@@ -453,3 +453,28 @@ async fn a_form_error_lands_in_the_form_and_names_the_field() {
     assert_eq!(saved.content.as_json(), "[]", "nothing saved");
     app.stop().await;
 }
+
+/// A caller's request id is echoed (and logged) only when it is plain: one
+/// that could forge fields in a text log is replaced by a fresh one.
+#[tokio::test]
+async fn only_a_plain_request_id_is_taken_from_the_caller() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    for (sent, kept) in [
+        ("proxy-1a2b.3c_4d", true),
+        ("<img src=x onerror=alert(1)>", false),
+        ("a b status=500", false),
+        (&*"x".repeat(129), false),
+    ] {
+        let res = http
+            .get(app.url("/healthz"))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let got = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(got == sent, kept, "{sent:?} came back as {got:?}");
+        assert!(!got.is_empty());
+    }
+    app.stop().await;
+}

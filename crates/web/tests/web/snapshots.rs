@@ -4,6 +4,7 @@
 
 use crate::harness::*;
 use stagehand_domain::BuiltinRole;
+use stagehand_domain::Permission;
 
 #[tokio::test]
 async fn a_viewer_opens_downloads_and_compares_snapshots_without_values() {
@@ -390,7 +391,7 @@ async fn a_lead_restores_an_instance_to_its_snapshot_from_its_page_and_over_the_
     seen.assert_ok();
     assert!(
         seen.body
-            .contains("restoring needs the <code>stage.promote</code>")
+            .contains("restoring needs the <code>promotion.rollback</code>")
     );
     assert!(!seen.body.contains("Confirm: restore"));
     let preview = lead.get(&preview_url).await;
@@ -407,7 +408,19 @@ async fn a_lead_restores_an_instance_to_its_snapshot_from_its_page_and_over_the_
     );
     // Without a snapshot there is nothing to preview.
     assert_eq!(lead.get(&restore).await.status, 422);
-
+    // Who may see pipelines but not the instances' flows gets the plan,
+    // not the flows' content (as on a play's preview).
+    let (planner, _) = app
+        .member_holding(team, "pia", "pipelines-only", &[Permission::PipelineView])
+        .await;
+    let plan_only = planner.get(&preview_url).await;
+    plan_only.assert_ok();
+    assert!(plan_only.body.contains("Changed"), "{}", plan_only.body);
+    assert!(
+        !plan_only.body.contains("class=\"diff\""),
+        "{}",
+        plan_only.body
+    );
     // A viewer may not restore; a lead may, and lands on the promotion.
     let refused = viewer
         .post(&restore, &[("snapshot", &good.to_string())])
