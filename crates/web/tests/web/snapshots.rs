@@ -440,6 +440,21 @@ async fn a_lead_restores_an_instance_to_its_snapshot_from_its_page_and_over_the_
     assert_eq!(qa_orders().await, r#"{"v":1}"#, "the snapshot is back");
     let shown = lead.get(&page).await;
     assert!(shown.body.contains("Restore of qa"), "{}", shown.body);
+    assert!(
+        !shown.body.contains("restore as it was then"),
+        "{}",
+        shown.body
+    );
+    let card = lead
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await
+        .body;
+    assert!(
+        card.contains(&format!(
+            "href=\"{page}\">Restored to a snapshot</a> by lena"
+        )),
+        "{card}"
+    );
     let history = lead.get(&format!("/teams/{team}/promotions")).await;
     assert!(history.body.contains("restore"), "{}", history.body);
     let audit = lead.get(&format!("/teams/{team}/audit")).await;
