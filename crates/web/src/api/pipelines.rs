@@ -168,6 +168,8 @@ pub(crate) async fn restore_preview_get(
     crate::extract::Query(q): crate::extract::Query<RestoreQuery>,
 ) -> AppResult<Response> {
     let (pipeline, stage) = ids(&pipeline, &stage)?;
+    // Ids first: another team's pipeline does not exist, snapshot or not.
+    state.store.pipeline(ctx.team_id(), pipeline).await?;
     let snapshot = snapshot_to_restore(q.snapshot.as_deref())?;
     let preview = state
         .store
@@ -177,11 +179,13 @@ pub(crate) async fn restore_preview_get(
 }
 
 /// Restore's body.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestoreBody {
-    /// The snapshot of the stage's instance to restore.
-    snapshot: String,
+    /// The snapshot of the stage's instance to restore (required; read
+    /// after the ids, so another team's pipeline is a 404 either way).
+    #[serde(default)]
+    snapshot: Option<String>,
     #[serde(default)]
     overwrite_drift: bool,
 }
@@ -193,10 +197,11 @@ pub(crate) async fn restore_post(
     Extension(ctx): Extension<ApiCtx>,
     Path((pipeline, stage)): Path<(String, String)>,
     headers: HeaderMap,
-    super::Json(body): super::Json<RestoreBody>,
+    super::OptionalJson(body): super::OptionalJson<RestoreBody>,
 ) -> AppResult<Response> {
     let (pipeline, stage) = ids(&pipeline, &stage)?;
     let (idempotency_key, expected_target_version) = play_headers(&headers)?;
+    state.store.pipeline(ctx.team_id(), pipeline).await?;
     let result = crate::play::promote(
         &state,
         PromotionRequest {
@@ -207,7 +212,7 @@ pub(crate) async fn restore_post(
             idempotency_key,
             expected_target_version,
             overwrite_drift: body.overwrite_drift,
-            source_snapshot: Some(snapshot_to_restore(Some(&body.snapshot))?),
+            source_snapshot: Some(snapshot_to_restore(body.snapshot.as_deref())?),
             restore: true,
         },
     )
