@@ -3,6 +3,7 @@
 //! encryption of env values at rest.
 
 mod cache;
+mod token_cache;
 pub mod crypto;
 mod error;
 pub mod files;
@@ -682,15 +683,20 @@ pub async fn open_with(
 /// (SQLite rolls back by itself on `database or disk is full`, so sqlx's
 /// own `ROLLBACK` then fails and its transaction depth stays at one), the
 /// connection is closed rather than pooled: pooled, every later `BEGIN` on
-/// it would fail until a restart. `flush` first runs what the connection
-/// has queued (SQLite's queued rollback only updates the depth once its
-/// worker has run it; PostgreSQL updates it at once, and the pool pings
-/// the connection after this anyway).
+/// it would fail until a restart.
+///
+/// `flush`: SQLite's queued rollback only updates the depth once its
+/// worker thread has run it, so a connection that still looks inside a
+/// transaction is flushed (a ping runs what it has queued) and asked
+/// again. One that looks outside needs no flush: a queued rollback only
+/// ever lowers the depth. (Each ping is a round trip to the worker thread,
+/// which is most of what a small read costs on SQLite.) PostgreSQL updates
+/// the depth at once.
 pub(crate) async fn outside_transaction<C: sqlx::Connection>(
     conn: &mut C,
     flush: bool,
 ) -> sqlx::Result<bool> {
-    if flush {
+    if flush && conn.is_in_transaction() {
         conn.ping().await?;
     }
     let clean = !conn.is_in_transaction();

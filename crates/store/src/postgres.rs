@@ -72,6 +72,12 @@ impl PgStore {
     }
 
     pub(crate) const KIND: crate::BackendKind = crate::BackendKind::Postgres;
+
+    /// Other replicas change tokens, roles and members too: every request
+    /// reads its token.
+    pub(crate) fn token_cache(&self) -> Option<&crate::token_cache::TokenCache> {
+        None
+    }
 }
 
 /// Locks an instance row of the team for the rest of the transaction and

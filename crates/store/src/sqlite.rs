@@ -21,6 +21,9 @@ pub struct SqliteStore {
     pub(crate) waiters: crate::Waiters,
     /// The pipeline page's instance states and snapshot manifests.
     pub(crate) overview_cache: crate::cache::OverviewCache,
+    /// API tokens authenticated a moment ago (this process makes every
+    /// change to the file, but for the CLI's: see the module).
+    pub(crate) token_cache: crate::token_cache::TokenCache,
 }
 
 impl SqliteStore {
@@ -50,6 +53,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let mut pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A file does not hang up: pinging each connection before
+            // handing it out only costs a round trip to its worker thread.
+            .test_before_acquire(false)
             .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, true)));
         if let Some(disk) = disk {
             let (a, b) = (disk.clone(), disk);
@@ -68,6 +74,7 @@ impl SqliteStore {
             cipher,
             waiters: crate::Waiters::default(),
             overview_cache: crate::cache::OverviewCache::default(),
+            token_cache: crate::token_cache::TokenCache::default(),
         })
     }
 
@@ -102,6 +109,11 @@ impl SqliteStore {
     }
 
     pub(crate) const KIND: crate::BackendKind = crate::BackendKind::Sqlite;
+
+    /// This process is the file's one server: it may remember tokens.
+    pub(crate) fn token_cache(&self) -> Option<&crate::token_cache::TokenCache> {
+        Some(&self.token_cache)
+    }
 }
 
 /// Writes a consistent copy of the database at `db` into the new file `to`

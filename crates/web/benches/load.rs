@@ -618,8 +618,15 @@ impl Drop for Nginx {
 
 #[tokio::main]
 async fn main() {
-    let admin_url = env("DATABASE_URL");
     let bin = env("STAGEHAND_BIN");
+    // `cargo bench --bench load -- pipeline` (or `history`) runs one part.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if only.as_deref() == Some("json") {
+        // The embedded store needs no seeded PostgreSQL.
+        json_reads(&bin).await;
+        return;
+    }
+    let admin_url = env("DATABASE_URL");
     let name = format!("load_{}", uuid::Uuid::new_v4().simple());
     let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
     sqlx::query(&format!("create database {name}"))
@@ -646,8 +653,6 @@ async fn main() {
         std::thread::available_parallelism().unwrap()
     );
     println!("idle RSS after start: {:.1} MB", idle as f64 / 1024.0);
-    // `cargo bench --bench load -- pipeline` (or `history`) runs one part.
-    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let only_replicas = only.as_deref() == Some("replicas");
     let wanted = |part: &str| !only_replicas && wanted(part);

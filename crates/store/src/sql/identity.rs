@@ -240,16 +240,30 @@ pub(super) async fn role_permissions(
             .bind(role)
             .fetch_optional(conn)
             .await?;
-    row.map(|Json(names)| {
-        names
-            .iter()
-            .map(|n| {
-                n.parse::<Permission>()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .collect()
-    })
-    .transpose()
+    row.map(|Json(names)| parse_permissions(&names)).transpose()
+}
+
+/// A custom role's stored permission names.
+pub(super) fn parse_permissions(names: &[String]) -> StoreResult<PermissionSet> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<Permission>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
+/// A role's permissions from a row that has read its custom role's
+/// stored permissions (`None`: no such custom role) beside it.
+pub(super) fn joined_role_permissions(
+    role: &str,
+    custom: Option<&[String]>,
+) -> StoreResult<Option<PermissionSet>> {
+    match BuiltinRole::parse(role) {
+        Some(builtin) => Ok(Some(builtin.permissions())),
+        None => custom.map(parse_permissions).transpose(),
+    }
 }
 
 /// Binds `role` to `user`; the actor must hold every permission of the

@@ -81,7 +81,9 @@ macro_rules! write_tx {
         let mut tx = $self.begin_write().await?;
         let $conn: &mut Conn = &mut *tx;
         let out = $body.await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        $self.committed();
+        committed?;
         Ok(out)
     }};
 }
@@ -105,6 +107,16 @@ pub(crate) async fn verify_audit_chain_on(
     team: Option<TeamId>,
 ) -> StoreResult<ChainReport> {
     audit::verify(conn, team).await
+}
+
+impl Backend {
+    /// A write transaction ended (committed, or failed to commit): what
+    /// this process remembers of the database from before it is stale.
+    fn committed(&self) {
+        if let Some(cache) = self.token_cache() {
+            cache.changed();
+        }
+    }
 }
 
 const KEY_CHECK: &str = "key_check";
@@ -304,7 +316,20 @@ impl Store for Backend {
         &self,
         secret_hash: &str,
     ) -> StoreResult<Option<(ApiToken, Team, PermissionSet)>> {
-        read!(self, c => tokens::authenticate(c, secret_hash))
+        let Some(cache) = self.token_cache() else {
+            return read!(self, c => tokens::authenticate(c, secret_hash));
+        };
+        if let Some(found) = cache.get(secret_hash)
+            && tokens::still_good(&found.0, now())
+        {
+            return Ok(Some(found));
+        }
+        let epoch = cache.epoch();
+        let found = read!(self, c => tokens::authenticate(c, secret_hash))?;
+        if let Some(found) = &found {
+            cache.keep(secret_hash, epoch, found.clone());
+        }
+        Ok(found)
     }
     async fn tokens(&self, team: TeamId) -> StoreResult<Vec<ApiToken>> {
         read!(self, c => tokens::list(c, team))
@@ -744,7 +769,9 @@ impl Store for Backend {
         if dry_run {
             tx.rollback().await?;
         } else {
-            tx.commit().await?;
+            let committed = tx.commit().await;
+            self.committed();
+            committed?;
         }
         Ok(report)
     }

@@ -13,13 +13,12 @@ use stagehand_domain::{
     AuditEventKind, InstanceId, Name, PipelineId, Protection, StageId, StageOrder, TeamId,
     ValidationError,
 };
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Most stages one pipeline may have.
 pub(crate) const MAX_STAGES: usize = 20;
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct PipelineRow {
     id: Uuid,
     team_id: Uuid,
@@ -30,7 +29,6 @@ struct PipelineRow {
 #[derive(sqlx::FromRow)]
 struct StageRow {
     id: Uuid,
-    pipeline_id: Uuid,
     instance_id: Uuid,
     instance_name: String,
     position: i32,
@@ -53,11 +51,6 @@ impl StageRow {
     }
 }
 
-const STAGE_SELECT: &str =
-    "select s.id, s.pipeline_id, s.instance_id, i.name as instance_name, s.position,
-        i.required_approvals, i.requires_all_env_values
-     from stages s join instances i on i.id = s.instance_id";
-
 fn assemble(row: PipelineRow, stages: Vec<Stage>) -> StoreResult<Pipeline> {
     Ok(Pipeline {
         id: PipelineId(row.id),
@@ -68,54 +61,80 @@ fn assemble(row: PipelineRow, stages: Vec<Stage>) -> StoreResult<Pipeline> {
     })
 }
 
-pub(super) async fn get(conn: &mut Conn, team: TeamId, id: PipelineId) -> StoreResult<Pipeline> {
-    let row: PipelineRow = sqlx::query_as(
-        "select id, team_id, name, created_at from pipelines where id = $1 and team_id = $2",
-    )
-    .bind(id.0)
-    .bind(team.0)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StoreError::NotFound("pipeline"))?;
-    let stages = sqlx::query_as::<_, StageRow>(&format!(
-        "{STAGE_SELECT} where s.pipeline_id = $1 order by s.position"
-    ))
-    .bind(id.0)
-    .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(StageRow::into_stage)
-    .collect::<StoreResult<_>>()?;
-    assemble(row, stages)
+/// A pipeline with its stages, one row per stage (one row with no stage
+/// for a pipeline without any), so a read is one query.
+const PIPELINE_COLUMNS: &str = "p.id, p.team_id, p.name, p.created_at,
+        s.id as stage_id, s.instance_id, i.name as instance_name, s.position,
+        i.required_approvals, i.requires_all_env_values";
+const PIPELINE_FROM: &str = "from pipelines p
+     left join stages s on s.pipeline_id = p.id
+     left join instances i on i.id = s.instance_id";
+
+#[derive(sqlx::FromRow)]
+struct PipelineStageRow {
+    #[sqlx(flatten)]
+    pipeline: PipelineRow,
+    stage_id: Option<Uuid>,
+    instance_id: Option<Uuid>,
+    instance_name: Option<String>,
+    position: Option<i32>,
+    required_approvals: Option<i32>,
+    requires_all_env_values: Option<bool>,
 }
 
-/// Every pipeline of the team with its stages, in two queries.
-pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Pipeline>> {
-    let rows: Vec<PipelineRow> = sqlx::query_as(
-        "select id, team_id, name, created_at from pipelines where team_id = $1 order by name",
-    )
+impl PipelineStageRow {
+    /// Its stage, if the row has one (a stage's instance always exists:
+    /// the foreign key keeps a staged instance from being deleted).
+    fn stage(&self) -> Option<StageRow> {
+        Some(StageRow {
+            id: self.stage_id?,
+            instance_id: self.instance_id?,
+            instance_name: self.instance_name.clone()?,
+            position: self.position?,
+            required_approvals: self.required_approvals?,
+            requires_all_env_values: self.requires_all_env_values?,
+        })
+    }
+}
+
+/// Pipelines from rows ordered by pipeline, then stage position.
+fn assemble_rows(rows: Vec<PipelineStageRow>) -> StoreResult<Vec<Pipeline>> {
+    let mut pipelines: Vec<(PipelineRow, Vec<Stage>)> = Vec::new();
+    for row in rows {
+        let stage = row.stage().map(StageRow::into_stage).transpose()?;
+        match pipelines.last_mut() {
+            Some((p, stages)) if p.id == row.pipeline.id => stages.extend(stage),
+            _ => pipelines.push((row.pipeline, stage.into_iter().collect())),
+        }
+    }
+    pipelines
+        .into_iter()
+        .map(|(row, stages)| assemble(row, stages))
+        .collect()
+}
+
+pub(super) async fn get(conn: &mut Conn, team: TeamId, id: PipelineId) -> StoreResult<Pipeline> {
+    let rows: Vec<PipelineStageRow> = sqlx::query_as(&format!(
+        "select {PIPELINE_COLUMNS} {PIPELINE_FROM} where p.id = $1 and p.team_id = $2 order by s.position"
+    ))
+    .bind(id.0)
     .bind(team.0)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let mut stages: BTreeMap<Uuid, Vec<Stage>> = BTreeMap::new();
-    for s in sqlx::query_as::<_, StageRow>(&format!(
-        "{STAGE_SELECT} where s.team_id = $1 order by s.position"
+    assemble_rows(rows)?
+        .pop()
+        .ok_or(StoreError::NotFound("pipeline"))
+}
+
+/// Every pipeline of the team with its stages, in one query.
+pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Pipeline>> {
+    let rows: Vec<PipelineStageRow> = sqlx::query_as(&format!(
+        "select {PIPELINE_COLUMNS} {PIPELINE_FROM} where p.team_id = $1 order by p.name, p.id, s.position"
     ))
     .bind(team.0)
     .fetch_all(conn)
-    .await?
-    {
-        stages
-            .entry(s.pipeline_id)
-            .or_default()
-            .push(s.into_stage()?);
-    }
-    rows.into_iter()
-        .map(|r| {
-            let s = stages.remove(&r.id).unwrap_or_default();
-            assemble(r, s)
-        })
-        .collect()
+    .await?;
+    assemble_rows(rows)
 }
 
 async fn record(
@@ -424,59 +443,37 @@ pub(super) async fn overview(
     team: TeamId,
     id: PipelineId,
 ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
-    /// A pipeline row joined to one of its stages, or to none.
+    /// A pipeline row joined to one of its stages, or to none, with its
+    /// instance's state key and the last promotion that arrived there.
     #[derive(sqlx::FromRow)]
     struct Row {
-        pipeline_name: String,
-        pipeline_created_at: DateTime<Utc>,
-        id: Option<Uuid>,
-        instance_id: Option<Uuid>,
-        instance_name: Option<String>,
-        position: Option<i32>,
-        required_approvals: Option<i32>,
-        requires_all_env_values: Option<bool>,
+        #[sqlx(flatten)]
+        base: PipelineStageRow,
         instance_version: Option<i64>,
         instance_updated_at: Option<DateTime<Utc>>,
         last_arrival: Option<Uuid>,
     }
-    let joined: Vec<Row> = sqlx::query_as(
-        "select p.name as pipeline_name, p.created_at as pipeline_created_at,
-            s.id, s.instance_id, i.name as instance_name, s.position,
-            i.required_approvals, i.requires_all_env_values,
+    let joined: Vec<Row> = sqlx::query_as(&format!(
+        "select {PIPELINE_COLUMNS},
             i.version as instance_version, i.updated_at as instance_updated_at,
             (select x.id from promotions x
               where x.target_stage_id = s.id and x.status in ('applied', 'rolled_back')
               order by x.created_at desc, x.id desc limit 1) as last_arrival
-         from pipelines p
-         left join stages s on s.pipeline_id = p.id
-         left join instances i on i.id = s.instance_id
+         {PIPELINE_FROM}
          where p.id = $1 and p.team_id = $2
-         order by s.position",
-    )
+         order by s.position"
+    ))
     .bind(id.0)
     .bind(team.0)
     .fetch_all(&mut *conn)
     .await?;
     let first = joined.first().ok_or(StoreError::NotFound("pipeline"))?;
-    let row = PipelineRow {
-        id: id.0,
-        team_id: team.0,
-        name: first.pipeline_name.clone(),
-        created_at: first.pipeline_created_at,
-    };
+    let row = first.base.pipeline.clone();
     let rows: Vec<(StageRow, StateKey, Option<Uuid>)> = joined
         .into_iter()
         .filter_map(|r| {
             Some((
-                StageRow {
-                    id: r.id?,
-                    pipeline_id: id.0,
-                    instance_id: r.instance_id?,
-                    instance_name: r.instance_name?,
-                    position: r.position?,
-                    required_approvals: r.required_approvals?,
-                    requires_all_env_values: r.requires_all_env_values?,
-                },
+                r.base.stage()?,
                 (r.instance_version?, r.instance_updated_at?),
                 r.last_arrival,
             ))

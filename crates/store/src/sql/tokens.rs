@@ -139,6 +139,18 @@ pub(super) async fn create(
     Ok(token)
 }
 
+/// A token with its team and its custom role's permissions, read in one
+/// query: authentication runs on every API request.
+#[derive(sqlx::FromRow)]
+struct AuthRow {
+    #[sqlx(flatten)]
+    token: Row,
+    team_name: String,
+    team_created_at: DateTime<Utc>,
+    /// `None` unless the role is a custom role of the team.
+    role_permissions: Option<sqlx::types::Json<Vec<String>>>,
+}
+
 /// The live token with this secret hash, its team, and what it may do
 /// there: its role's permissions, and for a user's token only those its
 /// owner still holds in the team. `None` if unknown, revoked or expired,
@@ -148,23 +160,38 @@ pub(super) async fn authenticate(
     conn: &mut Conn,
     secret_hash: &str,
 ) -> StoreResult<Option<(ApiToken, Team, PermissionSet)>> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from api_tokens where secret_hash = $1"
-    ))
+    let row: Option<AuthRow> = sqlx::query_as(
+        "select t.id, t.team_id, t.name, t.user_id, t.role, t.created_by,
+            t.created_by_user_id, t.expires_at, t.last_used_at, t.revoked_at, t.created_at,
+            tm.name as team_name, tm.created_at as team_created_at,
+            r.permissions as role_permissions
+         from api_tokens t
+         join teams tm on tm.id = t.team_id
+         left join roles r on r.team_id = t.team_id and r.name = t.role
+         where t.secret_hash = $1",
+    )
     .bind(secret_hash)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(token) = row.map(Row::into_token).transpose()? else {
+    let Some(row) = row else {
         return Ok(None);
     };
+    let token = row.token.into_token()?;
+    let team = identity::TeamRow {
+        id: token.team_id.0,
+        name: row.team_name,
+        created_at: row.team_created_at,
+    }
+    .into_team()?;
+    let mut permissions = identity::joined_role_permissions(
+        &token.role,
+        row.role_permissions.as_ref().map(|p| p.0.as_slice()),
+    )?
+    .unwrap_or_default();
     let at = now();
     if !token.is_live(at) {
         return Ok(None);
     }
-    let team = identity::team(conn, token.team_id).await?;
-    let mut permissions = identity::role_permissions(conn, token.team_id, &token.role)
-        .await?
-        .unwrap_or_default();
     if let Some(user) = token.user_id {
         if token.created_by_user_id != Some(user) || identity::user(conn, user).await?.disabled {
             return Ok(None);
@@ -176,14 +203,23 @@ pub(super) async fn authenticate(
         }
         permissions = permissions.intersection(&held);
     }
+    let mut token = token;
     if token.last_used_at.is_none_or(|t| t + TOUCH_EVERY <= at) {
         sqlx::query("update api_tokens set last_used_at = $2 where id = $1")
             .bind(token.id.0)
             .bind(at)
             .execute(&mut *conn)
             .await?;
+        token.last_used_at = Some(at);
     }
     Ok(Some((token, team, permissions)))
+}
+
+/// Whether a token authenticated a moment ago may be used again without
+/// reading it: still live, and its last use recent enough not to need
+/// writing back.
+pub(super) fn still_good(token: &ApiToken, at: DateTime<Utc>) -> bool {
+    token.is_live(at) && token.last_used_at.is_some_and(|t| t + TOUCH_EVERY > at)
 }
 
 pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<ApiToken>> {

@@ -108,3 +108,52 @@ async fn the_database_directory_and_files_are_private_to_the_user() {
     drop(store);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// SQLite only: PostgreSQL reads the token on every request; the embedded
+/// store remembers a token it authenticated for up to a second. A change
+/// this process commits is seen at once (the shared cases check revoking,
+/// expiring, disabling and changing roles); a change another process makes
+/// to the same file (the CLI while the server runs) within that second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_by_another_process_stops_working_within_a_second() {
+    let db = TestDatabase::sqlite().await.unwrap();
+    let server = db.store.clone();
+    let team = server
+        .create_team(name("payments"), &Actor::system())
+        .await
+        .unwrap()
+        .id;
+    let token = server
+        .create_token(
+            stagehand_store::NewApiToken {
+                team,
+                name: name("ci"),
+                secret_hash: "hash-ci".into(),
+                user_id: None,
+                role: "lead".into(),
+                expires_at: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert!(server.authenticate_token("hash-ci").await.unwrap().is_some());
+
+    // The CLI: its own store on the same file.
+    let cli = stagehand_store::open(&db.database, &db.key).await.unwrap();
+    cli.revoke_token(team, token.id, &Actor::system())
+        .await
+        .unwrap();
+    assert!(cli.authenticate_token("hash-ci").await.unwrap().is_none());
+
+    let revoked_at = std::time::Instant::now();
+    while server.authenticate_token("hash-ci").await.unwrap().is_some() {
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_millis(1500),
+            "the server still takes a token another process revoked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(cli);
+    db.cleanup().await;
+}
