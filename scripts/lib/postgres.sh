@@ -57,6 +57,8 @@ start_throwaway_postgres() {
   if [ -z "$durable" ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi
+  # More server settings, for a diagnosis (see README, Performance).
+  opts="$opts ${STAGEHAND_PG_OPTS:-}"
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -o "$opts" -l "$dir/server.log" -w -t 30 start >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
   STAGEHAND_PG_DIR=$dir

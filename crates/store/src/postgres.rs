@@ -11,6 +11,9 @@ pub(crate) type Db = sqlx::Postgres;
 pub(crate) type Conn = sqlx::PgConnection;
 pub(crate) type Backend = PgStore;
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: sqlx::PgPool,
@@ -42,6 +45,21 @@ impl PgStore {
             .min_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, false)))
+            // sqlx pings every connection as it comes back to the pool and
+            // closes one that does not answer, so a connection handed out
+            // again soon after was alive a moment ago: pinging it once more
+            // would cost a round trip per acquire (two of the pipeline
+            // page's six). One idle for a while (the server may have
+            // restarted meanwhile) is pinged, and replaced if it is gone.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await?;
         Ok(Self {

@@ -362,7 +362,12 @@ async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
         .await
         .unwrap();
     }
-    sqlx::query("analyze").execute(&pool).await.unwrap();
+    // As a database in service would be: vacuumed (else autovacuum works
+    // through the million new rows during the first measurements), its
+    // statistics fresh, and the seeding's dirty pages written out (else
+    // the next checkpoint lands in a measurement).
+    sqlx::query("vacuum (analyze)").execute(&pool).await.unwrap();
+    sqlx::query("checkpoint").execute(&pool).await.unwrap();
     println!(
         "seeded {PROMOTIONS} promotions in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -658,6 +663,7 @@ async fn main() {
     let wanted = |part: &str| !only_replicas && wanted(part);
     if wanted("pipeline") {
         let pipeline_url = format!("{base}/teams/{t}/pipelines/{}", seeded.pipeline);
+        let queries = QueryStats::start(&url).await;
         let (server_cpu, pg_cpu) = (cpu_secs(server.0.id()), postgres_cpu_secs());
         let (rps, p99) = measure(
             "pipeline page (3 stages)",
@@ -672,6 +678,9 @@ async fn main() {
             (cpu_secs(server.0.id()) - server_cpu) / requests * 1e6,
             (postgres_cpu_secs() - pg_cpu) / requests * 1e6,
         );
+        if let Some(q) = queries {
+            q.print(requests).await;
+        }
         println!(
             "  target: >= 2000 req/s and p99 <= 50 ms: {}",
             if rps >= 2000.0 && p99 <= 50.0 {
@@ -946,6 +955,48 @@ async fn json_reads(bin: &str) {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What each statement cost PostgreSQL during a measurement, from
+/// `pg_stat_statements`: only when the server preloads it
+/// (`STAGEHAND_PG_OPTS="-c shared_preload_libraries=pg_stat_statements"
+/// scripts/load.sh pipeline`).
+struct QueryStats(sqlx::PgPool);
+
+impl QueryStats {
+    async fn start(url: &str) -> Option<Self> {
+        let pool = sqlx::PgPool::connect(url).await.ok()?;
+        sqlx::query("create extension if not exists pg_stat_statements")
+            .execute(&pool)
+            .await
+            .ok()?;
+        sqlx::query("select pg_stat_statements_reset()")
+            .execute(&pool)
+            .await
+            .ok()?;
+        Some(Self(pool))
+    }
+
+    async fn print(self, requests: f64) {
+        let rows: Vec<(i64, f64, i64, String)> = sqlx::query_as(
+            "select calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')
+             from pg_stat_statements where query not ilike '%pg_stat_statements%'
+             order by total_exec_time desc limit 12",
+        )
+        .fetch_all(&self.0)
+        .await
+        .unwrap_or_default();
+        println!("  statements (calls per request, µs of execution per request, rows per call):");
+        for (calls, total_ms, rows, query) in rows {
+            println!(
+                "    {:>5.2} {:>6.1} µs {:>6.1}  {}",
+                calls as f64 / requests,
+                total_ms * 1000.0 / requests,
+                rows as f64 / calls.max(1) as f64,
+                query.chars().take(150).collect::<String>()
+            );
+        }
+    }
 }
 
 /// Three replicas against one, on the same PostgreSQL and behind the same

@@ -344,7 +344,8 @@ pub(crate) struct FlowForm {
     name: String,
     content: String,
     expected_version: Option<i64>,
-    /// `edit`: sent from the flow's own page (else the instance's).
+    /// `edit`: sent from the flow's own page; `new`: from the instance
+    /// page's "New flow", which never replaces a flow.
     form: Option<String>,
 }
 
@@ -363,7 +364,23 @@ pub(crate) async fn save_flow_post(
     let content = FlowContent::parse_json(&form.content)
         .map_err(|e| errors.push(e.0))
         .ok();
-    let (Some(name), Some(content)) = (name, content) else {
+    // "New flow" makes a flow: one of the same name is changed on its own
+    // page, never replaced unseen from here.
+    if form.form.as_deref() == Some("new")
+        && let Some(n) = &name
+    {
+        match state.store.flow(team, id, n).await {
+            Ok(_) => errors.push(stagehand_domain::FieldError {
+                field: "flow_name".into(),
+                message: format!(
+                    "a flow named {n} exists already: open it to change it, or choose another name"
+                ),
+            }),
+            Err(stagehand_store::StoreError::NotFound("flow")) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (Some(name), Some(content), true) = (name, content, errors.is_empty()) else {
         // htmx puts the error in the form, which keeps what was typed;
         // without it, the page comes back with the form filled in again.
         if headers.contains_key("hx-request") {

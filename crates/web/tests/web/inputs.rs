@@ -454,6 +454,55 @@ async fn a_form_error_lands_in_the_form_and_names_the_field() {
     app.stop().await;
 }
 
+/// "New flow" on the instance page makes a flow: a name that is taken is
+/// refused, naming the field and keeping what was typed, and the flow of
+/// that name is left as it was (it is changed on its own page).
+#[tokio::test]
+async fn new_flow_never_replaces_a_flow_of_the_same_name() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let orders = stagehand_domain::FlowName::parse("orders").unwrap();
+    app.store
+        .put_flow(
+            team,
+            dev,
+            orders.clone(),
+            stagehand_domain::FlowContent::parse_json("[{\"id\": \"kept\"}]").unwrap(),
+            None,
+            &stagehand_store::Actor::system(),
+        )
+        .await
+        .unwrap();
+    let path = format!("/teams/{team}/instances/{dev}/flows");
+    let page = lead
+        .post(
+            &path,
+            &[("name", "orders"), ("content", "[]"), ("form", "new")],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    assert!(page.body.contains("exists already"), "{}", page.body);
+    assert!(page.body.contains("aria-describedby=\"flow-name-error\""), "{}", page.body);
+    assert!(page.body.contains(">[]</textarea>"), "{}", page.body);
+    let kept = app.store.flow(team, dev, &orders).await.unwrap();
+    assert!(kept.content.as_json().contains("kept"), "replaced");
+    // A new name is made; from the flow's own page the flow is changed.
+    lead.post(
+        &path,
+        &[("name", "payments"), ("content", "[]"), ("form", "new")],
+    )
+    .await
+    .assert_redirect_to(&format!("{path}/payments"));
+    lead.post(&path, &[("name", "orders"), ("content", "[]"), ("form", "edit")])
+        .await
+        .assert_redirect_to(&format!("{path}/orders"));
+    let changed = app.store.flow(team, dev, &orders).await.unwrap();
+    assert_eq!(changed.content.as_json(), "[]");
+    app.stop().await;
+}
+
 /// A caller's request id is echoed (and logged) only when it is plain: one
 /// that could forge fields in a text log is replaced by a fresh one.
 #[tokio::test]
