@@ -113,7 +113,7 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     // The promotion page and the history show it.
     let detail = lead.get(first.location.as_deref().unwrap()).await;
     detail.assert_ok();
-    assert!(detail.body.contains("applied") && detail.body.contains("Roll back"));
+    assert!(detail.body.contains("applied") && detail.body.contains(">Undo this promotion<"));
     let history = lead.get(&format!("/teams/{team}/promotions")).await;
     history.assert_ok();
     assert!(history.body.contains("dev → prod"), "{}", history.body);
@@ -145,7 +145,7 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     assert!(
         prod_page.body.contains("promotion backup") && prod_page.body.contains("rollback backup")
     );
-    assert!(!detail.body.contains(">Roll back<"));
+    assert!(!detail.body.contains(">Undo this promotion<"));
 
     // Nothing anywhere a lead can load shows the value.
     for path in [
