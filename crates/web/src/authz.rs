@@ -157,13 +157,19 @@ async fn check(
         ),
         _ => None,
     };
-    let found = session::load_in_team(state, req.headers(), team_id)
+    let mut found = session::load_in_team(state, req.headers(), team_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    let session = found.session;
     if !csrf::is_safe(req.method()) {
-        req = csrf::check(state, &session.csrf_token, req).await?;
+        req = csrf::check(state, &found.session.csrf_token, req).await?;
+        // The body may have come long after the headers (a logout, a
+        // disabled user or a lost role in between): what holds once it is
+        // read is what the change acts with.
+        found = session::load_in_team(state, req.headers(), team_id)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
     }
+    let session = found.session;
     let team = match access {
         Access::Public | Access::Authenticated | Access::Api(_) => None,
         Access::PlatformAdmin => {
@@ -196,7 +202,10 @@ async fn check(
 }
 
 /// The bearer token of an API request: its secret is looked up by hash;
-/// cookies play no part (so API requests need no CSRF token).
+/// cookies play no part (so API requests need no CSRF token). A request
+/// that changes something is checked again once its body is read: a body
+/// may come long after the headers, and a token revoked (or an owner
+/// disabled) meanwhile must not act.
 async fn check_token(
     state: &AppState,
     permission: Permission,
@@ -210,7 +219,38 @@ async fn check_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or(AppError::Unauthenticated)?;
+        .ok_or(AppError::Unauthenticated)?
+        .to_owned();
+    let mut held = token_holds(state, permission, params, &secret).await?;
+    if !csrf::is_safe(req.method()) {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, crate::config::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                AppError::PayloadTooLarge("The request body is over the size limit.".into())
+            })?;
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        held = token_holds(state, permission, params, &secret).await?;
+    }
+    let (token, team, permissions) = held;
+    let source_ip = source_ip(&req);
+    req.extensions_mut().insert(ApiCtx {
+        token,
+        team,
+        permissions,
+        source_ip,
+    });
+    Ok(req)
+}
+
+/// The live token with this secret, its team and what it holds there, if
+/// it may use this route.
+async fn token_holds(
+    state: &AppState,
+    permission: Permission,
+    params: &RawPathParams,
+    secret: &str,
+) -> AppResult<(ApiToken, Team, PermissionSet)> {
     let (token, team, permissions) = state
         .store
         .authenticate_token(&crate::auth::tokens::hash_secret(secret))
@@ -227,12 +267,5 @@ async fn check_token(
     if !permissions.contains(permission) {
         return Err(AppError::Forbidden);
     }
-    let source_ip = source_ip(&req);
-    req.extensions_mut().insert(ApiCtx {
-        token,
-        team,
-        permissions,
-        source_ip,
-    });
-    Ok(req)
+    Ok((token, team, permissions))
 }

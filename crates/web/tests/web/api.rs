@@ -915,3 +915,41 @@ async fn snapshots_are_listed_opened_downloaded_and_compared_without_values() {
         assert_eq!(answer.status, 404, "{path}: {}", answer.body);
     }
 }
+
+/// A change's body may come long after its headers: a token revoked in
+/// between does not act (it was checked when the headers came, and is
+/// checked again once the body is read).
+#[tokio::test]
+async fn a_token_revoked_while_its_body_is_on_the_way_does_not_act() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let secret = app.token(team, "ci", "lead").await;
+    let token = app.store.tokens(team).await.unwrap()[0].id;
+    let body = r#"{"name": "sent-after-the-revoke"}"#;
+    let host = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+    socket
+        .write_all(
+            format!(
+                "POST /api/v1/teams/{team}/instances HTTP/1.1\r\nHost: {host}\r\n\
+                 Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.store
+        .revoke_token(team, token, &stagehand_store::Actor::system())
+        .await
+        .unwrap();
+    socket.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(app.store.instances(team).await.unwrap().is_empty(), "nothing made");
+    app.stop().await;
+}
