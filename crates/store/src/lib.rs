@@ -3,7 +3,6 @@
 //! encryption of env values at rest.
 
 mod cache;
-mod token_cache;
 pub mod crypto;
 mod error;
 pub mod files;
@@ -11,6 +10,7 @@ pub mod model;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
+mod token_cache;
 pub mod transfer;
 
 pub use error::{Conflict, StoreError, StoreResult};

@@ -366,7 +366,10 @@ async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
     // through the million new rows during the first measurements), its
     // statistics fresh, and the seeding's dirty pages written out (else
     // the next checkpoint lands in a measurement).
-    sqlx::query("vacuum (analyze)").execute(&pool).await.unwrap();
+    sqlx::query("vacuum (analyze)")
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query("checkpoint").execute(&pool).await.unwrap();
     println!(
         "seeded {PROMOTIONS} promotions in {:.1} s",

@@ -331,7 +331,10 @@ pub async fn a_token_never_holds_more_than_the_people_behind_it(h: &Harness) {
     // embedded store may serve the token it remembers for a second more.
     let refused_by = std::time::Instant::now() + std::time::Duration::from_millis(1500);
     while token_permissions(h, "old-style").await.is_some() {
-        assert!(std::time::Instant::now() < refused_by, "old-style token still taken");
+        assert!(
+            std::time::Instant::now() < refused_by,
+            "old-style token still taken"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // A service account is capped only when it is made.

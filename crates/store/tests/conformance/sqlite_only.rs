@@ -137,7 +137,13 @@ async fn a_token_revoked_by_another_process_stops_working_within_a_second() {
         )
         .await
         .unwrap();
-    assert!(server.authenticate_token("hash-ci").await.unwrap().is_some());
+    assert!(
+        server
+            .authenticate_token("hash-ci")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // The CLI: its own store on the same file.
     let cli = stagehand_store::open(&db.database, &db.key).await.unwrap();
@@ -147,7 +153,12 @@ async fn a_token_revoked_by_another_process_stops_working_within_a_second() {
     assert!(cli.authenticate_token("hash-ci").await.unwrap().is_none());
 
     let revoked_at = std::time::Instant::now();
-    while server.authenticate_token("hash-ci").await.unwrap().is_some() {
+    while server
+        .authenticate_token("hash-ci")
+        .await
+        .unwrap()
+        .is_some()
+    {
         assert!(
             revoked_at.elapsed() < std::time::Duration::from_millis(1500),
             "the server still takes a token another process revoked"

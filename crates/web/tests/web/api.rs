@@ -927,7 +927,11 @@ async fn a_token_revoked_while_its_body_is_on_the_way_does_not_act() {
     let secret = app.token(team, "ci", "lead").await;
     let token = app.store.tokens(team).await.unwrap()[0].id;
     let body = r#"{"name": "sent-after-the-revoke"}"#;
-    let host = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let host = app
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
     socket
         .write_all(
@@ -950,6 +954,9 @@ async fn a_token_revoked_while_its_body_is_on_the_way_does_not_act() {
     let mut answer = String::new();
     socket.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(app.store.instances(team).await.unwrap().is_empty(), "nothing made");
+    assert!(
+        app.store.instances(team).await.unwrap().is_empty(),
+        "nothing made"
+    );
     app.stop().await;
 }

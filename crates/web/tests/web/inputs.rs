@@ -484,7 +484,11 @@ async fn new_flow_never_replaces_a_flow_of_the_same_name() {
         .await;
     assert_eq!(page.status, 422, "{}", page.body);
     assert!(page.body.contains("exists already"), "{}", page.body);
-    assert!(page.body.contains("aria-describedby=\"flow-name-error\""), "{}", page.body);
+    assert!(
+        page.body.contains("aria-describedby=\"flow-name-error\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains(">[]</textarea>"), "{}", page.body);
     let kept = app.store.flow(team, dev, &orders).await.unwrap();
     assert!(kept.content.as_json().contains("kept"), "replaced");
@@ -495,9 +499,12 @@ async fn new_flow_never_replaces_a_flow_of_the_same_name() {
     )
     .await
     .assert_redirect_to(&format!("{path}/payments"));
-    lead.post(&path, &[("name", "orders"), ("content", "[]"), ("form", "edit")])
-        .await
-        .assert_redirect_to(&format!("{path}/orders"));
+    lead.post(
+        &path,
+        &[("name", "orders"), ("content", "[]"), ("form", "edit")],
+    )
+    .await
+    .assert_redirect_to(&format!("{path}/orders"));
     let changed = app.store.flow(team, dev, &orders).await.unwrap();
     assert_eq!(changed.content.as_json(), "[]");
     app.stop().await;
