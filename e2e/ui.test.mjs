@@ -569,7 +569,9 @@ test("an admin's pages pass axe at 1280 and 390 px", async () => {
 });
 
 test("a lead's pages pass axe at 1280 and 390 px", async () => {
-  await walk("lena", "lead", await teamPages());
+  const pages = await teamPages();
+  // Undoing is previewed: for those who may undo.
+  await walk("lena", "lead", [...pages, ["undo", `/teams/${state.team}/promotions/${state.applied}/rollback`]]);
 });
 
 test("a viewer's pages pass axe at 1280 and 390 px", async () => {

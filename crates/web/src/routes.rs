@@ -7,7 +7,7 @@ use crate::api;
 use crate::authz::{Access, authorize};
 use crate::views::{
     admin, audit, dashboard, delivery, history, instances, pipelines, promotions, restore,
-    runtimes, snapshots, tokens,
+    runtimes, snapshots, tokens, undo,
 };
 use crate::{AppState, assets, auth::login, health};
 use axum::Router;
@@ -100,6 +100,7 @@ routes! {
     get  "/teams/{team}/promotions" => history::view_history_get, Team(PromotionView);
     get  "/teams/{team}/promotions/export" => history::export_get, Team(AuditExport);
     get  "/teams/{team}/promotions/{promotion}" => promotions::view_promotion_get, Team(PromotionView);
+    get  "/teams/{team}/promotions/{promotion}/rollback" => undo::view_undo_get, Team(PromotionRollback);
     post "/teams/{team}/promotions/{promotion}/rollback" => promotions::rollback_post, Team(PromotionRollback);
     post "/teams/{team}/promotions/{promotion}/decision" => promotions::decide_post, Team(PromotionApprove);
 

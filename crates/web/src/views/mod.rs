@@ -18,6 +18,7 @@ pub mod restore;
 pub(crate) mod runtimes;
 pub mod snapshots;
 pub mod tokens;
+pub mod undo;
 
 use crate::assets::HTMX;
 use crate::authz::Ctx;

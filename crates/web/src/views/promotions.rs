@@ -464,6 +464,8 @@ struct PromotionPage {
     applied_at: String,
     rolled_back_at: String,
     can_roll_back: bool,
+    /// What undoing it undoes, in words ("this promotion").
+    undo_what: &'static str,
     decisions: Vec<DecisionRow>,
     /// Approvals the target stage requires now (0 if it is gone).
     required_approvals: u32,
@@ -482,24 +484,33 @@ struct PromotionPage {
 /// What approving a waiting request does now: the pinned snapshot over the
 /// target as it is today (not as it was at the request), with the diff of
 /// every added and changed flow.
-struct Ships {
-    plan: PromotionPlan,
-    diffs: Vec<FlowDiff>,
+/// With `undo`, what undoing an applied promotion does now: its backup's
+/// flows over the target as it is today.
+pub(super) struct Ships {
+    pub(super) plan: PromotionPlan,
+    pub(super) diffs: Vec<FlowDiff>,
     /// What the diffs' two sides are.
-    diff_old: String,
-    diff_new: String,
+    pub(super) diff_old: String,
+    pub(super) diff_new: String,
 }
 
-async fn what_ships(
+pub(super) async fn what_ships(
     state: &AppState,
     team: TeamId,
     p: &Promotion,
     target_name: &str,
     with_diffs: bool,
+    undo: bool,
 ) -> AppResult<Ships> {
+    let pinned_id = if undo {
+        p.backup_snapshot_id
+            .ok_or(crate::error::AppError::NotFound("snapshot"))?
+    } else {
+        p.source_snapshot_id
+    };
     let (snapshot, pinned, flows, env) = tokio::try_join!(
-        state.store.snapshot(team, p.source_snapshot_id),
-        state.store.snapshot_flows(team, p.source_snapshot_id),
+        state.store.snapshot(team, pinned_id),
+        state.store.snapshot_flows(team, pinned_id),
         state.store.flows(team, p.target_instance_id),
         state.store.env_vars(team, p.target_instance_id),
     )?;
@@ -510,8 +521,8 @@ async fn what_ships(
             .map(|e| (e.key, EnvKeyState::of(&e.has_value.then_some(()))))
             .collect(),
     };
-    // What approving applies: a rollback restores flows only.
-    let plan = if p.rollback_of.is_some() {
+    // What approving applies: a rollback (and an undo) restores flows only.
+    let plan = if undo || p.rollback_of.is_some() {
         PromotionPlan::restoring(snapshot.flows.clone(), &target)
     } else {
         PromotionPlan::between(&snapshot.state(), &target)
@@ -542,7 +553,12 @@ async fn what_ships(
         plan,
         diffs,
         diff_old: format!("{target_name} now"),
-        diff_new: "the pinned snapshot".to_owned(),
+        diff_new: if undo {
+            "the backup"
+        } else {
+            "the pinned snapshot"
+        }
+        .to_owned(),
     })
 }
 
@@ -613,6 +629,7 @@ pub(crate) async fn view_promotion_get(
                 &promotion,
                 t.name.as_str(),
                 ctx.can(Permission::InstanceView),
+                false,
             )
             .await?,
         ),
@@ -636,6 +653,7 @@ pub(crate) async fn view_promotion_get(
             .unwrap_or_default(),
         can_roll_back: promotion.status == PromotionStatus::Applied
             && ctx.can(Permission::PromotionRollback),
+        undo_what: super::undo::what_is_undone(&promotion),
         promotion,
     })
 }

@@ -113,10 +113,50 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     // The promotion page and the history show it.
     let detail = lead.get(first.location.as_deref().unwrap()).await;
     detail.assert_ok();
-    assert!(detail.body.contains("applied") && detail.body.contains(">Undo this promotion<"));
+    assert!(
+        detail.body.contains("applied") && detail.body.contains(">Preview undoing this promotion<")
+    );
     let history = lead.get(&format!("/teams/{team}/promotions")).await;
     history.assert_ok();
     assert!(history.body.contains("dev → prod"), "{}", history.body);
+
+    // Undoing is previewed first: what it changes in prod now, and what
+    // it takes back that the promotion did not bring (a hotfix made
+    // straight in prod since).
+    app.store
+        .put_flow(
+            team,
+            prod,
+            FlowName::parse("hotfix").unwrap(),
+            stagehand_domain::FlowContent::parse_json("[]").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let undo = lead
+        .get(&format!("{}/rollback", first.location.as_deref().unwrap()))
+        .await;
+    undo.assert_ok();
+    assert!(
+        undo.body.contains(">Confirm: undo this promotion<"),
+        "{}",
+        undo.body
+    );
+    let since = &undo.body[undo.body.find("id=\"changed-since\"").expect("a warning")..];
+    let since = &since[..since.find("</section>").unwrap()];
+    assert!(since.contains("<code>hotfix</code>"), "{since}");
+    assert!(
+        !since.contains("<code>orders</code>"),
+        "the promotion changed orders: {since}"
+    );
+    assert!(
+        undo.body
+            .contains("Flows removed</th><td><code>hotfix</code>"),
+        "{}",
+        undo.body
+    );
+    assert!(!undo.body.contains(secret));
 
     // Roll back: prod's flows are restored.
     let rollback = format!("{}/rollback", first.location.as_deref().unwrap());
@@ -145,7 +185,11 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     assert!(
         prod_page.body.contains("promotion backup") && prod_page.body.contains("rollback backup")
     );
-    assert!(!detail.body.contains(">Undo this promotion<"));
+    assert!(!detail.body.contains("Preview undoing"));
+    // Undone, there is no undo to preview: its page says why.
+    lead.get(&format!("{}/rollback", first.location.as_deref().unwrap()))
+        .await
+        .assert_redirect_to(first.location.as_deref().unwrap());
 
     // Nothing anywhere a lead can load shows the value.
     for path in [

@@ -441,7 +441,11 @@ async fn a_lead_restores_an_instance_to_its_snapshot_from_its_page_and_over_the_
     let shown = lead.get(&page).await;
     assert!(shown.body.contains("Restore of qa"), "{}", shown.body);
     // Undoing it says what it undoes.
-    assert!(shown.body.contains(">Undo this restore<"), "{}", shown.body);
+    assert!(
+        shown.body.contains(">Preview undoing this restore<"),
+        "{}",
+        shown.body
+    );
     assert!(
         !shown.body.contains("restore as it was then"),
         "{}",
