@@ -693,20 +693,28 @@ pub(crate) async fn decide_post(
         &ctx.actor(),
     )
     .await?;
+    // What was decided on, in words: a rollback or a restore is one too.
+    let kind = if after.rollback_of.is_some() {
+        "rollback"
+    } else if after.is_restore() {
+        "restore"
+    } else {
+        "promotion"
+    };
     Ok(flash::done(
         &format!("/teams/{team}/promotions/{id}"),
-        match (decision, after.status) {
+        &match (decision, after.status) {
             (Decision::Reject, _) if after.requested_by_user_id == Some(ctx.session.user.id) => {
-                "Withdrew your request: it will not apply."
+                "Withdrew your request: it will not apply.".to_owned()
             }
-            (Decision::Reject, _) => "Recorded your rejection: the promotion will not apply.",
+            (Decision::Reject, _) => format!("Recorded your rejection: the {kind} will not apply."),
             (Decision::Approve, PromotionStatus::Applied) => {
-                "Recorded your approval, the last one needed: the promotion is applied."
+                format!("Recorded your approval, the last one needed: the {kind} is applied.")
             }
-            (Decision::Approve, PromotionStatus::Deploying) => {
-                "Recorded your approval, the last one needed: the promotion is being deployed to the runtime."
-            }
-            (Decision::Approve, _) => "Recorded your approval; it waits for the others.",
+            (Decision::Approve, PromotionStatus::Deploying) => format!(
+                "Recorded your approval, the last one needed: the {kind} is being deployed to the runtime."
+            ),
+            (Decision::Approve, _) => "Recorded your approval; it waits for the others.".to_owned(),
         },
     ))
 }

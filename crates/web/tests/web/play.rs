@@ -493,6 +493,19 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
             .assert_redirect_to(&request_url);
     }
     assert!(app.store.flows(team, prod).await.unwrap().is_empty());
+    // The last approval's message and the decisions say what they were.
+    let done = second.get(&request_url).await;
+    assert!(
+        done.body
+            .contains("Recorded your approval, the last one needed: the rollback is applied."),
+        "{}",
+        done.body
+    );
+    assert!(
+        done.body.contains("<strong>approved</strong>"),
+        "{}",
+        done.body
+    );
     app.stop().await;
 }
 
@@ -805,5 +818,24 @@ async fn a_requester_withdraws_their_own_pending_request() {
         "{}",
         audit.body
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_team_is_told_to_create_an_instance_before_adding_a_stage() {
+    let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
+    let team = app.team("payments").await;
+    let (pipeline, _) = app.pipeline(team, "checkout", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let page = lead
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await;
+    page.assert_ok();
+    assert!(
+        page.body.contains("The team has no instance yet."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("already a stage here"), "{}", page.body);
     app.stop().await;
 }
