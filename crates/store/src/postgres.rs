@@ -14,6 +14,28 @@ pub(crate) type Backend = PgStore;
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// For this long after a database call failed for want of the database,
+/// every pooled connection is pinged before it is handed out.
+const PING_ALL_AFTER_OUTAGE_MS: i64 = 30_000;
+
+/// When a database call last failed for want of the database (ms since
+/// the epoch; 0: never).
+static LAST_OUTAGE_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A call found the database unreachable (see `StoreError::Unavailable`).
+pub(crate) fn outage_seen() {
+    LAST_OUTAGE_MS.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn outage_recent() -> bool {
+    let last = LAST_OUTAGE_MS.load(std::sync::atomic::Ordering::Relaxed);
+    last != 0 && now_ms() - last < PING_ALL_AFTER_OUTAGE_MS
+}
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: sqlx::PgPool,
@@ -48,13 +70,14 @@ impl PgStore {
             // sqlx pings every connection as it comes back to the pool and
             // closes one that does not answer, so a connection handed out
             // again soon after was alive a moment ago: pinging it once more
-            // would cost a round trip per acquire (two of the pipeline
-            // page's six). One idle for a while (the server may have
-            // restarted meanwhile) is pinged, and replaced if it is gone.
+            // would cost a round trip per acquire. One idle for a while
+            // (the server may have restarted meanwhile) is pinged, and
+            // replaced if it is gone; so is every one for a while after the
+            // database was found unreachable (others may have died too).
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= PING_IDLE_AFTER {
+                    if meta.idle_for >= PING_IDLE_AFTER || outage_recent() {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)

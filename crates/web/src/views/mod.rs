@@ -141,6 +141,18 @@ struct FormError {
     retry: Option<String>,
 }
 
+impl FormError {
+    /// A field as its form labels it: `flow_name` is "Flow name".
+    fn label(&self, field: &str) -> String {
+        let words = field.replace('_', " ");
+        let mut chars = words.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => words,
+        }
+    }
+}
+
 /// What an error answer is: a page, a fragment for an htmx target, or
 /// (to a form htmx boosted) the fragment for the form's error slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

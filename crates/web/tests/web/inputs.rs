@@ -404,6 +404,13 @@ async fn a_form_error_lands_in_the_form_and_names_the_field() {
         inline.body
     );
     assert!(inline.body.contains("what you typed is still there"));
+    // Named as the form labels it; a typo needs no request id.
+    assert!(
+        inline.body.contains("<strong>Content:</strong>"),
+        "{}",
+        inline.body
+    );
+    assert!(!inline.body.contains("Request id"), "{}", inline.body);
 
     // The same form without JavaScript: the instance's page again, its
     // new-flow form open and filled in as sent, the field marked.
