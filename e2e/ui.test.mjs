@@ -325,7 +325,7 @@ test("a form error lands in the form, keeps what the lead typed and marks the fi
     await page.fill("textarea[name=content]", pasted);
     await submit(page, "button:text('Save flow')");
     const alert = page.locator("form .form-error [role=alert]");
-    assert.match(await alert.textContent(), /content/);
+    assert.match(await alert.textContent(), /Content: is not valid JSON/);
     assert.equal(await page.inputValue("textarea[name=content]"), pasted, "the paste is kept");
     assert.equal(page.url(), flowPage, "still on the flow's page");
     const outline = await page.$eval("textarea[name=content]", (e) => getComputedStyle(e).outlineStyle);

@@ -194,9 +194,16 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
     let delete = &page[page
         .find("class=\"card danger-zone\" id=\"delete\"")
         .expect("a delete section")..];
+    // The question comes before the button, with or without JavaScript:
+    // the first click opens it, the second confirms.
+    assert!(
+        delete.contains("<summary>Delete dev…</summary>"),
+        "{delete}"
+    );
     assert!(delete.contains(
-        "hx-confirm=\"Delete dev with its flows, env vars and values? This cannot be undone.\""
+        "<strong>Delete dev with its flows, env vars and values?</strong> This cannot be undone."
     ));
+    assert!(delete.contains(">Yes, delete dev</button>"), "{delete}");
     assert!(
         !page[page.find("id=\"settings\"").unwrap()..page.find("id=\"delete\"").unwrap()]
             .contains("/delete\"")
@@ -212,9 +219,17 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
     let delete = &page[page
         .find("class=\"card danger-zone\" id=\"delete\"")
         .expect("a delete section")..];
+    assert!(
+        delete.contains("<summary>Delete checkout…</summary>"),
+        "{delete}"
+    );
     assert!(delete.contains(
-        "hx-confirm=\"Delete the pipeline checkout? Its instances and promotion history are kept.\""
+        "<strong>Delete the pipeline checkout and its stages?</strong> Its instances and promotion history are kept."
     ));
+    assert!(
+        delete.contains(">Yes, delete checkout</button>"),
+        "{delete}"
+    );
     app.stop().await;
 }
 
