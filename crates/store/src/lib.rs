@@ -462,6 +462,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         team: TeamId,
         id: SnapshotId,
     ) -> StoreResult<Vec<PromotionHead>>;
+    /// The rollbacks of the promotion (each a promotion `rollback_of` it:
+    /// requested into a protected instance, or deployed into a connected
+    /// one), newest first.
+    async fn rollbacks_of(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+    ) -> StoreResult<Vec<PromotionHead>>;
 
     // Audit.
     /// The newest audit events of the team, newest first.

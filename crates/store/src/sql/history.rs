@@ -189,6 +189,25 @@ pub(super) async fn of_snapshot(
     rows.into_iter().map(HeadRow::into_head).collect()
 }
 
+/// The rollbacks of a promotion (requested, waiting, applied or not),
+/// newest first.
+pub(super) async fn rollbacks_of(
+    conn: &mut Conn,
+    team: TeamId,
+    promotion: PromotionId,
+) -> StoreResult<Vec<PromotionHead>> {
+    let rows: Vec<HeadRow> = sqlx::query_as(&format!(
+        "select {HEAD_COLUMNS} from promotions
+         where rollback_of = $1 and team_id = $2
+         order by created_at desc, id desc limit 20"
+    ))
+    .bind(promotion.0)
+    .bind(team.0)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(HeadRow::into_head).collect()
+}
+
 /// One `select` of the history: the filters, the window, the page.
 fn push_history_branch(
     q: &mut sqlx::QueryBuilder<'_, Db>,

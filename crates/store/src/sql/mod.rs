@@ -643,6 +643,13 @@ impl Store for Backend {
     ) -> StoreResult<Vec<PromotionHead>> {
         read!(self, c => history::of_snapshot(c, team, id))
     }
+    async fn rollbacks_of(
+        &self,
+        team: TeamId,
+        promotion: PromotionId,
+    ) -> StoreResult<Vec<PromotionHead>> {
+        read!(self, c => history::rollbacks_of(c, team, promotion))
+    }
 
     async fn snapshot_flows(
         &self,

@@ -466,6 +466,11 @@ struct PromotionPage {
     can_roll_back: bool,
     /// What undoing it undoes, in words ("this promotion").
     undo_what: &'static str,
+    /// Its rollbacks that are promotions of their own (into a protected
+    /// or connected instance), newest first.
+    rollbacks: Vec<RollbackLink>,
+    /// The one of them still waiting for approval.
+    waiting_rollback: Option<RollbackLink>,
     decisions: Vec<DecisionRow>,
     /// Approvals the target stage requires now (0 if it is gone).
     required_approvals: u32,
@@ -479,6 +484,15 @@ struct PromotionPage {
     /// The source snapshot's short hash and when it was taken (an earlier
     /// one than the play when a lead chose it).
     source_snapshot: Option<(String, String)>,
+}
+
+/// A rollback of the promotion on show.
+#[derive(Clone)]
+struct RollbackLink {
+    id: String,
+    status: &'static str,
+    by: String,
+    at: String,
 }
 
 /// What approving a waiting request does now: the pinned snapshot over the
@@ -635,7 +649,30 @@ pub(crate) async fn view_promotion_get(
         ),
         _ => None,
     };
+    let rollbacks: Vec<(PromotionStatus, RollbackLink)> = state
+        .store
+        .rollbacks_of(team, id)
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.status,
+                RollbackLink {
+                    id: r.id.to_string(),
+                    status: status_label(r.status),
+                    by: r.requested_by,
+                    at: when(&r.created_at),
+                },
+            )
+        })
+        .collect();
+    let waiting_rollback = rollbacks
+        .iter()
+        .find(|(s, _)| *s == PromotionStatus::PendingApproval)
+        .map(|(_, r)| r.clone());
     render(PromotionPage {
+        rollbacks: rollbacks.into_iter().map(|(_, r)| r).collect(),
+        waiting_rollback,
         ships,
         source_snapshot,
         decisions,

@@ -478,6 +478,25 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         "{}",
         request.body
     );
+    // The promotion it undoes points to it, and offers no second undo.
+    let original = lead.get(&promotion_url).await;
+    assert!(
+        original.body.contains(
+            "A request to undo this promotion is waiting for approval:</strong> <a href=\""
+        ),
+        "{}",
+        original.body
+    );
+    assert!(
+        original.body.contains(&format!("href=\"{request_url}\"")),
+        "{}",
+        original.body
+    );
+    assert!(
+        !original.body.contains("Preview undoing"),
+        "{}",
+        original.body
+    );
     // Lists say what it is: a rollback into prod, not "prod → prod".
     let history = lead.get(&format!("/teams/{team}/promotions")).await;
     assert!(history.body.contains("rollback → prod"), "{}", history.body);
@@ -505,6 +524,14 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         done.body.contains("<strong>approved</strong>"),
         "{}",
         done.body
+    );
+    let original = lead.get(&promotion_url).await;
+    assert!(
+        original.body.contains(&format!(
+            "<th>Its rollback</th><td><a href=\"{request_url}\">applied</a>"
+        )),
+        "{}",
+        original.body
     );
     app.stop().await;
 }
