@@ -124,10 +124,15 @@ impl FlowContent {
             return Err(too_large(text.len()));
         }
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            // serde ends its message with the position, given here first.
+            let why = e.to_string();
+            let why = why
+                .rsplit_once(" at line ")
+                .map_or(why.as_str(), |(w, _)| w);
             ValidationError::new(
                 "content",
                 format!(
-                    "is not valid JSON (line {}, column {}): {e}",
+                    "is not valid JSON (line {}, column {}): {why}",
                     e.line(),
                     e.column()
                 ),
@@ -282,6 +287,12 @@ mod tests {
         let err = FlowContent::parse_json("{\"a\": }").unwrap_err();
         assert_eq!(err.field(), "content");
         assert!(err.message().contains("line 1"), "{err}");
+        // Once: not again at the end of serde's own words.
+        assert_eq!(err.message().matches("line 1").count(), 1, "{err}");
+        assert_eq!(
+            err.message(),
+            "is not valid JSON (line 1, column 7): expected value"
+        );
     }
 
     #[test]

@@ -441,3 +441,20 @@ async fn an_arrival_from_a_removed_stage_names_its_instance_and_history_reads_in
     assert!(history.body.contains("1 flow added"), "{}", history.body);
     assert!(!history.body.contains("~0"), "{}", history.body);
 }
+
+#[tokio::test]
+async fn a_lead_is_told_who_changes_protection() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let prod = app.instance(team, "prod", &[]).await;
+    let lead = app.member(team, "lena", BuiltinRole::Lead).await;
+    let admin = app.member(team, "ada", BuiltinRole::Admin).await;
+    let hint = "Protection is changed by those who manage it";
+    let page = lead.get(&format!("/teams/{team}/instances/{prod}")).await;
+    page.assert_ok();
+    assert!(page.body.contains(hint), "{}", page.body);
+    let page = admin.get(&format!("/teams/{team}/instances/{prod}")).await;
+    assert!(!page.body.contains(hint), "{}", page.body);
+    assert!(page.body.contains("Save protection"), "{}", page.body);
+    app.stop().await;
+}

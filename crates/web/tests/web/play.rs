@@ -116,6 +116,14 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     assert!(
         detail.body.contains("applied") && detail.body.contains(">Preview undoing this promotion<")
     );
+    // An empty row of the plan says so.
+    assert!(
+        detail
+            .body
+            .contains("<th>Keys only in prod</th><td><span class=\"muted\">none</span>"),
+        "{}",
+        detail.body
+    );
     let history = lead.get(&format!("/teams/{team}/promotions")).await;
     history.assert_ok();
     assert!(history.body.contains("dev → prod"), "{}", history.body);
