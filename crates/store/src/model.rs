@@ -608,6 +608,9 @@ pub struct StageOverview {
     pub arrival: Option<Arrival>,
     /// Promotions into the stage awaiting approval, newest first.
     pub pending: Vec<PendingRequest>,
+    /// Its instance's runtime connection, if it has one (as last seen:
+    /// the page looks at the runtime itself).
+    pub runtime: Option<RuntimeLink>,
 }
 
 /// How a stage got what it has: the newest promotion applied into it.

@@ -452,13 +452,17 @@ pub(super) async fn overview(
         instance_version: Option<i64>,
         instance_updated_at: Option<DateTime<Utc>>,
         last_arrival: Option<Uuid>,
+        /// Whether the stage's instance is connected to a runtime.
+        connected: Option<bool>,
     }
     let joined: Vec<Row> = sqlx::query_as(&format!(
         "select {PIPELINE_COLUMNS},
             i.version as instance_version, i.updated_at as instance_updated_at,
             (select x.id from promotions x
               where x.target_stage_id = s.id and x.status in ('applied', 'rolled_back')
-              order by x.created_at desc, x.id desc limit 1) as last_arrival
+              order by x.created_at desc, x.id desc limit 1) as last_arrival,
+            exists (select 1 from instance_runtimes r where r.instance_id = s.instance_id)
+              as connected
          {PIPELINE_FROM}
          where p.id = $1 and p.team_id = $2
          order by s.position"
@@ -469,6 +473,13 @@ pub(super) async fn overview(
     .await?;
     let first = joined.first().ok_or(StoreError::NotFound("pipeline"))?;
     let row = first.base.pipeline.clone();
+    // Runtime connections are read only when a stage has one (most
+    // pipelines have none: no statement then).
+    let links = if joined.iter().any(|r| r.connected == Some(true)) {
+        super::runtimes::links(conn, team).await?
+    } else {
+        Vec::new()
+    };
     let rows: Vec<(StageRow, StateKey, Option<Uuid>)> = joined
         .into_iter()
         .filter_map(|r| {
@@ -503,6 +514,10 @@ pub(super) async fn overview(
                 .filter(|p| p.promotion.target_stage_id == stage.id)
                 .cloned()
                 .collect(),
+            runtime: links
+                .iter()
+                .find(|l| l.instance_id == stage.instance_id)
+                .cloned(),
             stage: stage.clone(),
         });
         stages.push(stage);
