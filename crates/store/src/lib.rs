@@ -387,10 +387,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Restores the target's flows from the promotion's backup snapshot;
     /// into a protected instance, requests that instead (a new
     /// `pending_approval` promotion whose `rollback_of` is `promotion`).
+    /// `expected_target_version`: the target's version the caller's
+    /// preview of the undo saw; a stale one is a conflict.
     async fn rollback(
         &self,
         team: TeamId,
         promotion: PromotionId,
+        expected_target_version: Option<i64>,
         actor: &Actor,
     ) -> StoreResult<Promotion>;
     /// A reviewer approves or rejects a pending promotion. The last

@@ -617,10 +617,11 @@ pub async fn rollback(
     state: &AppState,
     team: TeamId,
     id: PromotionId,
+    expected_target_version: Option<i64>,
     actor: &Actor,
 ) -> AppResult<Promotion> {
     let started = std::time::Instant::now();
-    let result = rollback_unmeasured(state, team, id, actor).await;
+    let result = rollback_unmeasured(state, team, id, expected_target_version, actor).await;
     crate::metrics::promotion("rollback", started, &result, |p| p.status.to_string());
     result
 }
@@ -629,11 +630,15 @@ async fn rollback_unmeasured(
     state: &AppState,
     team: TeamId,
     id: PromotionId,
+    expected_target_version: Option<i64>,
     actor: &Actor,
 ) -> AppResult<Promotion> {
     let original = state.store.promotion(team, id).await?;
     gate_target(state, team, original.target_instance_id).await?;
-    let promotion = state.store.rollback(team, id, actor).await?;
+    let promotion = state
+        .store
+        .rollback(team, id, expected_target_version, actor)
+        .await?;
     if promotion.status == PromotionStatus::Deploying {
         return run(state, team, promotion.id, None, actor).await;
     }

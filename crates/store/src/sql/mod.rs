@@ -565,9 +565,10 @@ impl Store for Backend {
         &self,
         team: TeamId,
         promotion: PromotionId,
+        expected_target_version: Option<i64>,
         actor: &Actor,
     ) -> StoreResult<Promotion> {
-        write_tx!(self, c => promotions::rollback(c, team, promotion, actor))
+        write_tx!(self, c => promotions::rollback(c, team, promotion, expected_target_version, actor))
     }
     async fn decide_with_comment(
         &self,

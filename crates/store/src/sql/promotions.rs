@@ -409,10 +409,17 @@ pub(super) async fn rollback(
     conn: &mut Conn,
     team: TeamId,
     id: PromotionId,
+    expected_target_version: Option<i64>,
     actor: &Actor,
 ) -> StoreResult<Promotion> {
     let mut promotion = get(conn, team, id).await?;
-    instances::lock_for_edit(conn, team, promotion.target_instance_id, None).await?;
+    instances::lock_for_edit(
+        conn,
+        team,
+        promotion.target_instance_id,
+        expected_target_version,
+    )
+    .await?;
     // Re-read under the lock: a concurrent rollback may have won.
     promotion = get(conn, team, id).await?;
     if !promotion.status.can_become(PromotionStatus::RolledBack) {

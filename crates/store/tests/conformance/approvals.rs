@@ -126,7 +126,7 @@ pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
     ));
     // A rollback into the protected instance is a request too: nothing
     // changes until two people other than its requester approve it.
-    let request = h.store.rollback(team, promo.id, &ann).await.unwrap();
+    let request = h.store.rollback(team, promo.id, None, &ann).await.unwrap();
     assert_eq!(request.status, PromotionStatus::PendingApproval);
     assert_eq!(request.rollback_of, Some(promo.id));
     assert_eq!(h.flows_of(team, qa.id).await.len(), 1);
@@ -136,7 +136,11 @@ pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
     );
     // Asking again while it waits is the same request.
     assert_eq!(
-        h.store.rollback(team, promo.id, &bob).await.unwrap().id,
+        h.store
+            .rollback(team, promo.id, None, &bob)
+            .await
+            .unwrap()
+            .id,
         request.id
     );
     assert_eq!(

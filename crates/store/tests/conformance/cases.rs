@@ -257,7 +257,7 @@ pub async fn another_teams_ids_are_not_found(h: &Harness) {
     assert!(nf(h.store.promotion(mine, promo.id).await.map(|_| ())));
     assert!(nf(h
         .store
-        .rollback(mine, promo.id, &actor())
+        .rollback(mine, promo.id, None, &actor())
         .await
         .map(|_| ())));
     assert!(nf(h
@@ -861,7 +861,10 @@ pub async fn no_value_reaches_a_snapshot_plan_or_audit_event(h: &Harness) {
         .promote(request(team, p.id, p.stages[1].id))
         .await
         .unwrap();
-    h.store.rollback(team, promo.id, &actor()).await.unwrap();
+    h.store
+        .rollback(team, promo.id, None, &actor())
+        .await
+        .unwrap();
     let text = h.all_stored_text().await;
     assert!(text.contains("\"A\""), "keys are recorded: {text}");
     assert!(!text.contains("leak-canary"), "a value leaked: {text}");
@@ -974,7 +977,11 @@ pub async fn rollback_restores_the_flows_and_is_audited(h: &Harness) {
         .unwrap();
     assert_ne!(h.flows_of(team, qa.id).await, before);
     h.set(team, qa.id, "NEW", Some("qa-set-after")).await;
-    let rolled = h.store.rollback(team, promo.id, &actor()).await.unwrap();
+    let rolled = h
+        .store
+        .rollback(team, promo.id, None, &actor())
+        .await
+        .unwrap();
     assert_eq!(rolled.status, PromotionStatus::RolledBack);
     assert!(rolled.rolled_back_at.is_some());
     assert_eq!(h.flows_of(team, qa.id).await, before);
@@ -987,7 +994,7 @@ pub async fn rollback_restores_the_flows_and_is_audited(h: &Harness) {
     assert_eq!(v.unwrap().expose(), "qa-set-after");
     let err = h
         .store
-        .rollback(team, promo.id, &actor())
+        .rollback(team, promo.id, None, &actor())
         .await
         .unwrap_err();
     assert!(

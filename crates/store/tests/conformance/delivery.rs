@@ -79,7 +79,10 @@ pub async fn delivery_rows_follow_arrivals_rollbacks_decisions_and_failed_deploy
     );
 
     // Rolled back: a failure of that deployment, restored in seconds.
-    h.store.rollback(team, shipped.id, &actor()).await.unwrap();
+    h.store
+        .rollback(team, shipped.id, None, &actor())
+        .await
+        .unwrap();
     let prod_row = total(&read().await.0, prod_stage);
     assert_eq!((prod_row.deployments, prod_row.rolled_back), (1, 1));
     assert_eq!(prod_row.restore_times.count, 1);

@@ -157,7 +157,10 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
 
     // After a rollback, what the arrival left is the backup (qa's flows
     // before: none), and the stage says when.
-    h.store.rollback(team, applied.id, &actor()).await.unwrap();
+    h.store
+        .rollback(team, applied.id, None, &actor())
+        .await
+        .unwrap();
     let (_, cards) = h.store.pipeline_overview(team, p.id).await.unwrap();
     let arrival = cards[1].arrival.as_ref().unwrap();
     assert_eq!(arrival.promotion.id, applied.id);

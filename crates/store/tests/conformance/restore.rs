@@ -72,7 +72,10 @@ pub async fn a_restore_is_a_promotion_of_the_snapshot_into_its_own_instance(h: &
     );
 
     // Reversible: its rollback brings back what the restore replaced.
-    h.store.rollback(team, restored.id, &actor()).await.unwrap();
+    h.store
+        .rollback(team, restored.id, None, &actor())
+        .await
+        .unwrap();
     assert_eq!(h.flows_of(team, qa.id).await.len(), 2);
 
     // Two arrivals into qa were deployments; the restore and its rollback

@@ -187,7 +187,10 @@ pub async fn flow_content_nothing_refers_to_goes_and_referenced_content_stays(h:
         vec![("f".to_owned(), r#""dev""#.to_owned())]
     );
     // The rollback restores content only a snapshot referred to.
-    h.store.rollback(team, promo.id, &actor()).await.unwrap();
+    h.store
+        .rollback(team, promo.id, None, &actor())
+        .await
+        .unwrap();
     assert_eq!(
         h.flows_of(team, qa.id).await,
         vec![("q".to_owned(), r#""qa-only""#.to_owned())]
@@ -202,7 +205,7 @@ pub async fn keeping_the_last_snapshots_keeps_what_kept_promotions_roll_back_to(
     let p1 = play().await.unwrap();
     h.put(team, dev.id, "f", r#""v2""#).await;
     let p2 = play().await.unwrap();
-    h.store.rollback(team, p2.id, &actor()).await.unwrap();
+    h.store.rollback(team, p2.id, None, &actor()).await.unwrap();
     tokio::time::sleep(PAUSE).await;
     h.put(team, dev.id, "f", r#""v3""#).await;
     let p3 = play().await.unwrap();
@@ -232,7 +235,7 @@ pub async fn keeping_the_last_snapshots_keeps_what_kept_promotions_roll_back_to(
     assert_eq!(report.flow_blobs, 1, "{report:?}");
 
     // The kept promotion still rolls back, to the content its backup holds.
-    h.store.rollback(team, p3.id, &actor()).await.unwrap();
+    h.store.rollback(team, p3.id, None, &actor()).await.unwrap();
     assert_eq!(
         h.flows_of(team, qa.id).await,
         vec![("f".to_owned(), r#""v1""#.to_owned())]
@@ -257,7 +260,11 @@ pub async fn pending_promotions_and_what_they_need_are_never_purged(h: &Harness)
         .unwrap();
     // A rollback into a protected instance is a pending request of the
     // applied promotion's backup; approving it marks that one rolled back.
-    let rollback = h.store.rollback(team, applied.id, &actor()).await.unwrap();
+    let rollback = h
+        .store
+        .rollback(team, applied.id, None, &actor())
+        .await
+        .unwrap();
     assert_eq!(rollback.rollback_of, Some(applied.id));
     h.put(team, dev.id, "f", r#""v2""#).await;
     let pending = play().await.unwrap();
@@ -315,7 +322,10 @@ pub async fn the_last_promotion_into_each_target_is_kept_however_old(h: &Harness
     assert!(h.store.promotion(team, older.id).await.is_err());
     h.store.promotion(team, last.id).await.unwrap();
     // Its rollback brings back what ran before it.
-    h.store.rollback(team, last.id, &actor()).await.unwrap();
+    h.store
+        .rollback(team, last.id, None, &actor())
+        .await
+        .unwrap();
     assert_eq!(
         h.flows_of(team, qa.id).await,
         vec![("f".to_owned(), r#""v1""#.to_owned())]

@@ -217,7 +217,11 @@ pub async fn a_connected_target_deploys_in_two_steps_and_nothing_changes_it_mean
     assert_eq!(l.state, RuntimeState::Drifted);
 
     // A rollback into it deploys too: a new promotion of the backup.
-    let rolling = h.store.rollback(team, applied.id, &actor()).await.unwrap();
+    let rolling = h
+        .store
+        .rollback(team, applied.id, None, &actor())
+        .await
+        .unwrap();
     assert_eq!(rolling.status, PromotionStatus::Deploying);
     assert_eq!(rolling.rollback_of, Some(applied.id));
     let rolled = h

@@ -287,7 +287,7 @@ async fn seed(s: &SqliteStore) -> Seeded {
     .await
     .unwrap();
     let second = s.promote(request(team, p.id, first)).await.unwrap();
-    s.rollback(team, second.id, &actor()).await.unwrap();
+    s.rollback(team, second.id, None, &actor()).await.unwrap();
     Seeded { team, dev, prod }
 }
 

@@ -152,6 +152,7 @@ pub(crate) async fn rollback_post(
         &state,
         ctx.team_id(),
         parse_id(&id, "promotion")?,
+        None,
         &ctx.actor(),
     )
     .await?;

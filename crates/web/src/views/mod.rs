@@ -195,9 +195,12 @@ pub fn retry_link(
             .and_then(|id| id.parse::<uuid::Uuid>().ok())
             .map(|id| format!("{path}?snapshot={id}"));
     }
-    ["/decision", "/rollback"]
-        .iter()
-        .find_map(|s| path.strip_suffix(s))
+    // A refused undo: its preview, at the same path (which sends to the
+    // promotion when there is nothing left to undo).
+    if path.ends_with("/rollback") && path.contains("/promotions/") {
+        return Some(path.to_owned());
+    }
+    path.strip_suffix("/decision")
         .filter(|p| p.contains("/promotions/"))
         .map(str::to_owned)
 }

@@ -756,15 +756,25 @@ pub(crate) async fn decide_post(
     ))
 }
 
+/// The undo's form: the target's version its preview showed (absent from
+/// an older page: then the undo applies to the target as it is).
+#[derive(Deserialize)]
+pub(crate) struct RollbackForm {
+    expected_target_version: Option<i64>,
+}
+
 pub(crate) async fn rollback_post(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(path): Path<PromotionPath>,
+    Form(form): Form<RollbackForm>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     // Into a protected instance, this is a new request awaiting approval:
     // show it.
-    let done = crate::deploy::rollback(&state, team, id, &ctx.actor()).await?;
+    let done =
+        crate::deploy::rollback(&state, team, id, form.expected_target_version, &ctx.actor())
+            .await?;
     Ok(flash::done(
         &format!("/teams/{team}/promotions/{}", done.id),
         if done.status == PromotionStatus::PendingApproval {

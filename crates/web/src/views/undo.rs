@@ -30,6 +30,9 @@ struct UndoPage {
     /// in the target since.
     since: Vec<String>,
     required_approvals: u32,
+    /// The target's version this preview shows: the undo is refused if it
+    /// changed before the confirmation.
+    target_version: i64,
 }
 
 /// What the page calls the promotion it undoes.
@@ -84,6 +87,19 @@ pub(crate) async fn view_undo_get(
     if promotion.status != PromotionStatus::Applied {
         return Ok(see_other(&format!("/teams/{team}/promotions/{id}")));
     }
+    // A request to undo it already waits: that is where to go.
+    if let Some(waiting) = state
+        .store
+        .rollbacks_of(team, id)
+        .await?
+        .into_iter()
+        .find(|r| r.status == PromotionStatus::PendingApproval)
+    {
+        return Ok(see_other(&format!(
+            "/teams/{team}/promotions/{}",
+            waiting.id
+        )));
+    }
     let target = state
         .store
         .instance(team, promotion.target_instance_id)
@@ -105,6 +121,7 @@ pub(crate) async fn view_undo_get(
         what: what_is_undone(&promotion),
         since: changed_since(&promotion.plan, &ships.plan),
         required_approvals: target.protection.required_approvals,
+        target_version: target.version,
         ships,
         promotion,
     })

@@ -184,7 +184,9 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
         .await
         .body;
     for expected in [
-        "hx-confirm=\"Clear the value of API_TOKEN? It is deleted, and API_TOKEN awaits a new one.\"",
+        "Clear the value of API_TOKEN? It is deleted, and API_TOKEN awaits a new one.",
+        ">Yes, clear API_TOKEN</button>",
+        ">Yes, remove API_TOKEN</button>",
         "hx-confirm=\"Save the settings of dev? They replace the current ones.\"",
         "<label for=\"settings-document\">",
     ] {

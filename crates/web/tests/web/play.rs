@@ -165,6 +165,39 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
         undo.body
     );
     assert!(!undo.body.contains(secret));
+    // Confirmed after prod changed again: refused, nothing undone, and
+    // the answer leads back to the preview as it is now.
+    let seen = field_value(&undo.body, "expected_target_version").unwrap();
+    app.store
+        .put_flow(
+            team,
+            prod,
+            FlowName::parse("hotfix2").unwrap(),
+            stagehand_domain::FlowContent::parse_json("[]").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let rollback_path = format!("{}/rollback", first.location.as_deref().unwrap());
+    let stale = lead
+        .post(
+            &rollback_path,
+            &[("expected_target_version", seen.as_str())],
+        )
+        .await;
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(
+        stale.body.contains(&format!("href=\"{rollback_path}\"")),
+        "{}",
+        stale.body
+    );
+    assert!(
+        app.store
+            .flow(team, prod, &FlowName::parse("hotfix2").unwrap())
+            .await
+            .is_ok()
+    );
 
     // Roll back: prod's flows are restored.
     let rollback = format!("{}/rollback", first.location.as_deref().unwrap());
@@ -505,6 +538,10 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         "{}",
         original.body
     );
+    // Its undo preview sends to the waiting request.
+    lead.get(&format!("{promotion_url}/rollback"))
+        .await
+        .assert_redirect_to(&request_url);
     // Lists say what it is: a rollback into prod, not "prod → prod".
     let history = lead.get(&format!("/teams/{team}/promotions")).await;
     assert!(history.body.contains("rollback → prod"), "{}", history.body);
