@@ -92,7 +92,7 @@ struct InstancePage {
 
 /// A flow form sent back with errors, to fill the form again: what was
 /// typed, and what is wrong with each field.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct FlowDraft {
     name: String,
     content: String,

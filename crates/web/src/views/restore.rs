@@ -50,7 +50,7 @@ struct RestorePage {
 }
 
 /// `?snapshot=`: the snapshot to restore (required).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 pub(crate) struct RestoreQuery {
     snapshot: Option<String>,
 }
