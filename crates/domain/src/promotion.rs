@@ -38,6 +38,31 @@ impl PromotionStatus {
         }
     }
 
+    /// The status as people read it: "awaiting approval", "rolled back".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PendingApproval => "awaiting approval",
+            Self::Deploying => "deploying",
+            Self::Applied => "applied",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::RolledBack => "rolled back",
+        }
+    }
+
+    /// What moving into this status does, as people say it: "approved",
+    /// "rolled back".
+    pub fn as_done(self) -> &'static str {
+        match self {
+            Self::PendingApproval => "requested",
+            Self::Deploying => "deployed",
+            Self::Applied => "applied",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::RolledBack => "rolled back",
+        }
+    }
+
     /// Whether a promotion in this status may move to `next`.
     pub fn can_become(self, next: PromotionStatus) -> bool {
         use PromotionStatus::*;

@@ -20,7 +20,7 @@ pub enum Conflict {
     #[error("this idempotency key was already used for a different promotion")]
     IdempotencyKeyReused,
     /// The promotion is not in a status that allows this.
-    #[error("a promotion that is {from} cannot become {to}")]
+    #[error("the promotion is {}: it cannot be {} now", from.label(), to.as_done())]
     Transition {
         from: PromotionStatus,
         to: PromotionStatus,

@@ -318,12 +318,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &Actor,
     ) -> StoreResult<Pipeline>;
     /// The pipeline and what each stage's card shows: flow count, keys
-    /// awaiting a value, last promotion, promotions awaiting approval.
+    /// awaiting a value, last promotion, promotions awaiting approval; with
+    /// the team's instance names when `with_team_instances` (and whenever
+    /// a promotion shown needs one). One connection, whatever it reads.
     async fn pipeline_overview(
         &self,
         team: TeamId,
         id: PipelineId,
-    ) -> StoreResult<(Pipeline, Vec<StageOverview>)>;
+        with_team_instances: bool,
+    ) -> StoreResult<PipelineOverview>;
     async fn delete_pipeline(&self, team: TeamId, id: PipelineId, actor: &Actor)
     -> StoreResult<()>;
     /// Inserts a stage at `position` (0-based; `None` appends).

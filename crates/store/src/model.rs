@@ -592,6 +592,26 @@ impl Decision {
     }
 }
 
+/// What the pipeline page shows, read on one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineOverview {
+    pub pipeline: Pipeline,
+    /// One card per stage, in order.
+    pub stages: Vec<StageOverview>,
+    /// The team's instances by name: read when asked for (to offer them as
+    /// new stages), and whenever a card's promotion comes from an instance
+    /// that is no stage here (one removed since), so that it can be named.
+    /// Empty otherwise.
+    pub team_instances: Vec<InstanceName>,
+}
+
+/// An instance's id and name, no more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceName {
+    pub id: InstanceId,
+    pub name: Name,
+}
+
 /// What a stage's card on the pipeline page shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageOverview {

@@ -981,22 +981,29 @@ impl QueryStats {
     }
 
     async fn print(self, requests: f64) {
-        let rows: Vec<(i64, f64, i64, String)> = sqlx::query_as(
-            "select calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')
+        // Planning is counted only with `pg_stat_statements.track_planning`
+        // on (0 otherwise).
+        let rows: Vec<(i64, f64, f64, i64, String)> = sqlx::query_as(
+            "select calls, total_exec_time, total_plan_time, rows,
+                    regexp_replace(query, '\\s+', ' ', 'g')
              from pg_stat_statements where query not ilike '%pg_stat_statements%'
-             order by total_exec_time desc limit 12",
+             order by total_exec_time + total_plan_time desc limit 12",
         )
         .fetch_all(&self.0)
         .await
         .unwrap_or_default();
-        println!("  statements (calls per request, µs of execution per request, rows per call):");
-        for (calls, total_ms, rows, query) in rows {
+        println!(
+            "  statements (calls per request, µs of execution and of planning per request, \
+             rows per call):"
+        );
+        for (calls, exec_ms, plan_ms, rows, query) in rows {
             println!(
-                "    {:>5.2} {:>6.1} µs {:>6.1}  {}",
+                "    {:>5.2} {:>6.1} µs {:>6.1} µs {:>6.1}  {}",
                 calls as f64 / requests,
-                total_ms * 1000.0 / requests,
+                exec_ms * 1000.0 / requests,
+                plan_ms * 1000.0 / requests,
                 rows as f64 / calls.max(1) as f64,
-                query.chars().take(150).collect::<String>()
+                query.chars().take(140).collect::<String>()
             );
         }
     }

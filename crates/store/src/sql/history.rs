@@ -107,6 +107,11 @@ pub(super) async fn of_pipeline_page(
         is_pending: i32,
     }
     const COLUMNS: &str = "source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at";
+    // The status and the limit are written into the statement, not bound:
+    // PostgreSQL then plans it once for the connection (a generic plan that
+    // knows how rare waiting requests are) instead of on every call (a
+    // bound status made the generic plan look costlier than a custom one,
+    // and planning was most of the page's database time).
     let mut q = sqlx::QueryBuilder::<Db>::new(format!(
         "select * from (select {HEAD_COLUMNS}, {COLUMNS},
             (select count(*) from promotion_approvals a
@@ -117,11 +122,10 @@ pub(super) async fn of_pipeline_page(
     q.push_bind(team.0)
         .push(" and pipeline_id = ")
         .push_bind(pipeline.0)
-        .push(" and status = ")
-        .push_bind(PromotionStatus::PendingApproval.as_str())
-        .push(" order by created_at desc, id desc limit ")
-        .push_bind(MAX_PENDING_SHOWN)
-        .push(") as pending");
+        .push(format!(
+            " and status = '{}' order by created_at desc, id desc limit {MAX_PENDING_SHOWN}) as pending",
+            PromotionStatus::PendingApproval.as_str()
+        ));
     if !arrival_ids.is_empty() {
         q.push(format!(
             " union all select {HEAD_COLUMNS}, {COLUMNS}, 0, 0 from promotions where team_id = "

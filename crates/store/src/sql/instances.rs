@@ -5,7 +5,7 @@
 use super::{Conn, Db, audit, lock_instance, now, stored};
 use crate::crypto::{Cipher, Sealed};
 use crate::error::{Conflict, StoreError, StoreResult};
-use crate::model::{Actor, EnvVarMeta, Flow, FlowMeta, Instance, NewAuditEvent};
+use crate::model::{Actor, EnvVarMeta, Flow, FlowMeta, Instance, InstanceName, NewAuditEvent};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::types::Json;
@@ -190,6 +190,24 @@ pub(super) async fn list(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<Insta
     .await?
     .into_iter()
     .map(InstanceRow::into_instance)
+    .collect()
+}
+
+/// The team's instances by name, ids and names only.
+pub(super) async fn names(conn: &mut Conn, team: TeamId) -> StoreResult<Vec<InstanceName>> {
+    sqlx::query_as::<_, (Uuid, String)>(
+        "select id, name from instances where team_id = $1 order by name",
+    )
+    .bind(team.0)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|(id, name)| {
+        Ok(InstanceName {
+            id: InstanceId(id),
+            name: stored(Name::from_stored(&name))?,
+        })
+    })
     .collect()
 }
 

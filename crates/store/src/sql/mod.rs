@@ -500,8 +500,9 @@ impl Store for Backend {
         &self,
         team: TeamId,
         id: PipelineId,
-    ) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
-        read!(self, c => pipelines::overview(c, &self.overview_cache, team, id))
+        with_team_instances: bool,
+    ) -> StoreResult<PipelineOverview> {
+        read!(self, c => pipelines::overview(c, &self.overview_cache, team, id, with_team_instances))
     }
     async fn delete_pipeline(
         &self,

@@ -6,7 +6,7 @@
 use super::{Conn, audit, history, instances, now, stored};
 use crate::cache::{OverviewCache, StateKey};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Actor, NewAuditEvent, Pipeline, Stage, StageOverview};
+use crate::model::{Actor, NewAuditEvent, Pipeline, PipelineOverview, Stage, StageOverview};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stagehand_domain::{
@@ -436,13 +436,15 @@ pub(super) async fn reorder(
 /// and the id of each one's newest applied promotion (a correlated index
 /// lookup), then those promotions and the pending requests with their
 /// approvals. The stages' flows and keys are read only when an instance's
-/// version moved.
+/// version moved; the team's instance names (a third query) only when
+/// `with_team_instances` or a promotion shown comes from elsewhere.
 pub(super) async fn overview(
     conn: &mut Conn,
     cache: &OverviewCache,
     team: TeamId,
     id: PipelineId,
-) -> StoreResult<(Pipeline, Vec<StageOverview>)> {
+    with_team_instances: bool,
+) -> StoreResult<PipelineOverview> {
     /// A pipeline row joined to one of its stages, or to none, with its
     /// instance's state key and the last promotion that arrived there.
     #[derive(sqlx::FromRow)]
@@ -522,5 +524,27 @@ pub(super) async fn overview(
         });
         stages.push(stage);
     }
-    Ok((assemble(row, stages)?, cards))
+    let pipeline = assemble(row, stages)?;
+    let from_elsewhere = cards.iter().any(|c| {
+        c.arrival
+            .iter()
+            .map(|a| &a.promotion)
+            .chain(c.pending.iter().map(|p| &p.promotion))
+            .any(|p| {
+                !pipeline
+                    .stages
+                    .iter()
+                    .any(|s| s.instance_id == p.source_instance_id)
+            })
+    });
+    let team_instances = if with_team_instances || from_elsewhere {
+        instances::names(conn, team).await?
+    } else {
+        Vec::new()
+    };
+    Ok(PipelineOverview {
+        pipeline,
+        stages: cards,
+        team_instances,
+    })
 }

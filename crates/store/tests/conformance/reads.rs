@@ -124,8 +124,11 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
         .promote(request(team, p.id, p.stages[1].id))
         .await
         .unwrap();
-    let (pipeline, cards) = h.store.pipeline_overview(team, p.id).await.unwrap();
-    assert_eq!(pipeline.id, p.id);
+    let overview = h.store.pipeline_overview(team, p.id, false).await.unwrap();
+    assert_eq!(overview.pipeline.id, p.id);
+    // Every promotion shown is between its stages: no other name is read.
+    assert!(overview.team_instances.is_empty());
+    let cards = overview.stages;
     let awaiting = |c: &StageOverview| {
         c.state
             .env
@@ -161,7 +164,12 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
         .rollback(team, applied.id, None, &actor())
         .await
         .unwrap();
-    let (_, cards) = h.store.pipeline_overview(team, p.id).await.unwrap();
+    let cards = h
+        .store
+        .pipeline_overview(team, p.id, false)
+        .await
+        .unwrap()
+        .stages;
     let arrival = cards[1].arrival.as_ref().unwrap();
     assert_eq!(arrival.promotion.id, applied.id);
     assert!(arrival.rolled_back_at.is_some());
@@ -173,12 +181,41 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
         .create_pipeline(team, name_of("empty"), &actor())
         .await
         .unwrap();
-    let (found, cards) = h.store.pipeline_overview(team, empty.id).await.unwrap();
-    assert_eq!(found.name.as_str(), "empty");
-    assert!(found.stages.is_empty() && cards.is_empty());
+    let found = h
+        .store
+        .pipeline_overview(team, empty.id, true)
+        .await
+        .unwrap();
+    assert_eq!(found.pipeline.name.as_str(), "empty");
+    assert!(found.pipeline.stages.is_empty() && found.stages.is_empty());
+    // Asked for, the team's instances come with it, by name.
+    let names: Vec<&str> = found
+        .team_instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut expected: Vec<&str> = p.stages.iter().map(|s| s.instance_name.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
     let other = h.team("other").await;
     assert!(matches!(
-        h.store.pipeline_overview(other, p.id).await,
+        h.store.pipeline_overview(other, p.id, true).await,
         Err(StoreError::NotFound(_))
     ));
+
+    // Once qa is no stage of the pipeline, its arrival's source (dev) is
+    // still one, but prod's pending request from qa names an instance
+    // that is not: the team's names come without being asked for.
+    h.store
+        .remove_stage(team, p.id, p.stages[1].id, &actor())
+        .await
+        .unwrap();
+    let overview = h.store.pipeline_overview(team, p.id, false).await.unwrap();
+    assert_eq!(overview.stages.len(), 2);
+    assert!(
+        overview
+            .team_instances
+            .iter()
+            .any(|i| i.id == p.stages[1].instance_id && i.name == p.stages[1].instance_name)
+    );
 }

@@ -20,7 +20,7 @@ use stagehand_domain::{
     ContentHash, EnvKeyState, FlowName, InstanceId, Name, Permission, PromotionPlan, StageId,
     pipeline::MAX_REQUIRED_APPROVALS,
 };
-use stagehand_store::{Instance, Pipeline};
+use stagehand_store::{InstanceName, Pipeline, PipelineOverview};
 use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
@@ -104,7 +104,7 @@ struct PipelinePage {
     pipeline: Pipeline,
     stages: Vec<StageCard>,
     /// Instances of the team not yet in this pipeline.
-    free_instances: Vec<Instance>,
+    free_instances: Vec<InstanceName>,
     max_approvals: u32,
 }
 
@@ -114,29 +114,23 @@ pub(crate) async fn view_pipeline_get(
     Path(path): Path<PipelinePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
-    let (pipeline, overview) = state.store.pipeline_overview(team, id).await?;
+    let PipelineOverview {
+        pipeline,
+        stages: overview,
+        team_instances,
+    } = state
+        .store
+        .pipeline_overview(team, id, ctx.can(Permission::PipelineEdit))
+        .await?;
     // Promotions on this page are mostly between its stages, whose names
-    // it has; one from a stage removed since names an instance the page
-    // looks up (it may still exist). The team's other instances matter
-    // otherwise only to those who may add a stage.
-    let mut names = Names::of_pipelines(std::slice::from_ref(&pipeline));
-    let from_elsewhere = overview.iter().any(|o| {
-        o.arrival
-            .iter()
-            .map(|a| &a.promotion)
-            .chain(o.pending.iter().map(|p| &p.promotion))
-            .any(|p| !names.knows(p.source_instance_id))
-    });
-    let all = if ctx.can(Permission::PipelineEdit) || from_elsewhere {
-        state.store.instances(team).await?
-    } else {
-        Vec::new()
-    };
-    if from_elsewhere {
-        names = Names::new(std::slice::from_ref(&pipeline), &all);
-    }
-    let instances = if ctx.can(Permission::PipelineEdit) {
-        all
+    // it has; one from a stage removed since names an instance of the team
+    // (the store then reads their names; it may still exist).
+    let names = Names::of_pipeline(&pipeline, &team_instances);
+    let free_instances = if ctx.can(Permission::PipelineEdit) {
+        team_instances
+            .into_iter()
+            .filter(|i| !pipeline.stages.iter().any(|s| s.instance_id == i.id))
+            .collect()
     } else {
         Vec::new()
     };
@@ -219,10 +213,6 @@ pub(crate) async fn view_pipeline_get(
                 .map(super::runtimes::RuntimeCard::new),
         });
     }
-    let free_instances = instances
-        .into_iter()
-        .filter(|i| !pipeline.stages.iter().any(|s| s.instance_id == i.id))
-        .collect();
     render(PipelinePage {
         chrome: Chrome::new(&ctx),
         pipeline,

@@ -16,7 +16,9 @@ use stagehand_domain::{
     EnvKeyState, FlowName, InstanceId, InstanceState, Permission, PipelineId, PromotionPlan,
     PromotionStatus, SnapshotId, TeamId,
 };
-use stagehand_store::{Decision, Instance, Pipeline, Promotion, PromotionHead, PromotionRequest};
+use stagehand_store::{
+    Decision, Instance, InstanceName, Pipeline, Promotion, PromotionHead, PromotionRequest,
+};
 use std::collections::HashMap;
 
 /// What a plan changes, in words: "2 flows added, 1 changed; 3 keys
@@ -63,6 +65,15 @@ impl Names {
         names
     }
 
+    /// Names of one pipeline, its stages' instances and `others`.
+    pub fn of_pipeline(pipeline: &Pipeline, others: &[InstanceName]) -> Self {
+        let mut names = Self::of_pipelines(std::slice::from_ref(pipeline));
+        names
+            .instances
+            .extend(others.iter().map(|i| (i.id, i.name.to_string())));
+        names
+    }
+
     /// Names known from the pipelines alone: their stages' instances.
     pub fn of_pipelines(pipelines: &[Pipeline]) -> Self {
         Self {
@@ -76,11 +87,6 @@ impl Names {
                 .map(|s| (s.instance_id, s.instance_name.to_string()))
                 .collect(),
         }
-    }
-
-    /// Whether the instance's name is known here.
-    pub fn knows(&self, id: InstanceId) -> bool {
-        self.instances.contains_key(&id)
     }
 
     fn instance(&self, id: InstanceId) -> String {
@@ -123,7 +129,7 @@ impl Names {
             },
             to: self.instance(p.target_instance_id),
             status: p.status.as_str(),
-            status_label: status_label(p.status),
+            status_label: p.status.label(),
             requested_by: p.requested_by.clone(),
             created_at: when(&p.created_at),
             summary,
@@ -426,18 +432,6 @@ pub(crate) async fn promote_post(
     ))
 }
 
-/// A promotion's status as people read it.
-pub(crate) fn status_label(status: PromotionStatus) -> &'static str {
-    match status {
-        PromotionStatus::PendingApproval => "awaiting approval",
-        PromotionStatus::Applied => "applied",
-        PromotionStatus::Rejected => "rejected",
-        PromotionStatus::Failed => "failed",
-        PromotionStatus::RolledBack => "rolled back",
-        PromotionStatus::Deploying => "deploying",
-    }
-}
-
 /// What the page after a play says.
 fn played_message(status: PromotionStatus) -> &'static str {
     match status {
@@ -659,7 +653,7 @@ pub(crate) async fn view_promotion_get(
                 r.status,
                 RollbackLink {
                     id: r.id.to_string(),
-                    status: status_label(r.status),
+                    status: r.status.label(),
                     by: r.requested_by,
                     at: when(&r.created_at),
                 },

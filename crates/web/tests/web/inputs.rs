@@ -338,7 +338,9 @@ async fn bad_stage_and_decision_forms_are_answered_and_change_nothing() {
         .await;
     assert_eq!(not_pending.status, 409);
     assert!(
-        not_pending.body.contains("applied cannot become"),
+        not_pending
+            .body
+            .contains("the promotion is applied: it cannot be applied now"),
         "{}",
         not_pending.body
     );

@@ -232,6 +232,48 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
         delete.contains(">Yes, delete checkout</button>"),
         "{delete}"
     );
+    // Removing a stage asks first too.
+    for expected in [
+        "<summary aria-label=\"Remove the stage prod…\">Remove…</summary>",
+        "Remove the stage prod from checkout? The instance prod itself is kept, with its flows and history.",
+        ">Yes, remove the stage prod</button>",
+    ] {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+
+    // So do revoking a token, taking a role and disabling a user: the
+    // button opens the question, its own button acts.
+    app.token(team, "deploy-bot", "lead").await;
+    let tokens = admin.get(&format!("/teams/{team}/tokens")).await.body;
+    for expected in [
+        "<summary aria-label=\"Revoke deploy-bot…\">Revoke…</summary>",
+        "Revoke deploy-bot? Jobs using it stop working at once, and it cannot be brought back.",
+        ">Yes, revoke deploy-bot</button>",
+    ] {
+        assert!(tokens.contains(expected), "{expected}: {tokens}");
+    }
+    let members = admin.get(&format!("/teams/{team}/members")).await.body;
+    for expected in [
+        "<summary aria-label=\"Take the role admin from adam…\">",
+        "Take the role admin from adam? What it allows stops at once, for their API tokens too.",
+        ">Yes, take admin from adam</button>",
+    ] {
+        assert!(members.contains(expected), "{expected}: {members}");
+    }
+    app.user("root", true).await;
+    let root = Client::new(&app);
+    root.login("root", PASSWORD).await;
+    let users = root.get("/admin").await.body;
+    for expected in [
+        "<summary aria-label=\"Disable adam…\">Disable…</summary>",
+        "Disable adam? Their sessions end now and their API tokens stop working until they are enabled again.",
+        ">Yes, disable adam</button>",
+    ] {
+        assert!(users.contains(expected), "{expected}: {users}");
+    }
+    for page in [&page, &tokens, &members, &users] {
+        assert!(!page.contains("hx-confirm"), "{page}");
+    }
     app.stop().await;
 }
 

@@ -431,13 +431,21 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     let own = lead.post(&decide, &[("decision", "approve")]).await;
     assert_eq!(own.status, 409);
     assert!(own.body.contains("someone else must approve"));
-    // The form says it is final, and takes a reason.
+    // The form says it is final, and takes a reason; each decision asks
+    // first, without JavaScript too (its button opens the question).
     let review = admin.get(&promotion_url).await;
-    assert!(
-        review.body.contains("hx-confirm=\"Record your decision"),
-        "{}",
-        review.body
-    );
+    for asked in [
+        "<summary>Approve…</summary>",
+        "Approve dev → prod? If yours is the last approval needed, it applies to prod now. \
+         A decision cannot be taken back.",
+        "<summary>Reject…</summary>",
+        "Reject dev → prod? The request ends, and nothing changes in prod.",
+        ">Yes, approve</button>",
+        ">Yes, reject</button>",
+    ] {
+        assert!(review.body.contains(asked), "{asked}: {}", review.body);
+    }
+    assert!(!review.body.contains("hx-confirm"), "{}", review.body);
     assert!(review.body.contains("<label for=\"decision-comment\">"));
     // Too long a reason is refused, and nothing is decided.
     let long = "x".repeat(2001);
