@@ -109,16 +109,17 @@ pub(crate) async fn set_disabled_post(
         )
         .into());
     }
-    state
+    let changed = state
         .store
         .set_user_disabled(user, disabled, &ctx.actor())
         .await?;
+    let who = changed.username;
     Ok(flash::done(
         "/admin",
-        if disabled {
-            "Disabled the user: their sessions and tokens no longer work."
+        &if disabled {
+            format!("Disabled {who}: their sessions and tokens no longer work.")
         } else {
-            "Enabled the user."
+            format!("Enabled {who}.")
         },
     ))
 }
@@ -266,22 +267,26 @@ pub(crate) async fn unbind_post(
     let user: UserId = parse_id(&path.user, "user")?;
     // Only members of this team can be unbound here: anyone else is not
     // found, whatever their id.
-    if !state
+    let Some(member) = state
         .store
         .members(team)
         .await?
-        .iter()
-        .any(|m| m.user.id == user)
-    {
+        .into_iter()
+        .find(|m| m.user.id == user)
+    else {
         return Err(AppError::NotFound("member"));
-    }
+    };
     state
         .store
         .unbind_role(team, user, form.role.trim(), &ctx.actor())
         .await?;
     Ok(flash::done(
         &format!("/teams/{team}/members"),
-        &format!("Took the role {} away.", form.role.trim()),
+        &format!(
+            "Took the role {} from {}.",
+            form.role.trim(),
+            member.user.username
+        ),
     ))
 }
 

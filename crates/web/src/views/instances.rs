@@ -250,10 +250,11 @@ pub(crate) async fn delete_post(
     Path(path): Path<InstancePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
+    let name = state.store.instance(team, id).await?.name;
     state.store.delete_instance(team, id, &ctx.actor()).await?;
     Ok(flash::done(
         &format!("/teams/{team}/instances"),
-        "Deleted the instance with its flows and env vars.",
+        &format!("Deleted the instance {name} with its flows and env vars."),
     ))
 }
 

@@ -238,10 +238,11 @@ pub(crate) async fn delete_post(
     Path(path): Path<PipelinePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
+    let name = state.store.pipeline(team, id).await?.name;
     state.store.delete_pipeline(team, id, &ctx.actor()).await?;
     Ok(flash::done(
         &format!("/teams/{team}"),
-        "Deleted the pipeline; its instances and promotion history are kept.",
+        &format!("Deleted the pipeline {name}; its instances and promotion history are kept."),
     ))
 }
 
@@ -296,13 +297,22 @@ pub(crate) async fn remove_stage_post(
     Path(path): Path<StagePath>,
 ) -> AppResult<Response> {
     let (team, id, stage) = path.ids()?;
+    let instance = state
+        .store
+        .pipeline(team, id)
+        .await?
+        .stages
+        .into_iter()
+        .find(|s| s.id == stage)
+        .ok_or(AppError::NotFound("stage"))?
+        .instance_name;
     state
         .store
         .remove_stage(team, id, stage, &ctx.actor())
         .await?;
     Ok(flash::done(
         &format!("/teams/{team}/pipelines/{id}"),
-        "Removed the stage; its instance is kept.",
+        &format!("Removed the stage {instance}; the instance is kept."),
     ))
 }
 

@@ -478,6 +478,8 @@ struct PromotionPage {
     /// The source snapshot's short hash and when it was taken (an earlier
     /// one than the play when a lead chose it).
     source_snapshot: Option<(String, String)>,
+    /// The backup's, named the same way (snapshots are known by their hash).
+    backup_snapshot: Option<(String, String)>,
 }
 
 /// A rollback of the promotion on show.
@@ -577,12 +579,19 @@ pub(crate) async fn view_promotion_get(
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
     let promotion = state.store.promotion(team, id).await?;
-    let source_snapshot = state
-        .store
-        .snapshot(team, promotion.source_snapshot_id)
-        .await
-        .ok()
-        .map(|s| (s.content_hash.short().to_owned(), when(&s.created_at)));
+    let store = &state.store;
+    let hash_and_time = |id| async move {
+        store
+            .snapshot(team, id)
+            .await
+            .ok()
+            .map(|s| (s.content_hash.short().to_owned(), when(&s.created_at)))
+    };
+    let source_snapshot = hash_and_time(promotion.source_snapshot_id).await;
+    let backup_snapshot = match promotion.backup_snapshot_id {
+        Some(b) => hash_and_time(b).await,
+        None => None,
+    };
     let pipelines = state.store.pipelines(team).await?;
     let names = Names::new(&pipelines, &state.store.instances(team).await?);
     // Protection belongs to the target instance (0 if it is gone).
@@ -669,6 +678,7 @@ pub(crate) async fn view_promotion_get(
         waiting_rollback,
         ships,
         source_snapshot,
+        backup_snapshot,
         decisions,
         required_approvals,
         target_changed,

@@ -179,9 +179,9 @@ pub(crate) async fn revoke_post(
 ) -> AppResult<Response> {
     let team = ctx.team_id()?;
     let id: TokenId = parse_id(&path.token, "token")?;
-    state.store.revoke_token(team, id, &ctx.actor()).await?;
+    let revoked = state.store.revoke_token(team, id, &ctx.actor()).await?;
     Ok(flash::done(
         &format!("/teams/{team}/tokens"),
-        "Revoked the token: it no longer works.",
+        &format!("Revoked the token {}: it no longer works.", revoked.name),
     ))
 }

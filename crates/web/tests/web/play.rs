@@ -522,11 +522,44 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         "{}",
         request.body
     );
+    // It reads as a rollback throughout: its title, the snapshot it puts
+    // back, what approving does, and the keys it keeps.
+    let reviewing = admin.get(&request_url).await.body;
+    for expected in [
+        "<title>Rollback of prod",
+        "<h1>Rollback of prod",
+        "<th>Snapshot it puts back</th>",
+        "Approving puts back the backup of prod taken before the promotion it undoes.",
+        "<th>Keys prod has that the snapshot lacks (kept)</th>",
+    ] {
+        assert!(reviewing.contains(expected), "{expected}: {reviewing}");
+    }
+    for wrong in [
+        "Promotion rollback",
+        "Source snapshot",
+        "applies the source",
+    ] {
+        assert!(!reviewing.contains(wrong), "{wrong}: {reviewing}");
+    }
+    // The promotion's backup is named by its content hash, as snapshots
+    // are everywhere, not by its id.
+    let promotion_id: stagehand_domain::PromotionId =
+        promotion_url.rsplit('/').next().unwrap().parse().unwrap();
+    let applied = app.store.promotion(team, promotion_id).await.unwrap();
+    let backup = app
+        .store
+        .snapshot(team, applied.backup_snapshot_id.unwrap())
+        .await
+        .unwrap();
+    let shown = lead.get(&promotion_url).await.body;
     assert!(
-        request.body.contains("Rollback of prod"),
-        "{}",
-        request.body
+        shown.contains(&format!(
+            "<code>{}</code></a>, taken",
+            backup.content_hash.short()
+        )),
+        "{shown}"
     );
+    assert!(shown.contains("<th>prod version after it</th>"), "{shown}");
     // The promotion it undoes points to it, and offers no second undo.
     let original = lead.get(&promotion_url).await;
     assert!(
@@ -775,6 +808,72 @@ async fn each_change_says_what_it_did_once_and_never_a_value() {
         .await;
     assert_eq!(refused.status, 422);
     assert!(!lead.get(&page).await.body.contains("class=\"flash\""));
+
+    // What goes is named in the message that says it went.
+    let qa = app.instance(team, "qa", &[]).await;
+    let scratch = app.instance(team, "scratch", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "checkout", &[dev, qa]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+    let admin = &admin;
+    let said = |res: Page| async move {
+        let next = admin
+            .get(res.location.as_deref().expect("a redirect"))
+            .await;
+        let at = next.body.find("class=\"flash\"").expect("a message");
+        next.body[at..at + next.body[at..].find("</p>").unwrap()].to_owned()
+    };
+    let removed = admin
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/remove",
+                stages[1]
+            ),
+            &[],
+        )
+        .await;
+    assert!(
+        said(removed)
+            .await
+            .contains("Removed the stage qa; the instance is kept.")
+    );
+    let deleted = admin
+        .post(&format!("/teams/{team}/pipelines/{pipeline}/delete"), &[])
+        .await;
+    assert!(
+        said(deleted)
+            .await
+            .contains("Deleted the pipeline checkout;")
+    );
+    let deleted = admin
+        .post(&format!("/teams/{team}/instances/{scratch}/delete"), &[])
+        .await;
+    assert!(
+        said(deleted)
+            .await
+            .contains("Deleted the instance scratch with")
+    );
+    app.token(team, "deploy-bot", "viewer").await;
+    let token = app.store.tokens(team).await.unwrap()[0].id;
+    let revoked = admin
+        .post(&format!("/teams/{team}/tokens/{token}/revoke"), &[])
+        .await;
+    assert!(
+        said(revoked)
+            .await
+            .contains("Revoked the token deploy-bot:")
+    );
+    let lena = app.store.members(team).await.unwrap();
+    let lena = lena
+        .iter()
+        .find(|m| m.user.username.as_str() == "lena")
+        .unwrap();
+    let taken = admin
+        .post(
+            &format!("/teams/{team}/members/{}/unbind", lena.user.id),
+            &[("role", "lead")],
+        )
+        .await;
+    assert!(said(taken).await.contains("Took the role lead from lena."));
     app.stop().await;
 }
 
