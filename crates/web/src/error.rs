@@ -249,6 +249,16 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     if path.starts_with("/api/") {
         return api_error(info, &request_id);
     }
+    // A form's address opened as a page (typed in, or reloaded after the
+    // form came back with an error): the page the form belongs to.
+    if info.status == StatusCode::METHOD_NOT_ALLOWED
+        && method == "GET"
+        && wants_html
+        && !htmx
+        && let Some(page) = crate::routes::page_above(&path)
+    {
+        return Redirect::to(&page).into_response();
+    }
     if info.status == StatusCode::UNAUTHORIZED {
         let next = match query {
             Some(q) => format!("{path}?{q}"),

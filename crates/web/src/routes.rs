@@ -185,3 +185,61 @@ routes! {
     get    "/api/v1/audit" => api::promotions::audit_get, Api(AuditView);
     get    "/api/v1/audit/verify" => api::promotions::audit_verify_get, Api(AuditView);
 }
+
+/// The nearest page above `path`: its longest ancestor that a page route
+/// answers with `GET` (a form's address, reached by Back or typed in,
+/// leads there instead of to "method not allowed").
+pub fn page_above(path: &str) -> Option<String> {
+    let split = |p: &'static str| p.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let is_page = |candidate: &[&str]| {
+        ROUTES.iter().any(|r| {
+            let pattern = split(r.path);
+            r.method == "get"
+                && !r.path.starts_with("/api/")
+                && pattern.len() == candidate.len()
+                && pattern
+                    .iter()
+                    .zip(candidate)
+                    .all(|(p, c)| p.starts_with('{') || p == c)
+        })
+    };
+    (0..segments.len())
+        .rev()
+        .map(|n| &segments[..n])
+        .find(|candidate| is_page(candidate))
+        .map(|candidate| format!("/{}", candidate.join("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_above;
+
+    #[test]
+    fn a_forms_address_leads_to_the_page_it_belongs_to() {
+        let t = "/teams/t1";
+        for (form, page) in [
+            (
+                format!("{t}/instances/i1/flows"),
+                format!("{t}/instances/i1"),
+            ),
+            (
+                format!("{t}/instances/i1/env/API_TOKEN/value"),
+                format!("{t}/instances/i1"),
+            ),
+            (
+                format!("{t}/pipelines/p1/stages/s1/remove"),
+                format!("{t}/pipelines/p1"),
+            ),
+            (
+                format!("{t}/promotions/x/decision"),
+                format!("{t}/promotions/x"),
+            ),
+            (format!("{t}/tokens/k/revoke"), format!("{t}/tokens")),
+            ("/admin/users/u/disabled".to_owned(), "/admin".to_owned()),
+            ("/logout".to_owned(), "/".to_owned()),
+        ] {
+            assert_eq!(page_above(&form).as_deref(), Some(page.as_str()), "{form}");
+        }
+    }
+}

@@ -493,6 +493,20 @@ async fn new_flow_never_replaces_a_flow_of_the_same_name() {
         .await;
     assert_eq!(page.status, 422, "{}", page.body);
     assert!(page.body.contains("exists already"), "{}", page.body);
+    // The page came back at the form's address: opened again as a page
+    // (typed in, or from the history), it leads to the instance page,
+    // not to "method not allowed". The API keeps its 405.
+    lead.get(&path)
+        .await
+        .assert_redirect_to(&format!("/teams/{team}/instances/{dev}"));
+    assert_eq!(
+        lead.get(&format!("/api/v1/teams/{team}/pipelines/x"))
+            .await
+            .status,
+        404
+    );
+    let api = lead.get(&format!("/api/v1/instances/{dev}/pull")).await;
+    assert_eq!(api.status, 405, "{}", api.body);
     assert!(
         page.body.contains("aria-describedby=\"flow-name-error\""),
         "{}",
