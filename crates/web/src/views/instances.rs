@@ -86,6 +86,9 @@ struct InstancePage {
     /// Pipelines a duplicate may join (for those who may edit pipelines),
     /// with whether this instance is one of their stages.
     pipelines: Vec<(String, String, bool)>,
+    /// Pipelines this instance is a stage of (id, name), for those who may
+    /// delete it: it must leave them first.
+    stage_of: Vec<(String, String)>,
     /// The new-flow form as sent, when it came back with errors.
     draft: Option<FlowDraft>,
 }
@@ -97,6 +100,23 @@ pub(crate) struct FlowDraft {
     name: String,
     content: String,
     errors: Vec<stagehand_domain::FieldError>,
+}
+
+impl InstancePage {
+    /// What deleting the instance takes with it: "its 2 flows and 3 env
+    /// vars (1 with a value)".
+    fn what_goes(&self) -> String {
+        let n = |count: usize, one: &str, many: &str| {
+            format!("{count} {}", if count == 1 { one } else { many })
+        };
+        let valued = self.env.iter().filter(|v| v.has_value).count();
+        format!(
+            "its {} and {} ({} with a value)",
+            n(self.flows.len(), "flow", "flows"),
+            n(self.env.len(), "env var", "env vars"),
+            valued
+        )
+    }
 }
 
 impl FlowDraft {
@@ -157,11 +177,18 @@ async fn instance_page(
     // Settings may hold credentials: their values only for those who may
     // edit the instance; everyone else sees the keys and when they changed.
     let may_read_settings = ctx.team()?.permissions.may_read_settings();
-    let pipelines = if ctx.can(Permission::InstanceEdit) && ctx.can(Permission::PipelineEdit) {
-        state
-            .store
-            .pipelines(team)
-            .await?
+    let all_pipelines = if ctx.can(Permission::InstanceEdit) {
+        state.store.pipelines(team).await?
+    } else {
+        Vec::new()
+    };
+    let stage_of = all_pipelines
+        .iter()
+        .filter(|p| p.stages.iter().any(|s| s.instance_id == id))
+        .map(|p| (p.id.to_string(), p.name.to_string()))
+        .collect();
+    let pipelines = if ctx.can(Permission::PipelineEdit) {
+        all_pipelines
             .into_iter()
             .map(|p| {
                 let here = p.stages.iter().any(|s| s.instance_id == id);
@@ -174,6 +201,7 @@ async fn instance_page(
     render(InstancePage {
         draft,
         pipelines,
+        stage_of,
         snapshots,
         may_edit: direct && ctx.can(Permission::InstanceEdit),
         may_set_values: direct && ctx.can(Permission::EnvvarSet),

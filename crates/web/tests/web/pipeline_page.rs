@@ -192,24 +192,50 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
     ] {
         assert!(page.contains(expected), "{expected}: {page}");
     }
-    // Deleting sits in its own section, last, and says what goes.
+    // Deleting sits in its own section, last. dev is a stage: the section
+    // says where, and that it must leave first (the store refuses).
     let delete = &page[page
         .find("class=\"card danger-zone\" id=\"delete\"")
         .expect("a delete section")..];
-    // The question comes before the button, with or without JavaScript:
-    // the first click opens it, the second confirms.
     assert!(
-        delete.contains("<summary>Delete dev…</summary>"),
+        delete.contains(&format!(
+            "dev is a stage of <a href=\"/teams/{team}/pipelines/{pipeline}\">checkout</a>: \
+             remove it from that pipeline first, then delete it here."
+        )),
         "{delete}"
     );
-    assert!(delete.contains(
-        "<strong>Delete dev with its flows, env vars and values?</strong> This cannot be undone."
-    ));
-    assert!(delete.contains(">Yes, delete dev</button>"), "{delete}");
+    assert!(!delete.contains("Yes, delete dev"), "{delete}");
     assert!(
         !page[page.find("id=\"settings\"").unwrap()..page.find("id=\"delete\"").unwrap()]
             .contains("/delete\"")
     );
+    // One in no pipeline: the question comes before the button, with or
+    // without JavaScript (the first click opens it, the second confirms),
+    // and counts what goes.
+    let scratch = app
+        .instance(team, "scratch", &[("a", "[]"), ("b", "[]")])
+        .await;
+    app.env(team, scratch, "ONE", Some("v")).await;
+    app.env(team, scratch, "TWO", None).await;
+    let page = admin
+        .get(&format!("/teams/{team}/instances/{scratch}"))
+        .await
+        .body;
+    let delete = &page[page
+        .find("class=\"card danger-zone\" id=\"delete\"")
+        .expect("a delete section")..];
+    assert!(
+        delete.contains("<summary>Delete scratch…</summary>"),
+        "{delete}"
+    );
+    assert!(
+        delete.contains(
+            "<strong>Delete scratch with its 2 flows and 2 env vars (1 with a value)?</strong> \
+             This cannot be undone."
+        ),
+        "{delete}"
+    );
+    assert!(delete.contains(">Yes, delete scratch</button>"), "{delete}");
 
     let page = admin
         .get(&format!("/teams/{team}/pipelines/{pipeline}"))
