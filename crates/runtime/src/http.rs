@@ -164,12 +164,12 @@ pub async fn error_message(response: reqwest::Response) -> String {
                 })
         })
         .unwrap_or_default();
-    let mut message: String = message.trim().chars().filter(|c| !c.is_control()).collect();
+    // Neither filtered nor shortened here: the caller first cuts out what
+    // it sent (an echoed value may hold a newline, and shortening could cut
+    // one in half, past recognition), then makes it short and printable.
+    let mut message = message.trim().to_owned();
     if message.is_empty() {
         message = status.canonical_reason().unwrap_or("error").to_owned();
-    }
-    if message.chars().count() > 200 {
-        message = message.chars().take(200).collect::<String>() + "…";
     }
     message
 }

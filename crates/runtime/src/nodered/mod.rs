@@ -160,11 +160,18 @@ impl Runtime for NodeRed {
     }
 
     async fn revision(&self) -> RuntimeResult<Revision> {
-        Ok(Revision(self.get_flows().await?.rev))
+        let answer = self
+            .get_flows()
+            .await
+            .map_err(|e| self.without_session(e))?;
+        Ok(Revision(answer.rev))
     }
 
     async fn pull(&self) -> RuntimeResult<Pulled> {
-        let answer = self.get_flows().await?;
+        let answer = self
+            .get_flows()
+            .await
+            .map_err(|e| self.without_session(e))?;
         let (flows, env) = split(&answer.flows)?;
         Ok(Pulled {
             revision: Revision(answer.rev),
@@ -175,6 +182,34 @@ impl Runtime for NodeRed {
     }
 
     async fn deploy(&self, deployment: &Deployment) -> RuntimeResult<Deployed> {
+        self.deploy_flows(deployment)
+            .await
+            .map_err(|e| self.without_session(e))
+    }
+}
+
+impl NodeRed {
+    /// The error without the session token Node-RED issued for `Basic`
+    /// credentials: the caller knows the credentials it configured, not
+    /// this token, and an answer may echo the request's `Authorization`.
+    fn without_session(&self, e: RuntimeError) -> RuntimeError {
+        let Some(token) = self.cached_session() else {
+            return e;
+        };
+        let cut = |m: String| m.replace(token.expose(), "[redacted]");
+        match e {
+            RuntimeError::Unreachable(m) => RuntimeError::Unreachable(cut(m)),
+            RuntimeError::AuthFailed(m) => RuntimeError::AuthFailed(cut(m)),
+            RuntimeError::Conflict(m) => RuntimeError::Conflict(cut(m)),
+            RuntimeError::Rejected { status, message } => RuntimeError::Rejected {
+                status,
+                message: cut(message),
+            },
+            RuntimeError::Invalid(m) => RuntimeError::Invalid(cut(m)),
+        }
+    }
+
+    async fn deploy_flows(&self, deployment: &Deployment) -> RuntimeResult<Deployed> {
         let flows = assemble(&deployment.flows, &deployment.values)?;
         let nodes = flows.len();
         let mut body = json!({ "flows": flows });

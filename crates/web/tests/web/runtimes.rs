@@ -603,3 +603,176 @@ async fn a_runtime_echoing_requests_in_its_errors_leaks_nothing() {
     );
     app.stop().await;
 }
+
+/// The same, on a deploy: a stand-in for Node-RED (a fake peer is enough
+/// here: what is tested is Stagehand's redaction, not Node-RED) issues a
+/// session token for the username and password, serves empty flows, and
+/// answers the deploy with 400 echoing the env values it was sent and the
+/// `Authorization` header, mangled as a runtime might: a value with a
+/// newline, a value after a long message (shortening must not cut it in
+/// half past recognition), the session token it issued itself.
+#[tokio::test]
+async fn a_deploy_echoed_back_in_an_error_shows_no_value_and_no_session() {
+    const SESSION: &str = "NRSESSION-abcdefghijklmnop";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                // Headers, then as much body as content-length says.
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let want = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= want {
+                            break;
+                        }
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).to_string();
+                let (head, sent) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
+                let (status, body) = if head.starts_with("POST /auth/token") {
+                    (
+                        "200 OK",
+                        json!({"access_token": SESSION, "expires_in": 3600, "token_type": "Bearer"}),
+                    )
+                } else if head.starts_with("GET /flows") {
+                    ("200 OK", json!({"rev": "r1", "flows": []}))
+                } else {
+                    // Every env value the deploy carried, as the runtime
+                    // might print them, then the credentials.
+                    let flows: Value = serde_json::from_str(sent).unwrap_or(Value::Null);
+                    let values: Vec<String> = flows["flows"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|n| n["env"].as_array().cloned().unwrap_or_default())
+                        .filter_map(|e| e["value"].as_str().map(str::to_owned))
+                        .collect();
+                    let auth = head
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                        .unwrap_or("");
+                    (
+                        "400 Bad Request",
+                        json!({"message": format!(
+                            "{} | {} | {}",
+                            values.join(" | "),
+                            values.join("").replace('\n', ""),
+                            auth
+                        )}),
+                    )
+                };
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
+    let api = Api::new(&app);
+    let team = app.team("payments").await;
+    let admin = app.token(team, "admin-bot", "admin").await;
+    let viewer = app.token(team, "auditor", "viewer").await;
+    let dev = app
+        .instance(team, "dev", &[("tab-t1", r#"[{"id":"t1","type":"tab","label":"orders","env":[{"name":"MULTI","type":"str","value":""},{"name":"LONG","type":"str","value":""}]}]"#)])
+        .await;
+    let qa = app.instance(team, "qa", &[]).await;
+    let (pipeline, stages) = app.pipeline(team, "p", &[dev, qa]).await;
+    const MULTI: &str = "SECRETVAL-line1\nSECRETVAL-line2";
+    let long = format!("{}SECRETVAL-qa-longval", "x".repeat(178));
+    let (s, body) = api
+        .call(
+            &admin,
+            reqwest::Method::PUT,
+            &format!("/instances/{qa}/runtime"),
+            Some(json!({"kind": "node-red", "url": url,
+                "auth": {"type": "basic", "username": "admin", "password": "pw-8c1f-long"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = api
+        .call(
+            &admin,
+            reqwest::Method::POST,
+            &format!("/instances/{qa}/pull"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for (key, value) in [("MULTI", MULTI), ("LONG", long.as_str())] {
+        let (s, body) = api
+            .call(
+                &admin,
+                reqwest::Method::PUT,
+                &format!("/instances/{qa}/env/{key}"),
+                Some(json!({ "value": value })),
+            )
+            .await;
+        assert!(s.is_success(), "{s} {body}");
+    }
+    let (_, played) = api
+        .call(
+            &admin,
+            reqwest::Method::POST,
+            &format!("/pipelines/{pipeline}/stages/{}/promote", stages[0]),
+            Some(json!({})),
+        )
+        .await;
+    let id = played["id"].as_str().map(str::to_owned).unwrap_or_default();
+    let (_, promotion) = api
+        .call(
+            &viewer,
+            reqwest::Method::GET,
+            &format!("/promotions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(promotion["status"], "failed", "{played} {promotion}");
+    let (_, audit) = api
+        .call(&viewer, reqwest::Method::GET, "/audit?limit=100", None)
+        .await;
+    let vera = app.member(team, "vera", BuiltinRole::Viewer).await;
+    let page = vera
+        .get(&format!("/teams/{team}/promotions/{id}"))
+        .await
+        .body;
+    let log = vera.get(&format!("/teams/{team}/audit")).await.body;
+    for (what, text) in [
+        ("play", played.to_string()),
+        ("promotion", promotion.to_string()),
+        ("audit", audit.to_string()),
+        ("page", page),
+        ("audit page", log),
+    ] {
+        for secret in ["SECRETVAL", SESSION, "pw-8c1f", "YWRtaW46"] {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    }
+    assert!(
+        promotion.to_string().contains("[redacted]"),
+        "the echo was not seen at all: {promotion}"
+    );
+    app.stop().await;
+}
