@@ -50,6 +50,20 @@ pub enum Conflict {
         "this would leave the team with nobody who can manage its members (member.manage); give another member a role with member.manage first"
     )]
     LastManager,
+    /// A stage with a request into or out of it awaiting approval: the
+    /// request would outlive the stage, unseen on the pipeline's page.
+    #[error(
+        "a request to promote into or out of {instance} here is waiting for approval (promotion {id}): approve, reject or withdraw it first"
+    )]
+    RequestWaiting {
+        instance: String,
+        id: stagehand_domain::PromotionId,
+    },
+    /// A request into a stage that has left its pipeline since.
+    #[error(
+        "the stage this request is for was removed from its pipeline: it can be rejected, not approved"
+    )]
+    StageLeft,
     /// The thing is still in use (e.g. an instance that is a stage).
     #[error("{0}")]
     InUse(&'static str),

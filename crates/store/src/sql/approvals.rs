@@ -114,6 +114,19 @@ pub(super) async fn decide(
     if withdrawn && decision == Decision::Approve {
         return Err(Conflict::OwnPromotion.into());
     }
+    // A request whose stage left its pipeline (stages no longer leave
+    // while one waits; older data may hold such a request) is no longer
+    // shown there: it can be rejected, not approved.
+    if decision == Decision::Approve {
+        let stage_left: bool =
+            sqlx::query_scalar("select not exists (select 1 from stages where id = $1)")
+                .bind(promotion.target_stage_id.0)
+                .fetch_one(&mut *conn)
+                .await?;
+        if stage_left {
+            return Err(Conflict::StageLeft.into());
+        }
+    }
     let inserted = sqlx::query(
         "insert into promotion_approvals (promotion_id, user_id, decision, comment, created_at)
          values ($1, $2, $3, $4, $5) on conflict (promotion_id, user_id) do nothing",

@@ -5,7 +5,7 @@
 
 use super::{Conn, audit, history, instances, now, stored};
 use crate::cache::{OverviewCache, StateKey};
-use crate::error::{StoreError, StoreResult};
+use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{Actor, NewAuditEvent, Pipeline, PipelineOverview, Stage, StageOverview};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -257,16 +257,32 @@ pub(super) async fn delete(
 }
 
 /// A protected instance leaves a pipeline only at the hands of someone
-/// who manages protection (under the instance's row lock).
+/// who manages protection (under the instance's row lock); no stage
+/// leaves while a request into or out of it waits for approval (requests
+/// are decided under the same lock).
 async fn check_removable(
     conn: &mut Conn,
     team: TeamId,
     stage: &Stage,
     actor: &Actor,
 ) -> StoreResult<()> {
-    super::instances::lock_for_direct_edit(conn, team, stage.instance_id, None, actor)
-        .await
-        .map(|_| ())
+    super::instances::lock_for_direct_edit(conn, team, stage.instance_id, None, actor).await?;
+    let waiting: Option<Uuid> = sqlx::query_scalar(
+        "select id from promotions
+          where (target_stage_id = $1 or source_stage_id = $1) and status = 'pending_approval'
+          limit 1",
+    )
+    .bind(stage.id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match waiting {
+        Some(id) => Err(Conflict::RequestWaiting {
+            instance: stage.instance_name.to_string(),
+            id: stagehand_domain::PromotionId(id),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Gives the stages the positions of `order` (0, 1, …). Two passes, so the

@@ -234,3 +234,70 @@ pub async fn one_rejection_rejects_and_writes_nothing_to_the_target(h: &Harness)
     assert_eq!(event.details["withdrawn"], true);
     assert_eq!(event.actor, "rita");
 }
+
+/// A request waiting for approval keeps both its stages in the pipeline:
+/// it would otherwise outlive them, unseen on the pipeline's page, and
+/// still apply. One whose stage left anyway can be rejected only.
+pub async fn a_stage_with_a_waiting_request_stays_until_it_is_decided(h: &Harness) {
+    let team = h.team("t").await;
+    let (p, [dev, _, _]) = h.three_stage_pipeline(team).await;
+    protect(h, team, &p, 1).await;
+    let (rita, ann) = (person(h, "rita").await, person(h, "ann").await);
+    h.put(team, dev.id, "a", "{}").await;
+    let mut req = request(team, p.id, p.stages[0].id);
+    req.actor = rita.clone();
+    let promo = h.store.promote(req).await.unwrap();
+    assert_eq!(promo.status, PromotionStatus::PendingApproval);
+    for stage in [&p.stages[0], &p.stages[1]] {
+        match conflict(h.store.remove_stage(team, p.id, stage.id, &actor()).await) {
+            Conflict::RequestWaiting { instance, id } => {
+                assert_eq!(instance, stage.instance_name.as_str());
+                assert_eq!(id, promo.id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        conflict(h.store.delete_pipeline(team, p.id, &actor()).await),
+        Conflict::RequestWaiting { .. }
+    ));
+    assert_eq!(h.store.pipeline(team, p.id).await.unwrap().stages.len(), 3);
+
+    // Withdrawn, it no longer holds the stage.
+    h.store
+        .decide(team, promo.id, Decision::Reject, &rita)
+        .await
+        .unwrap();
+    h.store
+        .remove_stage(team, p.id, p.stages[0].id, &actor())
+        .await
+        .unwrap();
+
+    // A request left behind by a stage removed before this rule: it can
+    // be rejected, never approved. (qa → prod, prod protected; qa and prod
+    // are now at positions 0 and 1.)
+    h.store
+        .set_instance_protection(
+            team,
+            p.stages[2].instance_id,
+            Protection::new(1, false).unwrap(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let mut req = request(team, p.id, p.stages[1].id);
+    req.actor = rita.clone();
+    let left = h.store.promote(req).await.unwrap();
+    assert_eq!(left.status, PromotionStatus::PendingApproval);
+    h.exec("delete from stages where position = 1").await;
+    assert_eq!(
+        conflict(h.store.decide(team, left.id, Decision::Approve, &ann).await),
+        Conflict::StageLeft
+    );
+    let rejected = h
+        .store
+        .decide(team, left.id, Decision::Reject, &ann)
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, PromotionStatus::Rejected);
+}

@@ -74,6 +74,7 @@ conformance!(
     trust::api_tokens_authenticate_until_revoked_expired_or_their_user_is_disabled,
     reads::the_pipeline_overview_counts_flows_keys_and_promotions_per_stage,
     approvals::n_approvals_from_others_apply_the_pinned_snapshot,
+    approvals::a_stage_with_a_waiting_request_stays_until_it_is_decided,
     chosen::play_promotes_a_chosen_snapshot_of_the_source,
     restore::a_restore_is_a_promotion_of_the_snapshot_into_its_own_instance,
     restore::a_restore_into_a_protected_instance_waits_for_its_approvals,

@@ -366,6 +366,34 @@ mod form_tests {
         assert!(forms > 40, "only {forms} forms found");
     }
 
+    /// A link to a file (a download or an export) is followed by the
+    /// browser itself: boosted, htmx would swap the file into the page.
+    #[test]
+    fn every_file_link_is_left_to_the_browser() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        let mut links = 0;
+        for entry in walk(&dir) {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            for (at, _) in text.match_indices("<a ") {
+                let open = &text[at..at + text[at..].find('>').unwrap()];
+                let Some(href) = open.split("href=\"").nth(1) else {
+                    continue;
+                };
+                let href = &href[..href.find('"').unwrap_or(href.len())];
+                let path = href.split('?').next().unwrap_or(href);
+                if path.ends_with("/download") || path.ends_with("/export") {
+                    links += 1;
+                    assert!(
+                        open.contains("hx-boost=\"false\""),
+                        "{}: a file link htmx would boost: {open}>",
+                        entry.display()
+                    );
+                }
+            }
+        }
+        assert!(links >= 3, "only {links} file links found");
+    }
+
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).unwrap() {

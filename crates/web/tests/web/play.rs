@@ -361,6 +361,38 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
     let requested = lead.post(&promote, &[]).await;
     let promotion_url = requested.location.clone().unwrap();
     assert!(app.store.flows(team, prod).await.unwrap().is_empty());
+    // While it waits, neither of its stages leaves the pipeline: the page
+    // says so instead of offering it, and the store refuses it anyway.
+    let page = admin
+        .get(&format!("/teams/{team}/pipelines/{pipeline}"))
+        .await
+        .body;
+    assert!(
+        page.contains(
+            "A request into prod is waiting for approval: it must be approved, rejected or \
+             withdrawn before the stage can leave p."
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("Yes, remove the stage prod"), "{page}");
+    for stage in &stages {
+        let refused = admin.post(&format!("{base}/{stage}/remove"), &[]).await;
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert!(
+            refused.body.contains("is waiting for approval (promotion"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        app.store
+            .pipeline(team, pipeline)
+            .await
+            .unwrap()
+            .stages
+            .len(),
+        2
+    );
     // The source changes after the request.
     lead.post(
         &format!("/teams/{team}/instances/{dev}/flows"),
