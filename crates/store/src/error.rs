@@ -235,7 +235,7 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {
-            crate::postgres::outage_seen();
+            crate::outage::seen();
             return StoreError::Unavailable(e);
         }
         if let sqlx::Error::Database(db) = &e {

@@ -7,6 +7,7 @@ pub mod crypto;
 mod error;
 pub mod files;
 pub mod model;
+mod outage;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;

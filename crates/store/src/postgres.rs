@@ -16,25 +16,7 @@ const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// For this long after a database call failed for want of the database,
 /// every pooled connection is pinged before it is handed out.
-const PING_ALL_AFTER_OUTAGE_MS: i64 = 30_000;
-
-/// When a database call last failed for want of the database (ms since
-/// the epoch; 0: never).
-static LAST_OUTAGE_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// A call found the database unreachable (see `StoreError::Unavailable`).
-pub(crate) fn outage_seen() {
-    LAST_OUTAGE_MS.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
-}
-
-fn outage_recent() -> bool {
-    let last = LAST_OUTAGE_MS.load(std::sync::atomic::Ordering::Relaxed);
-    last != 0 && now_ms() - last < PING_ALL_AFTER_OUTAGE_MS
-}
+const PING_ALL_AFTER_OUTAGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -77,7 +59,9 @@ impl PgStore {
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= PING_IDLE_AFTER || outage_recent() {
+                    if meta.idle_for >= PING_IDLE_AFTER
+                        || crate::outage::within(PING_ALL_AFTER_OUTAGE)
+                    {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)

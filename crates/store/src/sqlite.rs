@@ -57,14 +57,25 @@ impl SqliteStore {
             // handing it out only costs a round trip to its worker thread.
             .test_before_acquire(false)
             .after_release(|conn, _| Box::pin(crate::outside_transaction(conn, true)));
+        let before = disk.clone();
+        pool = pool.before_acquire(move |c, meta| {
+            let disk = before.clone();
+            Box::pin(async move {
+                // A connection opened while the file could not be written
+                // stays read-only for good (SQLite falls back to read-only
+                // at open): once a call found the file unavailable, every
+                // connection from before then is replaced by a new one.
+                if crate::outage::predates(meta.age) {
+                    return Ok(false);
+                }
+                if let Some(disk) = disk {
+                    disk.apply(c).await?;
+                }
+                Ok(true)
+            })
+        });
         if let Some(disk) = disk {
-            let (a, b) = (disk.clone(), disk);
-            pool = pool
-                .after_connect(move |c, _| Box::pin(a.clone().apply(c)))
-                .before_acquire(move |c, _| {
-                    let b = b.clone();
-                    Box::pin(async move { b.apply(c).await.map(|()| true) })
-                });
+            pool = pool.after_connect(move |c, _| Box::pin(disk.clone().apply(c)));
         }
         let pool = pool.connect_with(options).await?;
         // The first connection created the -wal and -shm.

@@ -9,20 +9,39 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A SQLite disk a test can fill and free again: while full, every pooled
-/// connection runs with `PRAGMA max_page_count` at the database's current
-/// size, so a write that needs one more page fails with SQLite's own
-/// `database or disk is full`, as on a full disk.
+/// A SQLite disk a test can fill and free again, or make read-only and
+/// writable again.
+///
+/// While full, every pooled connection runs with `PRAGMA max_page_count`
+/// at the database's current size, so a write that needs one more page
+/// fails with SQLite's own `database or disk is full`, as on a full disk.
+///
+/// While read-only, every connection handed out or opened is set
+/// `PRAGMA query_only`, so a write fails with SQLite's `attempt to write a
+/// readonly database`; and, as SQLite's own fallback to read-only when it
+/// opens a file it cannot write, a connection stays so after the file is
+/// writable again.
 #[derive(Debug, Clone, Default)]
-pub struct DiskSpace(Arc<AtomicBool>);
+pub struct DiskSpace {
+    full: Arc<AtomicBool>,
+    read_only: Arc<AtomicBool>,
+}
 
 impl DiskSpace {
     pub fn fill(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.full.store(true, Ordering::SeqCst);
     }
 
     pub fn free(&self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.full.store(false, Ordering::SeqCst);
+    }
+
+    pub fn make_read_only(&self) {
+        self.read_only.store(true, Ordering::SeqCst);
+    }
+
+    pub fn make_writable(&self) {
+        self.read_only.store(false, Ordering::SeqCst);
     }
 
     /// Applies the current state to a connection (on connect and on every
@@ -30,14 +49,17 @@ impl DiskSpace {
     pub(crate) async fn apply(self, conn: &mut sqlx::SqliteConnection) -> sqlx::Result<()> {
         // SQLite never lowers the limit below the current size, and caps
         // it at its own maximum.
-        let pages: u64 = if self.0.load(Ordering::SeqCst) {
+        let pages: u64 = if self.full.load(Ordering::SeqCst) {
             1
         } else {
             4_294_967_294
         };
         sqlx::query(&format!("pragma max_page_count = {pages}"))
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+        if self.read_only.load(Ordering::SeqCst) {
+            sqlx::query("pragma query_only = 1").execute(conn).await?;
+        }
         Ok(())
     }
 }

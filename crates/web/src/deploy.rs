@@ -210,7 +210,6 @@ impl Secrets {
     }
 }
 
-
 /// A client of the instance's runtime, with the link it was built from.
 async fn client(
     state: &AppState,

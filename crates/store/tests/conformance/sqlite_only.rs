@@ -64,6 +64,60 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_once_space_returns() 
     db.cleanup().await;
 }
 
+/// SQLite only: a file SQLite opens while it cannot write it is opened
+/// read-only, and that connection stays so (simulated with `query_only`,
+/// since the tests run as root, whom file modes do not stop). Once the
+/// file is writable again, writes work again without a restart: the pool
+/// replaces every connection it held from before the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_file_fails_writes_and_they_recover_once_it_is_writable() {
+    let disk = DiskSpace::default();
+    let db = TestDatabase::sqlite_with_disk(disk.clone()).await.unwrap();
+    let store = db.store.clone();
+    let team = store
+        .create_team(name("payments"), &Actor::system())
+        .await
+        .unwrap()
+        .id;
+
+    disk.make_read_only();
+    // Several at once, so that the pool opens connections meanwhile.
+    let writes = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .create_instance(
+                    team,
+                    name(&format!("ro-{i}")),
+                    serde_json::json!({}),
+                    &Actor::system(),
+                )
+                .await
+        })
+    });
+    for w in writes {
+        let err = w.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+    assert!(store.instances(team).await.unwrap().is_empty());
+
+    disk.make_writable();
+    for i in 0..12 {
+        store
+            .create_instance(
+                team,
+                name(&format!("rw-{i}")),
+                serde_json::json!({}),
+                &Actor::system(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after the file is writable again: {e}"));
+    }
+    store.ready().await.unwrap();
+    assert_eq!(store.instances(team).await.unwrap().len(), 12);
+    db.cleanup().await;
+}
+
 #[cfg(unix)]
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
