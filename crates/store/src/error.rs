@@ -59,6 +59,12 @@ pub enum Conflict {
         instance: String,
         id: stagehand_domain::PromotionId,
     },
+    /// A decision on a promotion no longer waiting for one.
+    #[error("the promotion is {}: it no longer waits for a decision", .0.label())]
+    Decided(PromotionStatus),
+    /// The token was revoked already, or has expired.
+    #[error("the token {0} was revoked already, or has expired: it no longer works")]
+    TokenNotLive(String),
     /// A request into a stage that has left its pipeline since.
     #[error(
         "the stage this request is for was removed from its pipeline: it can be rejected, not approved"

@@ -90,16 +90,8 @@ pub(super) async fn decide(
     instances::lock_for_edit(conn, team, promotion.target_instance_id, None).await?;
     // Re-read under the lock: another reviewer may have just decided.
     let mut promotion = get(conn, team, id).await?;
-    let next = match decision {
-        Decision::Approve => PromotionStatus::Applied,
-        Decision::Reject => PromotionStatus::Rejected,
-    };
     if promotion.status != PromotionStatus::PendingApproval {
-        return Err(Conflict::Transition {
-            from: promotion.status,
-            to: next,
-        }
-        .into());
+        return Err(Conflict::Decided(promotion.status).into());
     }
     let reviewer =
         actor

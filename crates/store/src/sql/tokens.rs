@@ -6,7 +6,7 @@
 //! team (nothing at all once the owner has left it or is disabled).
 
 use super::{Conn, audit, identity, now, stored};
-use crate::error::{StoreError, StoreResult};
+use crate::error::{Conflict, StoreError, StoreResult};
 use crate::model::{Actor, ApiToken, NewApiToken, NewAuditEvent, Team, User};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
@@ -238,16 +238,42 @@ pub(super) async fn revoke(
     id: TokenId,
     actor: &Actor,
 ) -> StoreResult<ApiToken> {
+    let at = now();
     let row: Option<Row> = sqlx::query_as(&format!(
-        "update api_tokens set revoked_at = coalesce(revoked_at, $3)
-         where id = $1 and team_id = $2 returning {COLUMNS}"
+        "select {COLUMNS} from api_tokens where id = $1 and team_id = $2"
     ))
     .bind(id.0)
     .bind(team.0)
-    .bind(now())
     .fetch_optional(&mut *conn)
     .await?;
     let token = row.ok_or(StoreError::NotFound("token"))?.into_token()?;
+    if !token.is_live(at) {
+        return Err(Conflict::TokenNotLive(token.name.to_string()).into());
+    }
+    // Taking a token away is taking away what it holds: only from one
+    // holding no more than the actor does (as with roles), unless it is
+    // the actor's own.
+    if token.user_id.is_none() || token.user_id != actor.user_id {
+        let held = identity::role_permissions(conn, team, &token.role)
+            .await?
+            .unwrap_or_else(PermissionSet::empty);
+        let beyond = actor.authority.lacks(&held);
+        if !beyond.is_empty() {
+            return Err(StoreError::BeyondGrantor(beyond));
+        }
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "update api_tokens set revoked_at = $3
+         where id = $1 and team_id = $2 and revoked_at is null returning {COLUMNS}"
+    ))
+    .bind(id.0)
+    .bind(team.0)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let token = row
+        .ok_or_else(|| Conflict::TokenNotLive(token.name.to_string()))?
+        .into_token()?;
     audit::record(
         conn,
         NewAuditEvent {

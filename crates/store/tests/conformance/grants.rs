@@ -467,3 +467,83 @@ pub async fn the_last_member_who_manages_a_team_cannot_be_unbound(h: &Harness) {
         "member.unbound"
     );
 }
+
+/// Revoking a token takes away what it holds: from a token holding no more
+/// than the revoker does, or the revoker's own. A token is revoked once:
+/// again (a stale page) is a conflict, and audited once.
+pub async fn a_token_is_revoked_only_by_someone_holding_what_it_holds(h: &Harness) {
+    let team = h.team("t").await;
+    let tess = person(h, "tess").await;
+    let tess = holding_only(h, team, tess, "token-keeper", &[Permission::TokenManage]).await;
+    let admin_bot = h
+        .store
+        .create_token(token(team, "admin-bot", None, "admin"), &actor())
+        .await
+        .unwrap();
+    let viewer_bot = h
+        .store
+        .create_token(token(team, "viewer-bot", None, "viewer"), &actor())
+        .await
+        .unwrap();
+    let ps = beyond(
+        "revoke an admin token",
+        h.store.revoke_token(team, admin_bot.id, &tess).await,
+    );
+    assert!(ps.contains(&Permission::MemberManage), "{ps:?}");
+    assert!(
+        h.store
+            .authenticate_token("hash-admin-bot")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A viewer's token holds instance.view and more that tess lacks too;
+    // a token of her own role she may revoke.
+    let keeper_bot = h
+        .store
+        .create_token(token(team, "keeper-bot", None, "token-keeper"), &actor())
+        .await
+        .unwrap();
+    beyond(
+        "revoke a viewer token",
+        h.store.revoke_token(team, viewer_bot.id, &tess).await,
+    );
+    h.store
+        .revoke_token(team, keeper_bot.id, &tess)
+        .await
+        .unwrap();
+    // Her own token, whatever its role says, is hers to revoke.
+    let own = h
+        .store
+        .create_token(token(team, "mine", Some(id(&tess)), "token-keeper"), &tess)
+        .await
+        .unwrap();
+    h.store
+        .bind_role(team, id(&tess), "viewer", &actor())
+        .await
+        .unwrap();
+    h.store.revoke_token(team, own.id, &tess).await.unwrap();
+
+    // Once is enough.
+    let store = h.store.clone();
+    let events = || async {
+        store
+            .audit_events(team, 500)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "token.revoked")
+            .count()
+    };
+    let before = events().await;
+    match conflict(h.store.revoke_token(team, keeper_bot.id, &actor()).await) {
+        Conflict::TokenNotLive(name) => assert_eq!(name, "keeper-bot"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events().await, before);
+    // The system (the CLI) may revoke any.
+    h.store
+        .revoke_token(team, admin_bot.id, &actor())
+        .await
+        .unwrap();
+}

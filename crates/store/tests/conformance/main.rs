@@ -95,6 +95,7 @@ conformance!(
     grants::binding_or_defining_a_role_never_grants_more_than_the_grantor_holds,
     grants::a_token_never_holds_more_than_the_people_behind_it,
     grants::a_password_reset_revokes_every_token_the_user_owns,
+    grants::a_token_is_revoked_only_by_someone_holding_what_it_holds,
     grants::the_last_member_who_manages_a_team_cannot_be_unbound,
     retention::expired_sessions_and_old_login_failures_go_and_live_ones_stay,
     retention::flow_content_nothing_refers_to_goes_and_referenced_content_stays,

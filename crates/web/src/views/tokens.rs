@@ -29,6 +29,11 @@ struct TokenLine {
     expires: String,
     last_used: String,
     live: bool,
+    /// Revoked, as opposed to expired, when not live.
+    revoked: bool,
+    /// Whether this user may revoke it: their own, or one holding no more
+    /// than they do.
+    may_revoke: bool,
 }
 
 #[derive(Template)]
@@ -50,6 +55,8 @@ async fn page(
     let team = ctx.team_id()?;
     let now = Utc::now();
     let users = state.store.members(team).await?;
+    let roles = super::admin::grantable_roles(state, ctx).await?;
+    let me = ctx.session.user.id;
     let tokens = state
         .store
         .tokens(team)
@@ -74,11 +81,12 @@ async fn page(
                 .as_ref()
                 .map_or_else(|| "never".to_owned(), when),
             live: t.is_live(now),
+            revoked: t.revoked_at.is_some(),
+            may_revoke: t.user_id == Some(me) || roles.contains(&t.role),
             name: t.name.to_string(),
             role: t.role,
         })
         .collect();
-    let roles = super::admin::grantable_roles(state, ctx).await?;
     let page = render(TokensPage {
         chrome: Chrome::new(ctx),
         tokens,

@@ -296,3 +296,57 @@ async fn the_last_admin_cannot_unbind_themselves() {
         .assert_redirect_to(&members);
     app.stop().await;
 }
+
+/// A member who manages tokens but holds little cannot stop a job that
+/// holds more (an admin's CI token): the page offers no revoke for it, and
+/// a forged one is refused. A token goes once: a second revoke (a stale
+/// page) says it is gone already.
+#[tokio::test]
+async fn revoking_takes_away_only_what_the_revoker_holds_and_only_once() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let (keeper, _) = app
+        .member_holding(team, "tess", "token-keeper", &[Permission::TokenManage])
+        .await;
+    app.token(team, "admin-bot", "admin").await;
+    app.token(team, "keeper-bot", "token-keeper").await;
+    let tokens = app.store.tokens(team).await.unwrap();
+    let id_of = |n: &str| tokens.iter().find(|t| t.name.as_str() == n).unwrap().id;
+    let page = keeper.get(&format!("/teams/{team}/tokens")).await.body;
+    assert!(!page.contains("Yes, revoke admin-bot"), "{page}");
+    assert!(page.contains("holds more than you"), "{page}");
+    assert!(page.contains("Yes, revoke keeper-bot"), "{page}");
+
+    let forged = keeper
+        .post(
+            &format!("/teams/{team}/tokens/{}/revoke", id_of("admin-bot")),
+            &[],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(
+        app.store
+            .tokens(team)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.revoked_at.is_none())
+    );
+    let path = format!("/teams/{team}/tokens/{}/revoke", id_of("keeper-bot"));
+    assert_eq!(keeper.post(&path, &[]).await.status, 303);
+    let again = keeper.post(&path, &[]).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again
+            .body
+            .contains("the token keeper-bot was revoked already"),
+        "{}",
+        again.body
+    );
+    let page = keeper.get(&format!("/teams/{team}/tokens")).await.body;
+    assert!(
+        page.contains("<span class=\"badge warn\">revoked</span>"),
+        "{page}"
+    );
+    app.stop().await;
+}

@@ -340,7 +340,7 @@ async fn bad_stage_and_decision_forms_are_answered_and_change_nothing() {
     assert!(
         not_pending
             .body
-            .contains("the promotion is applied: it cannot be applied now"),
+            .contains("the promotion is applied: it no longer waits for a decision"),
         "{}",
         not_pending.body
     );
