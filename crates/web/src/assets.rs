@@ -17,9 +17,9 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../static/htmx-2.0.11.min.js"),
     ),
     (
-        "stagehand-5.css",
+        "stagehand-6.css",
         "text/css",
-        include_bytes!("../../../static/stagehand-5.css"),
+        include_bytes!("../../../static/stagehand-6.css"),
     ),
 ];
 

@@ -138,6 +138,30 @@ pub(super) async fn decide(
         Decision::Approve => AuditEventKind::PromotionApproved,
         Decision::Reject => AuditEventKind::PromotionRejected,
     };
+    // Which promotion, in names: the log reads "approved dev → prod".
+    let names: Vec<(Uuid, String)> =
+        sqlx::query_as("select id, name from instances where id in ($1, $2)")
+            .bind(promotion.source_instance_id.0)
+            .bind(promotion.target_instance_id.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    let name_of = |i: stagehand_domain::InstanceId| {
+        names
+            .iter()
+            .find(|(id, _)| *id == i.0)
+            .map(|(_, n)| n.clone())
+    };
+    let mut details = json!({
+        "requested_by": promotion.requested_by,
+        "withdrawn": withdrawn,
+        "from": name_of(promotion.source_instance_id),
+        "to": name_of(promotion.target_instance_id),
+        "rollback": promotion.rollback_of.is_some(),
+        "restore": promotion.is_restore(),
+    });
+    if let Some(c) = &comment {
+        details["comment"] = json!(c);
+    }
     audit::record(
         conn,
         NewAuditEvent {
@@ -145,12 +169,7 @@ pub(super) async fn decide(
             actor,
             kind,
             subject: Some(id.0),
-            details: match &comment {
-                Some(c) => {
-                    json!({ "requested_by": promotion.requested_by, "comment": c, "withdrawn": withdrawn })
-                }
-                None => json!({ "requested_by": promotion.requested_by, "withdrawn": withdrawn }),
-            },
+            details,
         },
     )
     .await?;

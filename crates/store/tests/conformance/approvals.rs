@@ -115,6 +115,10 @@ pub async fn n_approvals_from_others_apply_the_pinned_snapshot(h: &Harness) {
             "promotion.approved"
         ]
     );
+    // A decision names what it was on, so the log can say so.
+    let approved = &h.store.audit_events(team, 3).await.unwrap()[1];
+    assert_eq!(approved.details["from"], "dev", "{:?}", approved.details);
+    assert_eq!(approved.details["to"], "qa", "{:?}", approved.details);
     // Applied is final for reviewers.
     assert_eq!(
         conflict(

@@ -95,7 +95,9 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
     };
     use AuditEventKind::*;
     let restore = d.get("restore") == Some(&Value::Bool(true));
+    let rollback = d.get("rollback") == Some(&Value::Bool(true));
     let promotion = || match (field(d, "from"), field(d, "to")) {
+        (_, Some(t)) if rollback => format!("the rollback of {t}"),
         // A restore's source is its target.
         (Some(f), Some(t)) if f == t => format!("a restore of {t}"),
         (Some(f), Some(t)) => format!("{f} → {t}"),
@@ -187,7 +189,7 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
         RollbackRequested => "requested a rollback".into(),
         PromotionApproved => format!("approved {}", promotion()),
         PromotionRejected if d.get("withdrawn") == Some(&Value::Bool(true)) => {
-            format!("withdrew their request {}", promotion())
+            format!("withdrew their request: {}", promotion())
         }
         PromotionRejected => format!("rejected {}", promotion()),
         PromotionDeploying => format!("sent {} to its runtime", promotion()),
@@ -255,6 +257,26 @@ mod tests {
                 "promotion.requested",
                 json!({"from": "prod", "to": "prod", "restore": true}),
                 "requested a restore of prod to one of its snapshots",
+            ),
+            (
+                "promotion.approved",
+                json!({"from": "dev", "to": "prod", "withdrawn": false}),
+                "approved dev → prod",
+            ),
+            (
+                "promotion.rejected",
+                json!({"from": "dev", "to": "prod", "withdrawn": true}),
+                "withdrew their request: dev → prod",
+            ),
+            (
+                "promotion.rejected",
+                json!({"from": "prod", "to": "prod", "rollback": true}),
+                "rejected the rollback of prod",
+            ),
+            (
+                "promotion.approved",
+                json!({"from": "prod", "to": "prod", "restore": true}),
+                "approved a restore of prod",
             ),
             ("flow.saved", json!({}), "saved a flow"),
             ("something.new", json!({"x": 1}), "something.new"),

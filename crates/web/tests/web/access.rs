@@ -84,7 +84,7 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
             ("promotion", promotion.id.to_string()),
             ("flow", "orders".into()),
             ("key", "API_TOKEN".into()),
-            ("file", "stagehand-5.css".into()),
+            ("file", "stagehand-6.css".into()),
             ("user", member.to_string()),
             ("token", token.to_string()),
             ("snapshot", promotion.source_snapshot_id.to_string()),

@@ -172,7 +172,7 @@ async fn a_form_without_its_csrf_token_or_from_another_site_is_refused_and_write
 async fn every_response_carries_the_security_headers() {
     let app = spawn_app().await;
     let c = Client::new(&app);
-    for path in ["/login", "/healthz", "/nowhere", "/static/stagehand-5.css"] {
+    for path in ["/login", "/healthz", "/nowhere", "/static/stagehand-6.css"] {
         let page = c.get(path).await;
         let h = &page.headers;
         let csp = h.get("content-security-policy").unwrap().to_str().unwrap();

@@ -281,7 +281,8 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
     let members = admin.get(&format!("/teams/{team}/members")).await.body;
     for expected in [
         "<summary aria-label=\"Take the role admin from adam…\">",
-        "Take the role admin from adam? What it allows stops at once, for their API tokens too.",
+        "Take the role admin from adam? What it allows stops at once, for their API tokens too. \
+         It is their only role here: adam leaves the team.",
         ">Yes, take admin from adam</button>",
     ] {
         assert!(members.contains(expected), "{expected}: {members}");
@@ -294,6 +295,8 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
         "<summary aria-label=\"Disable adam…\">Disable…</summary>",
         "Disable adam? Their sessions end now and their API tokens stop working until they are enabled again.",
         ">Yes, disable adam</button>",
+        "<summary aria-label=\"Reset the password of adam…\">Reset password…</summary>",
+        "A new password ends adam's sessions and revokes every API token they own, in every team.",
     ] {
         assert!(users.contains(expected), "{expected}: {users}");
     }

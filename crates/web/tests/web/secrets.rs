@@ -160,7 +160,7 @@ async fn every_authenticated_answer_says_no_store() {
         }
     }
     // Versioned static files may still be cached.
-    let css = Client::new(&app).get("/static/stagehand-5.css").await;
+    let css = Client::new(&app).get("/static/stagehand-6.css").await;
     assert!(
         css.headers["cache-control"]
             .to_str()
