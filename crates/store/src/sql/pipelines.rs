@@ -239,8 +239,11 @@ pub(super) async fn delete(
     // pipelines sharing instances cannot deadlock.
     let mut stages: Vec<&Stage> = pipeline.stages.iter().collect();
     stages.sort_by_key(|s| s.instance_id);
-    for stage in stages {
-        check_removable(conn, team, stage, actor).await?;
+    for stage in &stages {
+        check_unprotected(conn, team, stage, actor).await?;
+    }
+    for stage in &stages {
+        check_nothing_waits(conn, stage).await?;
     }
     sqlx::query("delete from pipelines where id = $1")
         .bind(id.0)
@@ -257,16 +260,21 @@ pub(super) async fn delete(
 }
 
 /// A protected instance leaves a pipeline only at the hands of someone
-/// who manages protection (under the instance's row lock); no stage
-/// leaves while a request into or out of it waits for approval (requests
-/// are decided under the same lock).
-async fn check_removable(
+/// who manages protection (under the instance's row lock).
+async fn check_unprotected(
     conn: &mut Conn,
     team: TeamId,
     stage: &Stage,
     actor: &Actor,
 ) -> StoreResult<()> {
-    super::instances::lock_for_direct_edit(conn, team, stage.instance_id, None, actor).await?;
+    super::instances::lock_for_direct_edit(conn, team, stage.instance_id, None, actor)
+        .await
+        .map(|_| ())
+}
+
+/// No stage leaves while a request into or out of it waits for approval:
+/// the request would outlive it, unseen on the pipeline's page.
+async fn check_nothing_waits(conn: &mut Conn, stage: &Stage) -> StoreResult<()> {
     let waiting: Option<Uuid> = sqlx::query_scalar(
         "select id from promotions
           where (target_stage_id = $1 or source_stage_id = $1) and status = 'pending_approval'
@@ -397,7 +405,8 @@ pub(super) async fn remove_stage(
     let Some((removed, _)) = pipeline.stage_and_next(stage) else {
         return Err(StoreError::NotFound("stage"));
     };
-    check_removable(conn, team, removed, actor).await?;
+    check_unprotected(conn, team, removed, actor).await?;
+    check_nothing_waits(conn, removed).await?;
     let instance = removed.instance_name.clone();
     sqlx::query("delete from stages where id = $1")
         .bind(stage.0)

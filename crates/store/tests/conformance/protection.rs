@@ -131,6 +131,23 @@ pub async fn protection_belongs_to_the_instance_in_every_pipeline(h: &Harness) {
         "a lead deletes a pipeline holding prod",
         h.store.delete_pipeline(team, side.id, &rita).await,
     );
+    // Not even the manager removes it while the request waits: withdrawn,
+    // the request no longer holds it.
+    assert!(matches!(
+        h.store
+            .remove_stage(team, side.id, side.stages[1].id, &manager)
+            .await,
+        Err(StoreError::Conflict(Conflict::RequestWaiting { .. }))
+    ));
+    h.store
+        .decide(
+            team,
+            played.promotion.id,
+            stagehand_store::Decision::Reject,
+            &rita,
+        )
+        .await
+        .unwrap();
     h.store
         .remove_stage(team, side.id, side.stages[1].id, &manager)
         .await

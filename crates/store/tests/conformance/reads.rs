@@ -203,11 +203,11 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
         Err(StoreError::NotFound(_))
     ));
 
-    // Once qa is no stage of the pipeline, its arrival's source (dev) is
-    // still one, but prod's pending request from qa names an instance
-    // that is not: the team's names come without being asked for.
+    // Once dev is no stage of the pipeline, qa's arrival comes from an
+    // instance that is not: the team's names come without being asked
+    // for, so that the card can name it.
     h.store
-        .remove_stage(team, p.id, p.stages[1].id, &actor())
+        .remove_stage(team, p.id, p.stages[0].id, &actor())
         .await
         .unwrap();
     let overview = h.store.pipeline_overview(team, p.id, false).await.unwrap();
@@ -216,6 +216,6 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
         overview
             .team_instances
             .iter()
-            .any(|i| i.id == p.stages[1].instance_id && i.name == p.stages[1].instance_name)
+            .any(|i| i.id == p.stages[0].instance_id && i.name == p.stages[0].instance_name)
     );
 }
