@@ -127,7 +127,16 @@ pub async fn authorize(
     next: Next,
 ) -> Response {
     match check(&state, access, &params, req).await {
-        Ok(req) => next.run(req).await,
+        Ok(req) => {
+            let sent = req.extensions().get::<crate::views::SentForm>().cloned();
+            let mut res = next.run(req).await;
+            if let Some(sent) = sent
+                && res.status().is_client_error()
+            {
+                res.extensions_mut().insert(sent);
+            }
+            res
+        }
         Err(e) => e.into_response(),
     }
 }

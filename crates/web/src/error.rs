@@ -26,6 +26,9 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
+    /// A name (or pairing) already taken: a conflict about one field.
+    #[error("{}", .0.message)]
+    Taken(FieldError),
     /// A connected runtime stopped the request: drifted (409), or it
     /// could not be reached or refused Stagehand's credentials (502). The
     /// code says which; the message never holds a credential.
@@ -82,6 +85,12 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Invalid(v) => v.into(),
+            StoreError::Conflict(stagehand_store::Conflict::Taken { field, message }) => {
+                Self::Taken(FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                })
+            }
             StoreError::Conflict(c) => Self::Conflict(c.to_string()),
             StoreError::Protected { instance } => Self::Protected(format!(
                 "{instance} is protected: its flows, keys, values and settings change only \
@@ -119,7 +128,7 @@ impl AppError {
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Taken(_) => StatusCode::CONFLICT,
             Self::Runtime { status, .. } => *status,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,7 +144,7 @@ impl AppError {
             Self::Forbidden => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Invalid(_) => "invalid",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(_) | Self::Taken(_) => "conflict",
             Self::Runtime { code, .. } => code,
             Self::Protected(_) => "protected",
             Self::Refused(_) => "forbidden",
@@ -160,6 +169,7 @@ impl AppError {
             Self::NotFound(what) => ("Not found", format!("This {what} does not exist, or you cannot see it.")),
             Self::Invalid(_) => ("Please fix the form", "Some fields need another value:".into()),
             Self::Conflict(m) => ("Could not do that", m.clone()),
+            Self::Taken(f) => ("Already taken", f.message.clone()),
             Self::Runtime { message, .. } => ("The runtime stopped this", message.clone()),
             Self::Protected(m) => ("Protected instance", m.clone()),
             Self::Refused(m) => ("Not allowed", m.clone()),
@@ -177,6 +187,7 @@ impl AppError {
             message,
             fields: match self {
                 Self::Invalid(f) => f.clone(),
+                Self::Taken(f) => vec![f.clone()],
                 _ => Vec::new(),
             },
         }
@@ -282,7 +293,16 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     } else {
         crate::views::ErrorShape::Page
     };
-    crate::views::error_page(info, request_id, retry, shape, wants_html)
+    let sent = res.extensions().get::<crate::views::SentForm>().cloned();
+    let action = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let refused_form = sent
+        .as_ref()
+        .filter(|_| method == "POST")
+        .map(|s| (action.as_str(), s));
+    crate::views::error_page(info, request_id, retry, shape, wants_html, refused_form)
 }
 
 fn fallback_info(status: StatusCode) -> ErrorInfo {
@@ -327,7 +347,9 @@ fn api_error(info: ErrorInfo, request_id: &str) -> Response {
             )
         })
         .collect();
-    let message = if info.fields.is_empty() {
+    // A form's refusal sums up its fields; a conflict about one field (a
+    // name taken) keeps its own message.
+    let message = if info.fields.is_empty() || info.status != StatusCode::UNPROCESSABLE_ENTITY {
         info.message
     } else {
         "Some fields need another value.".to_owned()

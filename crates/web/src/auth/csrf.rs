@@ -96,6 +96,7 @@ pub async fn check(state: &AppState, expected: &str, req: Request) -> AppResult<
     if !content_type.starts_with("application/x-www-form-urlencoded") && boundary.is_none() {
         return Err(missing());
     }
+    let urlencoded = boundary.is_none();
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -105,7 +106,18 @@ pub async fn check(state: &AppState, expected: &str, req: Request) -> AppResult<
         Some(boundary) => multipart_field(bytes.clone(), boundary, FIELD).await,
     };
     match token {
-        Some(t) if tokens_equal(&t, expected) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Some(t) if tokens_equal(&t, expected) => {
+            // Kept with a refusal, to offer the form again (a form sent
+            // without JavaScript; see `views::SentForm`).
+            let sent = urlencoded
+                .then(|| serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes).ok())
+                .flatten();
+            let mut req = Request::from_parts(parts, Body::from(bytes));
+            if let Some(fields) = sent {
+                req.extensions_mut().insert(crate::views::SentForm(fields));
+            }
+            Ok(req)
+        }
         _ => Err(missing()),
     }
 }

@@ -24,7 +24,7 @@ use crate::assets::HTMX;
 use crate::authz::Ctx;
 use crate::error::{AppError, ErrorInfo};
 use askama::Template;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use stagehand_domain::{Permission, PermissionSet};
@@ -122,6 +122,10 @@ struct ErrorPage {
     info: ErrorInfo,
     request_id: String,
     retry: Option<String>,
+    /// The refused form, to send again (a page without JavaScript).
+    resend: Option<Resend>,
+    /// The page the refused form belongs to.
+    back: Option<String>,
 }
 
 #[derive(Template)]
@@ -130,6 +134,87 @@ struct ErrorPartial {
     info: ErrorInfo,
     request_id: String,
     retry: Option<String>,
+    resend: Option<Resend>,
+}
+
+impl ErrorPage {
+    fn label(&self, field: &str) -> String {
+        field_label(field)
+    }
+}
+
+impl ErrorPartial {
+    fn label(&self, field: &str) -> String {
+        field_label(field)
+    }
+}
+
+/// The fields of a form as it was sent (URL-encoded), kept with its
+/// refusal: without JavaScript, the error page offers the form again,
+/// filled in, instead of losing what was typed.
+#[derive(Debug, Clone)]
+pub struct SentForm(pub Vec<(String, String)>);
+
+/// Fields never sent back to the browser: their values are secrets.
+const SECRET_FIELDS: &[&str] = &["password", "value", "secret"];
+
+/// A refused form, offered again.
+#[derive(Debug, Clone)]
+struct Resend {
+    action: String,
+    fields: Vec<ResendField>,
+}
+
+#[derive(Debug, Clone)]
+struct ResendField {
+    name: String,
+    value: String,
+    /// `hidden`, `text`, `textarea` or `secret` (a password input, empty).
+    kind: &'static str,
+    /// What is wrong with it, if anything.
+    problem: Option<String>,
+}
+
+impl Resend {
+    /// Whether a secret field must be typed again.
+    fn has_secret(&self) -> bool {
+        self.fields.iter().any(|f| f.kind == "secret")
+    }
+
+    /// The form sent to `action`, its fields with a problem shown (filled
+    /// in, marked), secrets shown empty, everything else kept hidden.
+    fn new(action: &str, sent: &SentForm, problems: &[stagehand_domain::FieldError]) -> Self {
+        let fields = sent
+            .0
+            .iter()
+            .map(|(name, value)| {
+                let problem = problems
+                    .iter()
+                    .find(|f| f.field == name.as_str())
+                    .map(|f| f.message.clone());
+                let secret = SECRET_FIELDS.contains(&name.as_str());
+                let kind = if secret {
+                    "secret"
+                } else if name == "csrf_token" || problem.is_none() {
+                    "hidden"
+                } else if value.contains('\n') || value.chars().count() > 120 {
+                    "textarea"
+                } else {
+                    "text"
+                };
+                ResendField {
+                    name: name.clone(),
+                    value: if secret { String::new() } else { value.clone() },
+                    kind,
+                    problem,
+                }
+            })
+            .collect();
+        Self {
+            action: action.to_owned(),
+            fields,
+        }
+    }
 }
 
 /// An error answer to a form, for the form's own error slot.
@@ -142,14 +227,18 @@ struct FormError {
 }
 
 impl FormError {
-    /// A field as its form labels it: `flow_name` is "Flow name".
     fn label(&self, field: &str) -> String {
-        let words = field.replace('_', " ");
-        let mut chars = words.chars();
-        match chars.next() {
-            Some(first) => first.to_uppercase().chain(chars).collect(),
-            None => words,
-        }
+        field_label(field)
+    }
+}
+
+/// A field as its form labels it: `flow_name` is "Flow name".
+fn field_label(field: &str) -> String {
+    let words = field.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
     }
 }
 
@@ -215,6 +304,7 @@ pub fn error_page(
     retry: Option<String>,
     shape: ErrorShape,
     wants_html: bool,
+    refused_form: Option<(&str, &SentForm)>,
 ) -> Response {
     let status = info.status;
     if !wants_html {
@@ -227,14 +317,26 @@ pub fn error_page(
             info,
             request_id,
             retry,
+            resend: None,
         }
         .render(),
-        ErrorShape::Page => ErrorPage {
-            info,
-            request_id,
-            retry,
+        ErrorShape::Page => {
+            // A form refused for its fields comes back filled in.
+            let resend = refused_form
+                .filter(|_| !info.fields.is_empty())
+                .map(|(action, sent)| Resend::new(action, sent, &info.fields));
+            let back = refused_form.and_then(|(action, _)| {
+                crate::routes::page_above(action.split('?').next().unwrap_or(action))
+            });
+            ErrorPage {
+                info,
+                request_id,
+                retry,
+                resend,
+                back,
+            }
+            .render()
         }
-        .render(),
         ErrorShape::Form => FormError {
             info,
             request_id,
@@ -245,6 +347,11 @@ pub fn error_page(
     match rendered {
         Ok(html) => {
             let mut res = (status, Html(html)).into_response();
+            // It may hold what was typed: never kept in the history cache.
+            if refused_form.is_some() {
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
             if shape == ErrorShape::Form {
                 let h = res.headers_mut();
                 h.insert("hx-retarget", HeaderValue::from_static("find .form-error"));

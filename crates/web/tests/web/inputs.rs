@@ -557,3 +557,78 @@ async fn only_a_plain_request_id_is_taken_from_the_caller() {
     }
     app.stop().await;
 }
+
+/// Without JavaScript, a form refused for its fields comes back filled in
+/// on the error page ("Send it again"): the field marked, what was typed
+/// kept, a secret never sent back; sent again, it works.
+#[tokio::test]
+async fn without_javascript_a_refused_form_comes_back_filled_in() {
+    let app = spawn_app().await;
+    let team = app.team("payments").await;
+    let dev = app.instance(team, "dev", &[]).await;
+    let admin = app.member(team, "adam", BuiltinRole::Admin).await;
+
+    // A name taken: 409, the name field named and marked.
+    let (pipeline, _) = app.pipeline(team, "checkout", &[dev]).await;
+    let duplicate = format!("/teams/{team}/instances/{dev}/duplicate");
+    let taken = admin
+        .post(
+            &duplicate,
+            &[("name", "dev"), ("pipeline", &pipeline.to_string())],
+        )
+        .await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    for expected in [
+        "<li data-field=\"name\"><strong>Name:</strong>",
+        "<h2>Send it again</h2>",
+        &format!("<form method=\"post\" action=\"{duplicate}\">"),
+        "name=\"name\" value=\"dev\" aria-invalid=\"true\"",
+        &format!("<a href=\"/teams/{team}/instances/{dev}\">Back to the page</a>"),
+    ] {
+        assert!(taken.body.contains(expected), "{expected}: {}", taken.body);
+    }
+    assert_eq!(taken.headers["cache-control"], "no-store");
+    // What else was sent rides along, hidden; sent again with another
+    // name, it makes the copy, in the pipeline as asked.
+    let csrf = csrf_of(&taken.body).expect("the form's CSRF token");
+    let kept = field_value(&taken.body, "pipeline").expect("the pipeline kept");
+    assert_eq!(kept, pipeline.to_string());
+    let again = admin
+        .post_raw(
+            &duplicate,
+            &[("csrf_token", &csrf), ("name", "qa"), ("pipeline", &kept)],
+            true,
+        )
+        .await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    let stages = app.store.pipeline(team, pipeline).await.unwrap().stages;
+    assert_eq!(
+        stages
+            .iter()
+            .map(|s| s.instance_name.as_str())
+            .collect::<Vec<_>>(),
+        ["dev", "qa"]
+    );
+
+    // A secret is never sent back, even to whoever typed it.
+    let refused = admin
+        .post(
+            &format!("/teams/{team}/instances/{dev}/runtime"),
+            &[
+                ("kind", "node-red"),
+                ("url", "not a url"),
+                ("auth_type", "bearer"),
+                ("secret", "typed-secret-never-echoed"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("<h2>Send it again</h2>"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("except secrets"), "{}", refused.body);
+    assert!(!refused.body.contains("typed-secret-never-echoed"));
+    app.stop().await;
+}
