@@ -187,7 +187,9 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
         "Clear the value of API_TOKEN? It is deleted, and API_TOKEN awaits a new one.",
         ">Yes, clear API_TOKEN</button>",
         ">Yes, remove API_TOKEN</button>",
-        "hx-confirm=\"Save the settings of dev? They replace the current ones.\"",
+        "<summary>Save settings…</summary>",
+        "Save the settings of dev? They replace the current ones, which are not kept: no snapshot holds settings.",
+        ">Yes, save the settings of dev</button>",
         "<label for=\"settings-document\">",
     ] {
         assert!(page.contains(expected), "{expected}: {page}");

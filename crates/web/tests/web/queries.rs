@@ -28,7 +28,9 @@ fn assert_page_names(page: &Page, path: &str, field: &str) {
         page.body
     );
     assert!(
-        page.body.contains(&format!("<strong>{field}</strong>")),
+        // Named as its form labels it, marked by its own name.
+        page.body
+            .contains(&format!("<li data-field=\"{field}\"><strong>")),
         "{path} should name {field}: {}",
         page.body
     );

@@ -57,7 +57,9 @@ fn assert_names(page: &Page, field: &str) {
         page.body
     );
     assert!(
-        page.body.contains(&format!("<strong>{field}</strong>")),
+        // Named as its form labels it, marked by its own name.
+        page.body
+            .contains(&format!("<li data-field=\"{field}\"><strong>")),
         "should name {field}: {}",
         page.body
     );
