@@ -323,6 +323,8 @@ pub struct Promotion {
     pub created_at: DateTime<Utc>,
     pub applied_at: Option<DateTime<Utc>>,
     pub rolled_back_at: Option<DateTime<Utc>>,
+    /// Who rolled it back (an actor's name, as `requested_by`).
+    pub rolled_back_by: Option<String>,
     /// Into a connected target: the runtime's revision once it accepted.
     pub runtime_revision: Option<String>,
     /// Into a connected target: why the runtime did not take it.
@@ -639,6 +641,7 @@ pub struct Arrival {
     pub promotion: PromotionHead,
     pub applied_at: Option<DateTime<Utc>>,
     pub rolled_back_at: Option<DateTime<Utc>>,
+    pub rolled_back_by: Option<String>,
     /// The flows the promotion left in the stage: its pinned snapshot's,
     /// or after a rollback the backup's. Today's flows differing from them
     /// were changed in the stage since.

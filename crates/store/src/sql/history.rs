@@ -103,10 +103,12 @@ pub(super) async fn of_pipeline_page(
         backup_snapshot_id: Option<Uuid>,
         applied_at: Option<DateTime<Utc>>,
         rolled_back_at: Option<DateTime<Utc>>,
+        rolled_back_by: Option<String>,
         approvals: i64,
         is_pending: i32,
     }
-    const COLUMNS: &str = "source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at";
+    const COLUMNS: &str =
+        "source_snapshot_id, backup_snapshot_id, applied_at, rolled_back_at, rolled_back_by";
     // The status and the limit are written into the statement, not bound:
     // PostgreSQL then plans it once for the connection (a generic plan that
     // knows how rare waiting requests are) instead of on every call (a
@@ -157,6 +159,7 @@ pub(super) async fn of_pipeline_page(
                 promotion: r.head.into_head()?,
                 applied_at: r.applied_at,
                 rolled_back_at: r.rolled_back_at,
+                rolled_back_by: r.rolled_back_by,
                 left_flows,
             })
         })

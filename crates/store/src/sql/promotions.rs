@@ -288,6 +288,7 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         created_at: now(),
         applied_at: None,
         rolled_back_at: None,
+        rolled_back_by: None,
         runtime_revision: None,
         runtime_error: None,
         overwrite_drift: req.overwrite_drift,
@@ -491,6 +492,7 @@ pub(super) async fn rollback(
     .await?;
     promotion.status = PromotionStatus::RolledBack;
     promotion.rolled_back_at = Some(at);
+    promotion.rolled_back_by = Some(actor.name.clone());
     Ok(promotion)
 }
 
@@ -513,12 +515,15 @@ pub(super) async fn record_rolled_back(
     actor: &Actor,
     details: serde_json::Value,
 ) -> StoreResult<()> {
-    sqlx::query("update promotions set status = $2, rolled_back_at = $3 where id = $1")
-        .bind(id.0)
-        .bind(PromotionStatus::RolledBack.as_str())
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "update promotions set status = $2, rolled_back_at = $3, rolled_back_by = $4 where id = $1",
+    )
+    .bind(id.0)
+    .bind(PromotionStatus::RolledBack.as_str())
+    .bind(at)
+    .bind(&actor.name)
+    .execute(&mut *conn)
+    .await?;
     super::delivery::promotion_changed(conn, id).await?;
     audit::record(
         conn,
@@ -584,6 +589,7 @@ async fn request_rollback(
         created_at: now(),
         applied_at: None,
         rolled_back_at: None,
+        rolled_back_by: None,
         runtime_revision: None,
         runtime_error: None,
         overwrite_drift: false,
@@ -626,7 +632,7 @@ pub(super) const PROMOTION_COLUMNS: &str = "id, team_id, pipeline_id, source_sta
     target_instance_id, status, source_snapshot_id, backup_snapshot_id, target_version, requested_target_version,
     plan, requested_by_user_id,
     requested_by, idempotency_key, rollback_of, created_at, applied_at, rolled_back_at,
-    runtime_revision, runtime_error, overwrite_drift, deploy_started_at";
+    runtime_revision, runtime_error, overwrite_drift, deploy_started_at, rolled_back_by";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct PromotionRow {
@@ -654,6 +660,7 @@ pub(super) struct PromotionRow {
     runtime_error: Option<String>,
     overwrite_drift: bool,
     deploy_started_at: Option<DateTime<Utc>>,
+    rolled_back_by: Option<String>,
 }
 
 impl PromotionRow {
@@ -681,6 +688,7 @@ impl PromotionRow {
             created_at: self.created_at,
             applied_at: self.applied_at,
             rolled_back_at: self.rolled_back_at,
+            rolled_back_by: self.rolled_back_by,
             runtime_revision: self.runtime_revision,
             runtime_error: self.runtime_error,
             overwrite_drift: self.overwrite_drift,
@@ -693,7 +701,7 @@ pub(super) async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     sqlx::query(&format!(
         "insert into promotions ({PROMOTION_COLUMNS})
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                 $21, $22, $23, $24)"
+                 $21, $22, $23, $24, $25)"
     ))
     .bind(p.id.0)
     .bind(p.team_id.0)
@@ -719,6 +727,7 @@ pub(super) async fn insert(conn: &mut Conn, p: &Promotion) -> StoreResult<()> {
     .bind(&p.runtime_error)
     .bind(p.overwrite_drift)
     .bind(p.deploy_started_at)
+    .bind(&p.rolled_back_by)
     .execute(conn)
     .await?;
     Ok(())

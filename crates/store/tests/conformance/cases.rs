@@ -984,6 +984,9 @@ pub async fn rollback_restores_the_flows_and_is_audited(h: &Harness) {
         .unwrap();
     assert_eq!(rolled.status, PromotionStatus::RolledBack);
     assert!(rolled.rolled_back_at.is_some());
+    // Who rolled it back is kept with it.
+    assert_eq!(rolled.rolled_back_by.as_deref(), Some("system"));
+    assert_eq!(h.store.promotion(team, promo.id).await.unwrap(), rolled);
     assert_eq!(h.flows_of(team, qa.id).await, before);
     // Keys and values stay as they are: a rollback restores flows only.
     let v = h

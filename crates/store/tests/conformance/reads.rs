@@ -173,6 +173,7 @@ pub async fn the_pipeline_overview_counts_flows_keys_and_promotions_per_stage(h:
     let arrival = cards[1].arrival.as_ref().unwrap();
     assert_eq!(arrival.promotion.id, applied.id);
     assert!(arrival.rolled_back_at.is_some());
+    assert_eq!(arrival.rolled_back_by.as_deref(), Some("system"));
     assert!(arrival.left_flows.is_empty() && cards[1].state.flows.is_empty());
 
     // An empty pipeline has a page too; another team's has none.

@@ -326,7 +326,7 @@ fn schemas() -> Value {
             "requested_by_user_id": opt(&uuid), "requested_by": string,
             "idempotency_key": opt(&string), "rollback_of": opt(&uuid),
             "created_at": time, "applied_at": opt(&time),
-            "rolled_back_at": opt(&time),
+            "rolled_back_at": opt(&time), "rolled_back_by": opt(&string),
             "runtime_revision": opt(&string), "runtime_error": opt(&string),
             "overwrite_drift": { "type": "boolean" }, "deploy_started_at": opt(&time),
         })),

@@ -87,6 +87,7 @@ struct ArrivalCard {
     by: String,
     at: String,
     rolled_back_at: Option<String>,
+    rolled_back_by: Option<String>,
     /// Flows that differ from what the promotion (or its rollback) left.
     changed_since: usize,
 }
@@ -170,6 +171,7 @@ pub(crate) async fn view_pipeline_get(
             by: a.promotion.requested_by.clone(),
             at: when(a.applied_at.as_ref().unwrap_or(&a.promotion.created_at)),
             rolled_back_at: a.rolled_back_at.as_ref().map(when),
+            rolled_back_by: a.rolled_back_by.clone(),
             changed_since: changed_flows(&a.left_flows, &o.state.flows),
         });
         let required = o.stage.protection.required_approvals;

@@ -221,6 +221,12 @@ async fn a_lead_edits_previews_plays_and_rolls_back(backend: Backend) {
     assert_eq!(orders.content.to_value(), serde_json::json!({"v": 0}));
     let detail = lead.get(first.location.as_deref().unwrap()).await;
     assert!(detail.body.contains("rolled_back"));
+    // Who rolled it back, as who requested it.
+    assert!(
+        detail.body.contains(", by lena</td></tr>"),
+        "{}",
+        detail.body
+    );
     // Prod's page lists the backups the promotion and the rollback took.
     let prod_page = lead.get(&format!("/teams/{team}/instances/{prod}")).await;
     assert!(
