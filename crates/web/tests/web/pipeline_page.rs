@@ -297,7 +297,7 @@ async fn irreversible_actions_confirm_naming_what_they_destroy_and_sit_apart() {
         "<summary aria-label=\"Disable adam…\">Disable…</summary>",
         "Disable adam? Their sessions end now and their API tokens stop working until they are enabled again.",
         ">Yes, disable adam</button>",
-        "<summary aria-label=\"Reset the password of adam…\">Reset password…</summary>",
+        "<summary aria-label=\"Reset password of adam…\">Reset password…</summary>",
         "A new password ends adam's sessions and revokes every API token they own, in every team.",
     ] {
         assert!(users.contains(expected), "{expected}: {users}");
