@@ -516,29 +516,14 @@ async fn an_approval_never_deploys_blind_into_a_protected_runtime() {
 /// or into the audit log.
 #[tokio::test]
 async fn a_runtime_echoing_requests_in_its_errors_leaks_nothing() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]).to_string();
-                // The request's body first, then its headers.
-                let (head, sent) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
-                let body = json!({"message": format!("bad request: {sent} {head}")}).to_string();
-                let answer = format!(
-                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
+    // The request's body first, then its headers.
+    let echo = fake_runtime(|head, sent| {
+        (
+            "400 Bad Request",
+            json!({"message": format!("bad request: {sent} {head}")}),
+        )
+    })
+    .await;
     let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
     let api = Api::new(&app);
     let team = app.team("payments").await;
@@ -614,82 +599,41 @@ async fn a_runtime_echoing_requests_in_its_errors_leaks_nothing() {
 #[tokio::test]
 async fn a_deploy_echoed_back_in_an_error_shows_no_value_and_no_session() {
     const SESSION: &str = "NRSESSION-abcdefghijklmnop";
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = vec![0u8; 65536];
-                // Headers, then as much body as content-length says.
-                loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let want = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= want {
-                            break;
-                        }
-                    }
-                }
-                let request = String::from_utf8_lossy(&request).to_string();
-                let (head, sent) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
-                let (status, body) = if head.starts_with("POST /auth/token") {
-                    (
-                        "200 OK",
-                        json!({"access_token": SESSION, "expires_in": 3600, "token_type": "Bearer"}),
-                    )
-                } else if head.starts_with("GET /flows") {
-                    ("200 OK", json!({"rev": "r1", "flows": []}))
-                } else {
-                    // Every env value the deploy carried, as the runtime
-                    // might print them, then the credentials.
-                    let flows: Value = serde_json::from_str(sent).unwrap_or(Value::Null);
-                    let values: Vec<String> = flows["flows"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|n| n["env"].as_array().cloned().unwrap_or_default())
-                        .filter_map(|e| e["value"].as_str().map(str::to_owned))
-                        .collect();
-                    let auth = head
-                        .lines()
-                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
-                        .unwrap_or("");
-                    (
-                        "400 Bad Request",
-                        json!({"message": format!(
-                            "{} | {} | {}",
-                            values.join(" | "),
-                            values.join("").replace('\n', ""),
-                            auth
-                        )}),
-                    )
-                };
-                let body = body.to_string();
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-            });
+    let url = fake_runtime(|head, sent| {
+        if head.starts_with("POST /auth/token") {
+            (
+                "200 OK",
+                json!({"access_token": SESSION, "expires_in": 3600, "token_type": "Bearer"}),
+            )
+        } else if head.starts_with("GET /flows") {
+            ("200 OK", json!({"rev": "r1", "flows": []}))
+        } else {
+            // Every env value the deploy carried, as the runtime
+            // might print them, then the credentials.
+            let flows: Value = serde_json::from_str(sent).unwrap_or(Value::Null);
+            let values: Vec<String> = flows["flows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|n| n["env"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["value"].as_str().map(str::to_owned))
+                .collect();
+            let auth = head
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                .unwrap_or("");
+            (
+                "400 Bad Request",
+                json!({"message": format!(
+                    "{} | {} | {}",
+                    values.join(" | "),
+                    values.join("").replace('\n', ""),
+                    auth
+                )}),
+            )
         }
-    });
+    })
+    .await;
     let app = spawn_app_with(Backend::Sqlite, WebConfig::default()).await;
     let api = Api::new(&app);
     let team = app.team("payments").await;
@@ -775,4 +719,55 @@ async fn a_deploy_echoed_back_in_an_error_shows_no_value_and_no_session() {
         "the echo was not seen at all: {promotion}"
     );
     app.stop().await;
+}
+
+/// A stand-in for a runtime on loopback: each request (read whole, by its
+/// `content-length`) is answered with what `respond` makes of its head and
+/// body: a status line's tail and a JSON body. Its base URL.
+async fn fake_runtime(respond: fn(&str, &str) -> (&'static str, Value)) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let want = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= want {
+                            break;
+                        }
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).to_string();
+                let (head, sent) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
+                let (status, body) = respond(head, sent);
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
 }
