@@ -669,6 +669,15 @@ pub(crate) async fn view_promotion_get(
             )
         })
         .collect();
+    // A request its requester rejected was withdrawn, not rejected.
+    let mut row = names.row(&promotion);
+    if promotion.status == PromotionStatus::Rejected
+        && decisions
+            .iter()
+            .any(|d| d.decision == "reject" && d.username == promotion.requested_by)
+    {
+        row.status_label = "withdrawn";
+    }
     let waiting_rollback = rollbacks
         .iter()
         .find(|(s, _)| *s == PromotionStatus::PendingApproval)
@@ -685,7 +694,7 @@ pub(crate) async fn view_promotion_get(
         can_decide,
         can_withdraw,
         chrome: Chrome::new(&ctx),
-        row: names.row(&promotion),
+        row,
         applied_at: promotion.applied_at.as_ref().map(when).unwrap_or_default(),
         rolled_back_at: promotion
             .rolled_back_at

@@ -1027,7 +1027,14 @@ async fn a_requester_withdraws_their_own_pending_request() {
         "{}",
         after.body
     );
-    assert!(after.body.contains("rejected"));
+    // Its status reads as what happened: withdrawn, not rejected.
+    assert!(
+        after
+            .body
+            .contains("<span class=\"status rejected\">withdrawn</span></h1>"),
+        "{}",
+        after.body
+    );
     assert!(app.store.flows(team, prod).await.unwrap().is_empty());
     let audit = lead.get(&format!("/teams/{team}/audit")).await;
     assert!(
