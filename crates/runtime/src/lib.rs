@@ -241,6 +241,12 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     async fn pull(&self) -> RuntimeResult<Pulled>;
     /// Sends a deployment, guarded by its `base_revision`.
     async fn deploy(&self, deployment: &Deployment) -> RuntimeResult<Deployed>;
+    /// Secrets the client was issued along the way (Node-RED's session
+    /// token for a username and password), which an answer may echo like
+    /// the configured credentials.
+    fn session_secrets(&self) -> Vec<SecretValue> {
+        Vec::new()
+    }
 }
 
 /// A client of the runtime `connection` points at.

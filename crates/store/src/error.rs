@@ -65,11 +65,10 @@ pub enum Conflict {
     /// The token was revoked already, or has expired.
     #[error("the token {0} was revoked already, or has expired: it no longer works")]
     TokenNotLive(String),
-    /// A request into a stage that has left its pipeline since.
-    #[error(
-        "the stage this request is for was removed from its pipeline: it can be rejected, not approved"
-    )]
-    StageLeft,
+    /// A request into a stage that has left its pipeline since: what is
+    /// still possible.
+    #[error("the stage this is for was removed from its pipeline: {0}")]
+    StageLeft(&'static str),
     /// The thing is still in use (e.g. an instance that is a stage).
     #[error("{0}")]
     InUse(&'static str),

@@ -17,6 +17,7 @@
 
 use crate::AppState;
 use crate::error::{AppError, AppResult};
+use crate::scrub::Secrets;
 use axum::http::StatusCode;
 use stagehand_domain::{
     ContentHash, FlowName, InstanceId, PromotionId, PromotionStatus, SecretValue, TeamId,
@@ -120,96 +121,6 @@ struct CachedClient {
     secrets: Secrets,
 }
 
-/// What must never be shown of a runtime's answers: its credentials, and
-/// the values a call sent. A runtime (or a proxy, or a wrong URL) may echo
-/// a request back in an error; these are cut out of every message before
-/// it is stored, shown or audited.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Secrets(Vec<String>);
-
-/// The longest runtime message shown, in characters (after scrubbing).
-const MAX_RUNTIME_MESSAGE_CHARS: usize = 300;
-
-/// The shortest piece of a secret cut from the end of a message that a
-/// runtime shortened in the middle of one.
-const MIN_SECRET_TAIL_CHARS: usize = 6;
-
-impl Secrets {
-    fn of_auth(auth: &RuntimeAuth) -> Self {
-        use base64::Engine as _;
-        let mut s = Self::default();
-        match auth {
-            RuntimeAuth::None => {}
-            RuntimeAuth::Bearer { token } => s.add(token),
-            RuntimeAuth::Basic { username, password } => {
-                s.add(password);
-                // As an echoed `Authorization: Basic …` header carries it.
-                s.add(
-                    &base64::engine::general_purpose::STANDARD
-                        .encode(format!("{username}:{password}")),
-                );
-            }
-            RuntimeAuth::ApiKey { key } => s.add(key),
-        }
-        s
-    }
-
-    /// Adds a secret as sent, and as an echo may spell it: without its
-    /// control characters (a newline in a value), JSON-escaped, and
-    /// percent-encoded.
-    fn add(&mut self, secret: &str) {
-        let plain: String = secret.chars().filter(|c| !c.is_control()).collect();
-        let json = serde_json::to_string(secret).unwrap_or_default();
-        let json = json.trim_matches('"').to_owned();
-        let percent = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
-        for spelling in [secret.to_owned(), plain, json, percent] {
-            // Very short values ("1", "yes") cannot be told from the words
-            // around them; everything else is cut out.
-            if spelling.chars().count() >= 4 && !self.0.contains(&spelling) {
-                self.0.push(spelling);
-            }
-        }
-    }
-
-    /// The message without any secret in it, without control characters,
-    /// and short. Secrets are cut out before anything else touches the
-    /// text, so neither removing characters nor shortening can turn one
-    /// into something that no longer matches; a message that ends in the
-    /// start of a secret (the runtime shortened it) loses that end too.
-    fn scrub(&self, message: &str) -> String {
-        let mut longest_first = self.0.clone();
-        longest_first.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let cut = |text: &str| {
-            let mut out = text.to_owned();
-            for secret in &longest_first {
-                out = out.replace(secret.as_str(), "[redacted]");
-            }
-            out
-        };
-        let out: String = cut(message).chars().filter(|c| !c.is_control()).collect();
-        let mut out = cut(&out);
-        for secret in &longest_first {
-            let chars: Vec<char> = secret.chars().collect();
-            let tail = (MIN_SECRET_TAIL_CHARS..chars.len())
-                .rev()
-                .map(|n| chars[..n].iter().collect::<String>())
-                .find(|start| out.ends_with(start.as_str()));
-            if let Some(start) = tail {
-                out.truncate(out.len() - start.len());
-                out.push_str("[redacted]");
-            }
-        }
-        if out.chars().count() > MAX_RUNTIME_MESSAGE_CHARS {
-            out = out
-                .chars()
-                .take(MAX_RUNTIME_MESSAGE_CHARS)
-                .collect::<String>()
-                + "…";
-        }
-        out
-    }
-}
-
 /// A client of the instance's runtime, with the link it was built from.
 async fn client(
     state: &AppState,
@@ -227,14 +138,20 @@ async fn client(
     }
     let auth: RuntimeAuth = serde_json::from_str(sealed.expose())
         .map_err(|_| AppError::Internal("stored runtime credentials are unreadable".into()))?;
-    let secrets = Secrets::of_auth(&auth);
     let kind: RuntimeKind = link.kind.parse().map_err(AppError::Internal)?;
     let url = url::Url::parse(&link.url)
         .map_err(|e| AppError::Internal(format!("stored runtime URL: {e}")))?;
-    let runtime: std::sync::Arc<dyn Runtime> =
-        stagehand_runtime::client(Connection { kind, url, auth }, options)
-            .map_err(|e| AppError::Internal(e.to_string()))?
-            .into();
+    let runtime: std::sync::Arc<dyn Runtime> = stagehand_runtime::client(
+        Connection {
+            kind,
+            url,
+            auth: auth.clone(),
+        },
+        options,
+    )
+    .map_err(|e| AppError::Internal(e.to_string()))?
+    .into();
+    let secrets = Secrets::of(&auth, runtime.clone());
     if let Ok(mut cache) = state.runtimes.by_instance.lock() {
         cache.insert(
             slot,
@@ -935,39 +852,4 @@ pub async fn check_all(state: &AppState) -> AppResult<usize> {
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod secrets_tests {
-    use super::Secrets;
-    use stagehand_runtime::RuntimeAuth;
-
-    #[test]
-    fn an_echoed_secret_is_cut_out_however_it_is_spelt() {
-        let mut s = Secrets::of_auth(&RuntimeAuth::Basic {
-            username: "admin".into(),
-            password: "pa ss/word".into(),
-        });
-        s.add("SECRETVAL-line1\nSECRETVAL-line2");
-        s.add("short-but-long-enough-value");
-        let echo = format!(
-            "bad flow: SECRETVAL-line1\nSECRETVAL-line2 | {} | {} | auth=Basic {} | pa+ss%2Fword",
-            "SECRETVAL-line1SECRETVAL-line2",
-            r#"SECRETVAL-line1\nSECRETVAL-line2"#,
-            "YWRtaW46cGEgc3Mvd29yZA=="
-        );
-        let shown = s.scrub(&echo);
-        assert!(!shown.contains("SECRETVAL"), "{shown}");
-        assert!(!shown.contains("YWRtaW46"), "{shown}");
-        assert!(!shown.contains("pa+ss"), "{shown}");
-        assert!(!shown.contains('\n'));
-        // Shortening comes after: a long message never ends in the start
-        // of a value, and one the runtime cut mid-value loses that end.
-        let long = format!("{} v=short-but-long-enough-value", "x".repeat(290));
-        let shown = s.scrub(&long);
-        assert!(!shown.contains("short-but"), "{shown}");
-        let cut_by_runtime = "rejected: v=short-but-lo";
-        assert_eq!(s.scrub(cut_by_runtime), "rejected: v=[redacted]");
-        assert_eq!(s.scrub("nothing secret here"), "nothing secret here");
-    }
 }

@@ -22,6 +22,7 @@ pub mod metrics;
 mod play;
 pub mod retention;
 pub mod routes;
+mod scrub;
 mod security;
 mod server;
 mod views;

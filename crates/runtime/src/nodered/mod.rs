@@ -186,6 +186,10 @@ impl Runtime for NodeRed {
             .await
             .map_err(|e| self.without_session(e))
     }
+
+    fn session_secrets(&self) -> Vec<SecretValue> {
+        self.cached_session().into_iter().collect()
+    }
 }
 
 impl NodeRed {

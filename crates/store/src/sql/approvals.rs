@@ -116,7 +116,7 @@ pub(super) async fn decide(
                 .fetch_one(&mut *conn)
                 .await?;
         if stage_left {
-            return Err(Conflict::StageLeft.into());
+            return Err(Conflict::StageLeft("the request can be rejected, not approved").into());
         }
     }
     let inserted = sqlx::query(

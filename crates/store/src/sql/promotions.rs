@@ -565,6 +565,22 @@ async fn request_rollback(
     if let Some(row) = pending {
         return row.into_promotion();
     }
+    // A request waits on its stage's card; one into a stage that left its
+    // pipeline would wait unseen (and could never be approved).
+    if !deploy {
+        let stage_left: bool =
+            sqlx::query_scalar("select not exists (select 1 from stages where id = $1)")
+                .bind(original.target_stage_id.0)
+                .fetch_one(&mut *conn)
+                .await?;
+        if stage_left {
+            return Err(Conflict::StageLeft(
+                "a request to roll it back would wait where nobody sees it; restore the backup \
+                 snapshot from the instance's page instead",
+            )
+            .into());
+        }
+    }
     let backup = snapshot(conn, team, backup_id).await?;
     let current = instances::state(conn, original.target_instance_id).await?;
     let plan = restore_plan(backup.flows, &current);

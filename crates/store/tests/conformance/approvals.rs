@@ -296,7 +296,7 @@ pub async fn a_stage_with_a_waiting_request_stays_until_it_is_decided(h: &Harnes
     h.exec("delete from stages where position = 1").await;
     assert_eq!(
         conflict(h.store.decide(team, left.id, Decision::Approve, &ann).await),
-        Conflict::StageLeft
+        Conflict::StageLeft("the request can be rejected, not approved")
     );
     let rejected = h
         .store
@@ -304,4 +304,29 @@ pub async fn a_stage_with_a_waiting_request_stays_until_it_is_decided(h: &Harnes
         .await
         .unwrap();
     assert_eq!(rejected.status, PromotionStatus::Rejected);
+
+    // Nor is a new one made: undoing a promotion into a stage that left,
+    // its instance protected since, points at the backup instead.
+    let team = h.team("t2").await;
+    let (p, [dev, qa, _]) = h.three_stage_pipeline(team).await;
+    h.put(team, dev.id, "a", "{}").await;
+    let applied = h
+        .store
+        .promote(request(team, p.id, p.stages[0].id))
+        .await
+        .unwrap();
+    assert_eq!(applied.status, PromotionStatus::Applied);
+    h.store
+        .remove_stage(team, p.id, p.stages[1].id, &actor())
+        .await
+        .unwrap();
+    h.store
+        .set_instance_protection(team, qa.id, Protection::new(1, false).unwrap(), &actor())
+        .await
+        .unwrap();
+    assert!(matches!(
+        conflict(h.store.rollback(team, applied.id, None, &rita).await),
+        Conflict::StageLeft(_)
+    ));
+    assert_eq!(h.flows_of(team, qa.id).await.len(), 1);
 }
