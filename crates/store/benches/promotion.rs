@@ -175,6 +175,7 @@ async fn run(store: Arc<dyn Store>, backend: &str, shape: &Shape) {
             idempotency_key: None,
             expected_target_version: None,
             overwrite_drift: false,
+            expected_source_version: None,
             source_snapshot: None,
             restore: false,
         };

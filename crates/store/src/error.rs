@@ -11,6 +11,15 @@ pub enum Conflict {
         field: &'static str,
         message: &'static str,
     },
+    /// The source of a play changed since the preview the player saw.
+    #[error(
+        "{instance} changed since your preview (version {expected} then, {actual} now): review the plan again before you promote"
+    )]
+    SourceChanged {
+        instance: String,
+        expected: i64,
+        actual: i64,
+    },
     /// The instance changed since the caller last read it.
     #[error(
         "the instance changed since you loaded it (expected version {expected}, it is now {actual}); reload and try again"

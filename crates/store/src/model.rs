@@ -411,6 +411,10 @@ pub struct PromotionRequest {
     /// Into a connected target that changed in its runtime since Stagehand
     /// last saw it: overwrite it anyway (audited).
     pub overwrite_drift: bool,
+    /// The source version the preview showed; a play of a source that
+    /// changed since fails with a conflict (what ships is what was
+    /// reviewed). Not for a chosen snapshot or a restore.
+    pub expected_source_version: Option<i64>,
     /// Promote this snapshot of the source instance instead of its current
     /// state (an earlier known-good state, say); it is pinned as the
     /// promotion's source snapshot.

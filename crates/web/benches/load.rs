@@ -316,6 +316,7 @@ async fn seed(store: &Arc<dyn Store>, url: &str) -> Seeded {
             idempotency_key: None,
             expected_target_version: None,
             overwrite_drift: false,
+            expected_source_version: None,
             source_snapshot: None,
             restore: false,
         })

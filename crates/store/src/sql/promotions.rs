@@ -179,14 +179,15 @@ async fn by_idempotency_key(
     .transpose()
 }
 
-/// Locks both instances in id order; returns the target's version.
+/// Locks both instances in id order; returns the source's version and the
+/// target's.
 async fn lock_pair(
     conn: &mut Conn,
     team: TeamId,
     source: InstanceId,
     target: InstanceId,
-) -> StoreResult<i64> {
-    let mut target_version = None;
+) -> StoreResult<(i64, i64)> {
+    let (mut source_version, mut target_version) = (None, None);
     let mut ids = vec![source, target];
     ids.sort();
     // A restore's source is its target: one lock.
@@ -195,11 +196,16 @@ async fn lock_pair(
         let v = lock_instance(conn, team, id)
             .await?
             .ok_or(StoreError::NotFound("instance"))?;
+        if id == source {
+            source_version = Some(v);
+        }
         if id == target {
             target_version = Some(v);
         }
     }
-    target_version.ok_or(StoreError::NotFound("instance"))
+    source_version
+        .zip(target_version)
+        .ok_or(StoreError::NotFound("instance"))
 }
 
 pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResult<Played> {
@@ -208,7 +214,8 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         check_idempotency_key(key)?;
     }
     let (source, target) = stages_of_play(conn, team, req.pipeline, req.stage, req.restore).await?;
-    let target_version = lock_pair(conn, team, source.instance_id, target.instance_id).await?;
+    let (source_version, target_version) =
+        lock_pair(conn, team, source.instance_id, target.instance_id).await?;
 
     // Under the lock, a retry sees the first attempt's row.
     if let Some(key) = &req.idempotency_key
@@ -235,6 +242,18 @@ pub(super) async fn promote(conn: &mut Conn, req: PromotionRequest) -> StoreResu
         return Err(Conflict::StaleVersion {
             expected,
             actual: target_version,
+        }
+        .into());
+    }
+    if let Some(expected) = req.expected_source_version
+        && expected != source_version
+        && req.source_snapshot.is_none()
+        && !req.restore
+    {
+        return Err(Conflict::SourceChanged {
+            instance: source.instance_name.to_string(),
+            expected,
+            actual: source_version,
         }
         .into());
     }

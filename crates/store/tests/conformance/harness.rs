@@ -226,6 +226,7 @@ pub fn request(
         idempotency_key: None,
         expected_target_version: None,
         overwrite_drift: false,
+        expected_source_version: None,
         source_snapshot: None,
         restore: false,
     }

@@ -62,6 +62,8 @@ struct StageCard {
     arrival: Option<ArrivalCard>,
     /// Promotions into this stage awaiting approval.
     pending: Vec<PendingCard>,
+    /// A request waits into or out of this stage: it stays until decided.
+    held: bool,
     is_first: bool,
     is_last: bool,
     /// The play button's words for a screen reader: its direction.
@@ -104,6 +106,8 @@ struct PipelinePage {
     chrome: Chrome,
     pipeline: Pipeline,
     stages: Vec<StageCard>,
+    /// A request waits in the pipeline: it is not deleted until decided.
+    held: bool,
     /// Instances of the team not yet in this pipeline.
     free_instances: Vec<InstanceName>,
     max_approvals: u32,
@@ -200,6 +204,10 @@ pub(crate) async fn view_pipeline_get(
                     required,
                 })
                 .collect(),
+            held: overview.iter().flat_map(|c| &c.pending).any(|p| {
+                p.promotion.source_stage_id == o.stage.id
+                    || p.promotion.target_stage_id == o.stage.id
+            }),
             is_first: i == 0,
             is_last: i + 1 == n,
             play_label: overview.get(i + 1).map_or_else(String::new, |next| {
@@ -218,6 +226,7 @@ pub(crate) async fn view_pipeline_get(
     render(PipelinePage {
         chrome: Chrome::new(&ctx),
         pipeline,
+        held: stages.iter().any(|s| s.held),
         stages,
         free_instances,
         max_approvals: MAX_REQUIRED_APPROVALS,

@@ -417,6 +417,7 @@ pub(crate) async fn promote_post(
             idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
             expected_target_version: form.expected_target_version,
             overwrite_drift: form.overwrite_drift.is_some(),
+            expected_source_version: form.expected_source_version,
             source_snapshot: non_blank(&form.source_snapshot)
                 .map(|raw| super::paths::parse_id(raw, "source_snapshot"))
                 .transpose()?,

@@ -173,6 +173,7 @@ pub(crate) async fn restore_post(
             idempotency_key: non_blank(&form.idempotency_key).map(str::to_owned),
             expected_target_version: form.expected_target_version,
             overwrite_drift: form.overwrite_drift.is_some(),
+            expected_source_version: None,
             source_snapshot: Some(snapshot_id(&form.snapshot)?),
             restore: true,
         },

@@ -70,6 +70,7 @@ pub(crate) async fn world(app: &TestApp, team: TeamId, n: usize) -> World {
             idempotency_key: None,
             expected_target_version: None,
             overwrite_drift: false,
+            expected_source_version: None,
             source_snapshot: None,
             restore: false,
         })

@@ -322,6 +322,44 @@ async fn a_stale_preview_is_refused_with_a_clear_conflict() {
     );
     lead.get(&preview_path).await.assert_ok();
     assert!(app.store.promotions(team, 10).await.unwrap().is_empty());
+
+    // So is one whose source changed since: what ships is what was shown.
+    let preview = lead.get(&preview_path).await;
+    let target_version = field_value(&preview.body, "expected_target_version").unwrap();
+    let source_version = field_value(&preview.body, "expected_source_version").unwrap();
+    app.store
+        .put_flow(
+            team,
+            dev,
+            FlowName::parse("a").unwrap(),
+            stagehand_domain::FlowContent::parse_json("2").unwrap(),
+            None,
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let page = lead
+        .post(
+            &format!(
+                "/teams/{team}/pipelines/{pipeline}/stages/{}/promote",
+                stages[0]
+            ),
+            &[
+                ("expected_target_version", &target_version),
+                ("expected_source_version", &source_version),
+                ("idempotency_key", "k2"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert!(
+        page.body
+            .contains("dev changed since your preview (version"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("<a href=\"{preview_path}\">")));
+    assert!(app.store.promotions(team, 10).await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -375,12 +413,15 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         .body;
     assert!(
         page.contains(
-            "A request into prod is waiting for approval: it must be approved, rejected or \
-             withdrawn before the stage can leave p."
+            "A request into or out of prod is waiting for approval: it must be approved, \
+             rejected or withdrawn before the stage can leave p."
         ),
         "{page}"
     );
+    // Neither its source: dev.
     assert!(!page.contains("Yes, remove the stage prod"), "{page}");
+    assert!(!page.contains("Yes, remove the stage dev"), "{page}");
+    assert!(!page.contains("Yes, delete p</button>"), "{page}");
     for stage in &stages {
         let refused = admin.post(&format!("{base}/{stage}/remove"), &[]).await;
         assert_eq!(refused.status, 409, "{}", refused.body);

@@ -291,6 +291,7 @@ async fn production(app: &TestApp) -> Production {
             idempotency_key: None,
             expected_target_version: None,
             overwrite_drift: false,
+            expected_source_version: None,
             source_snapshot: None,
             restore: false,
         })
