@@ -645,6 +645,7 @@ async fn request_rollback(
         return Ok(request);
     }
     insert(conn, &request).await?;
+    let target = instances::get(conn, team, original.target_instance_id).await?;
     audit::record(
         conn,
         NewAuditEvent {
@@ -653,6 +654,7 @@ async fn request_rollback(
             kind: AuditEventKind::RollbackRequested,
             subject: Some(request.id.0),
             details: json!({
+                "to": target.name,
                 "rollback_of": original.id,
                 "restores_snapshot": backup_id,
                 "summary": request.plan.summary(),

@@ -185,8 +185,14 @@ pub(crate) fn sentence(kind: &str, d: &Value) -> String {
             field(d, "to").unwrap_or("an instance")
         ),
         PromotionRequested => format!("requested the promotion {}", promotion()),
-        PromotionRolledBack => format!("rolled back {}", promotion()),
-        RollbackRequested => "requested a rollback".into(),
+        PromotionRolledBack => match field(d, "instance") {
+            Some(i) => format!("rolled back {i} (undoing a promotion)"),
+            None => format!("rolled back {}", promotion()),
+        },
+        RollbackRequested => match field(d, "to") {
+            Some(t) => format!("requested a rollback of {t}"),
+            None => "requested a rollback".into(),
+        },
         PromotionApproved => format!("approved {}", promotion()),
         PromotionRejected if d.get("withdrawn") == Some(&Value::Bool(true)) => {
             format!("withdrew their request: {}", promotion())
@@ -277,6 +283,16 @@ mod tests {
                 "promotion.approved",
                 json!({"from": "prod", "to": "prod", "restore": true}),
                 "approved a restore of prod",
+            ),
+            (
+                "promotion.rolled_back",
+                json!({"instance": "prod"}),
+                "rolled back prod (undoing a promotion)",
+            ),
+            (
+                "promotion.rollback_requested",
+                json!({"to": "prod"}),
+                "requested a rollback of prod",
             ),
             ("flow.saved", json!({}), "saved a flow"),
             ("something.new", json!({"x": 1}), "something.new"),

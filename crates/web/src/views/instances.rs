@@ -358,13 +358,13 @@ pub(crate) async fn settings_post(
     if !settings.is_object() {
         return Err(ValidationError::new("settings", "must be a JSON object ({...})").into());
     }
-    state
+    let saved = state
         .store
         .update_settings(team, id, settings, form.expected_version, &ctx.actor())
         .await?;
     Ok(flash::done(
         &format!("/teams/{team}/instances/{id}#settings"),
-        "Saved the settings.",
+        &format!("Saved the settings of {}.", saved.name),
     ))
 }
 

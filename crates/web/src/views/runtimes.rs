@@ -119,13 +119,17 @@ pub(crate) async fn disconnect_post(
     Path(path): Path<InstancePath>,
 ) -> AppResult<Response> {
     let (team, id) = path.ids()?;
+    let name = state.store.instance(team, id).await?.name;
     state
         .store
         .disconnect_runtime(team, id, &ctx.actor())
         .await?;
     Ok(flash::done(
         &format!("/teams/{team}/instances/{id}#runtime"),
-        "Disconnected the runtime: Stagehand no longer deploys to it, and its credentials are deleted.",
+        &format!(
+            "Disconnected {name} from its runtime: Stagehand no longer deploys to it, and its \
+             credentials are deleted."
+        ),
     ))
 }
 

@@ -609,7 +609,7 @@ async fn a_lead_requests_into_a_protected_instance_and_two_others_approve_what_s
         "<h1>Rollback of prod",
         "<th>Snapshot it puts back</th>",
         "Approving puts back the backup of prod taken before the promotion it undoes.",
-        "<th>Keys prod has that the snapshot lacks (kept)</th>",
+        "<th>Keys of prod, all kept (a rollback puts back flows only)</th>",
     ] {
         assert!(reviewing.contains(expected), "{expected}: {reviewing}");
     }
@@ -901,6 +901,13 @@ async fn each_change_says_what_it_did_once_and_never_a_value() {
         let at = next.body.find("class=\"flash\"").expect("a message");
         next.body[at..at + next.body[at..].find("</p>").unwrap()].to_owned()
     };
+    let saved = admin
+        .post(
+            &format!("/teams/{team}/instances/{qa}/settings"),
+            &[("settings", "{\"region\": \"eu\"}")],
+        )
+        .await;
+    assert!(said(saved).await.contains("Saved the settings of qa."));
     let removed = admin
         .post(
             &format!(
