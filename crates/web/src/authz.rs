@@ -127,8 +127,10 @@ pub async fn authorize(
     next: Next,
 ) -> Response {
     match check(&state, access, &params, req).await {
-        Ok(req) => {
-            let sent = req.extensions().get::<crate::views::SentForm>().cloned();
+        Ok(mut req) => {
+            // The handler reads the body itself; the fields are only for
+            // a refusal's page (moved, not copied: a body may be large).
+            let sent = req.extensions_mut().remove::<crate::views::SentForm>();
             let mut res = next.run(req).await;
             if let Some(sent) = sent
                 && res.status().is_client_error()
