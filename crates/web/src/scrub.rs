@@ -21,6 +21,11 @@ const MIN_SECRET_CHARS: usize = 4;
 /// either end, or inside a longer encoded text (base64 of a whole body).
 const WINDOW_CHARS: usize = 8;
 
+/// Of a secret longer than twice this, only the runs of its first and
+/// last this many characters are cut wherever they stand (the whole of it
+/// still is, in every spelling).
+const WINDOW_ENDS_CHARS: usize = 1024;
+
 /// The secrets of one runtime client, and the values one call sent.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Secrets {
@@ -74,39 +79,55 @@ impl Secrets {
                 all.add(issued.expose());
             }
         }
-        let out = all.cut(message);
+        let windows = all.windows();
+        let out = all.cut(message, &windows);
         let out: String = out.chars().filter(|c| !c.is_control()).collect();
-        let mut out = all.cut(&out);
+        let mut out = all.cut(&out, &windows);
         if out.chars().count() > MAX_MESSAGE_CHARS {
             out = out.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…";
         }
         out
     }
 
+    /// Every run of [`WINDOW_CHARS`] characters of every spelling; of a
+    /// long secret (a certificate), those of its first and last
+    /// [`WINDOW_ENDS_CHARS`] characters, where an echo cut short keeps it.
+    fn windows(&self) -> HashSet<[char; WINDOW_CHARS]> {
+        let mut set = HashSet::new();
+        for s in &self.spellings {
+            let chars: Vec<char> = s.chars().collect();
+            let ends: Vec<&[char]> = if chars.len() > 2 * WINDOW_ENDS_CHARS {
+                vec![
+                    &chars[..WINDOW_ENDS_CHARS],
+                    &chars[chars.len() - WINDOW_ENDS_CHARS..],
+                ]
+            } else {
+                vec![&chars[..]]
+            };
+            for part in ends {
+                for w in part.windows(WINDOW_CHARS) {
+                    if let Ok(w) = <[char; WINDOW_CHARS]>::try_from(w) {
+                        set.insert(w);
+                    }
+                }
+            }
+        }
+        set
+    }
+
     /// Cuts every spelling, then every run of [`WINDOW_CHARS`] characters
-    /// found in one, each stretch of them becoming one `[redacted]`.
-    fn cut(&self, text: &str) -> String {
+    /// found in `windows`, each stretch of them becoming one `[redacted]`.
+    fn cut(&self, text: &str, windows: &HashSet<[char; WINDOW_CHARS]>) -> String {
         let mut longest_first: Vec<&String> = self.spellings.iter().collect();
         longest_first.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let mut out = text.to_owned();
         for secret in longest_first {
             out = out.replace(secret.as_str(), "[redacted]");
         }
-        let windows: HashSet<Vec<char>> = self
-            .spellings
-            .iter()
-            .flat_map(|s| {
-                let chars: Vec<char> = s.chars().collect();
-                chars
-                    .windows(WINDOW_CHARS)
-                    .map(<[char]>::to_vec)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
         let chars: Vec<char> = out.chars().collect();
         let mut secret = vec![false; chars.len()];
         for (i, w) in chars.windows(WINDOW_CHARS).enumerate() {
-            if windows.contains(w) {
+            if <[char; WINDOW_CHARS]>::try_from(w).is_ok_and(|w| windows.contains(&w)) {
                 secret[i..i + WINDOW_CHARS]
                     .iter_mut()
                     .for_each(|s| *s = true);
@@ -254,6 +275,32 @@ mod tests {
             );
         }
         assert_eq!(s.scrub("nothing secret here"), "nothing secret here");
+    }
+
+    #[test]
+    fn a_long_secret_echoed_cut_short_is_cut_out() {
+        // Not periodic: each run of it stands in one place only.
+        let mut x: u32 = 2_463_534_242;
+        let cert: String = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        let s = secrets(&[&cert]);
+        let start = &cert[..300];
+        let end = &cert[cert.len() - 300..];
+        for echo in [start, end, &cert] {
+            let shown = s.scrub(&format!("bad: {echo}"));
+            assert_eq!(
+                shown,
+                "bad: [redacted]",
+                "{}",
+                &shown[..60.min(shown.len())]
+            );
+        }
     }
 
     #[test]
