@@ -160,18 +160,11 @@ impl Runtime for NodeRed {
     }
 
     async fn revision(&self) -> RuntimeResult<Revision> {
-        let answer = self
-            .get_flows()
-            .await
-            .map_err(|e| self.without_session(e))?;
-        Ok(Revision(answer.rev))
+        Ok(Revision(self.get_flows().await?.rev))
     }
 
     async fn pull(&self) -> RuntimeResult<Pulled> {
-        let answer = self
-            .get_flows()
-            .await
-            .map_err(|e| self.without_session(e))?;
+        let answer = self.get_flows().await?;
         let (flows, env) = split(&answer.flows)?;
         Ok(Pulled {
             revision: Revision(answer.rev),
@@ -182,38 +175,6 @@ impl Runtime for NodeRed {
     }
 
     async fn deploy(&self, deployment: &Deployment) -> RuntimeResult<Deployed> {
-        self.deploy_flows(deployment)
-            .await
-            .map_err(|e| self.without_session(e))
-    }
-
-    fn session_secrets(&self) -> Vec<SecretValue> {
-        self.cached_session().into_iter().collect()
-    }
-}
-
-impl NodeRed {
-    /// The error without the session token Node-RED issued for `Basic`
-    /// credentials: the caller knows the credentials it configured, not
-    /// this token, and an answer may echo the request's `Authorization`.
-    fn without_session(&self, e: RuntimeError) -> RuntimeError {
-        let Some(token) = self.cached_session() else {
-            return e;
-        };
-        let cut = |m: String| m.replace(token.expose(), "[redacted]");
-        match e {
-            RuntimeError::Unreachable(m) => RuntimeError::Unreachable(cut(m)),
-            RuntimeError::AuthFailed(m) => RuntimeError::AuthFailed(cut(m)),
-            RuntimeError::Conflict(m) => RuntimeError::Conflict(cut(m)),
-            RuntimeError::Rejected { status, message } => RuntimeError::Rejected {
-                status,
-                message: cut(message),
-            },
-            RuntimeError::Invalid(m) => RuntimeError::Invalid(cut(m)),
-        }
-    }
-
-    async fn deploy_flows(&self, deployment: &Deployment) -> RuntimeResult<Deployed> {
         let flows = assemble(&deployment.flows, &deployment.values)?;
         let nodes = flows.len();
         let mut body = json!({ "flows": flows });
@@ -247,6 +208,12 @@ impl NodeRed {
         Ok(Deployed {
             revision: Revision(answer.rev),
         })
+    }
+
+    /// The session token Node-RED issued for `Basic` credentials, which
+    /// an answer may echo like the credentials (the caller scrubs both).
+    fn session_secrets(&self) -> Vec<SecretValue> {
+        self.cached_session().into_iter().collect()
     }
 }
 

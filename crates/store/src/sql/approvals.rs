@@ -138,18 +138,11 @@ pub(super) async fn decide(
         Decision::Approve => AuditEventKind::PromotionApproved,
         Decision::Reject => AuditEventKind::PromotionRejected,
     };
-    // Which promotion, in names: the log reads "approved dev → prod".
-    let names: Vec<(Uuid, String)> =
-        sqlx::query_as("select id, name from instances where id in ($1, $2)")
-            .bind(promotion.source_instance_id.0)
-            .bind(promotion.target_instance_id.0)
-            .fetch_all(&mut *conn)
-            .await?;
+    // Which promotion, in names: the log reads "approved dev → prod" (an
+    // instance deleted since has none).
+    let names = instances::names(conn, team).await?;
     let name_of = |i: stagehand_domain::InstanceId| {
-        names
-            .iter()
-            .find(|(id, _)| *id == i.0)
-            .map(|(_, n)| n.clone())
+        names.iter().find(|n| n.id == i).map(|n| n.name.to_string())
     };
     let mut details = json!({
         "requested_by": promotion.requested_by,
